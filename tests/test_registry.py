@@ -1,0 +1,241 @@
+"""The SQLite registry: adds, due ids and leases, outcomes, summary and the job_ids export."""
+
+import multiprocessing
+import sqlite3
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipelines.jobids import parse_jobid
+from pipelines.registry import JOB_IDS_SCHEMA, STATES, AddResult, Outcome, Registry
+
+UTC = timezone.utc
+NOW = datetime(2026, 1, 21, 12, 0, tzinfo=UTC)
+
+
+def make_id(day: int, hour: int, serial: int = 0, letter: str = "m"):
+    """A parsed id created on 2026-01-<day> at <hour>:00 UTC."""
+    return parse_jobid(f"j01{day:02d}{hour:02d}0000000{serial:06d}{letter}-u777-a1-bot:mureka", NOW)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "registry.sqlite"
+
+
+@pytest.fixture
+def reg(path: Path):
+    with Registry(path) as registry:
+        yield registry
+
+
+def outcome(jobid: str, status: int, state: str | None, captured: bool = False, at: datetime = NOW) -> Outcome:
+    return Outcome(jobid=jobid, observed_at=at, http_status=status, state=state, captured=captured)
+
+
+def test_file_is_in_wal_mode_with_indexes(path, reg):
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"job_ids_state_expires", "job_ids_created_date"} <= indexes
+    db.close()
+
+
+def test_add_twice_reports_already_known(reg):
+    ids = [make_id(20, 1), make_id(20, 2)]
+    assert reg.add(ids, "cli", NOW) == AddResult(added=2, already_known=0)
+    assert reg.add(ids, "cli", NOW) == AddResult(added=0, already_known=2)
+    assert reg.add([], "cli", NOW) == AddResult(added=0, already_known=0)
+    again = reg.add([*ids, make_id(20, 3)], "inbox", NOW + timedelta(hours=1))
+    assert (again.added, again.already_known) == (1, 2)
+    table = reg.export_day(date(2026, 1, 20))
+    assert table.column("source").to_pylist() == ["cli", "cli", "inbox"]
+
+
+def test_duplicates_within_one_add_count_once(reg):
+    result = reg.add([make_id(20, 1), make_id(20, 1)], "cli", NOW)
+    assert (result.added, result.already_known) == (1, 0)
+
+
+def test_due_ids_nearest_deadline_first_with_date_filter(reg):
+    reg.add([make_id(20, 9), make_id(15, 1), make_id(18, 5), make_id(20, 2)], "cli", NOW)
+    due = reg.due(NOW)
+    assert [d.created_at.day for d in due] == [15, 18, 20, 20]
+    assert [d.created_at.hour for d in due] == [1, 5, 2, 9]
+    assert due[0].expires_at == due[0].created_at + timedelta(days=7)
+    assert (due[0].state, due[0].captured) == ("new", False)
+    assert [d.created_at.day for d in reg.due(NOW, created_dates=[date(2026, 1, 20)])] == [20, 20]
+    assert len(reg.due(NOW, limit=2)) == 2
+    assert reg.count_due(NOW) == 4
+    assert reg.count_due(NOW, created_dates={date(2026, 1, 18), date(2026, 1, 15)}) == 2
+    assert reg.count_due(NOW, created_dates=[]) == 0
+    assert reg.partitions_with_due(NOW) == [date(2026, 1, 15), date(2026, 1, 18), date(2026, 1, 20)]
+    assert reg.days() == [date(2026, 1, 15), date(2026, 1, 18), date(2026, 1, 20)]
+
+
+def test_claims_do_not_overlap_across_two_registry_objects(path, reg):
+    reg.add([make_id(20, h) for h in range(6)], "cli", NOW)
+    with Registry(path) as other:
+        first = reg.claim_due(NOW, "run-a", limit=4)
+        second = other.claim_due(NOW, "run-b")
+        assert [d.created_at.hour for d in first] == [0, 1, 2, 3]
+        assert [d.created_at.hour for d in second] == [4, 5]
+        assert other.claim_due(NOW, "run-c") == []
+        assert reg.count_due(NOW) == 0
+        # An owner may claim its own leased ids again (a retried step).
+        assert [d.jobid for d in reg.claim_due(NOW, "run-a")] == [d.jobid for d in first]
+        # A lease that ran out is free for anyone.
+        later = NOW + timedelta(minutes=11)
+        assert len(other.claim_due(later, "run-c")) == 6
+
+
+def test_release_frees_only_the_owners_leases(path, reg):
+    reg.add([make_id(20, h) for h in range(3)], "cli", NOW)
+    claimed = reg.claim_due(NOW, "run-a")
+    with Registry(path) as other:
+        other.release([d.jobid for d in claimed], "run-b")
+        assert other.claim_due(NOW, "run-b") == []
+        reg.release([claimed[0].jobid], "run-a")
+        assert [d.jobid for d in other.claim_due(NOW, "run-b")] == [claimed[0].jobid]
+
+
+def test_record_updates_state_counts_and_clears_lease(reg):
+    a, b, c = (make_id(20, h) for h in range(3))
+    reg.add([a, b, c], "cli", NOW)
+    reg.claim_due(NOW, "run-a")
+    reg.record(
+        [
+            outcome(a.jobid, 200, "active", captured=True),
+            outcome(b.jobid, 404, None),
+            outcome(c.jobid, 200, "completed", captured=True),
+        ],
+        "run-a",
+    )
+    due = {d.jobid: d for d in reg.due(NOW)}
+    assert set(due) == {a.jobid, b.jobid}
+    assert (due[a.jobid].state, due[a.jobid].captured) == ("active", True)
+    assert (due[b.jobid].state, due[b.jobid].captured) == ("new", False)
+    rows = {r["jobid"]: r for r in reg.export_day(date(2026, 1, 20)).to_pylist()}
+    assert rows[a.jobid]["fetch_count"] == 1
+    assert rows[b.jobid]["last_http_status"] == 404
+    assert rows[c.jobid]["state"] == "completed"
+    assert rows[c.jobid]["last_observed_at"] == NOW
+
+
+def test_record_never_reopens_a_final_state(reg):
+    a = make_id(20, 1)
+    reg.add([a], "cli", NOW)
+    reg.record([outcome(a.jobid, 200, "completed", captured=True)])
+    reg.record([outcome(a.jobid, 200, "active", captured=True, at=NOW + timedelta(minutes=1))])
+    assert reg.summary(NOW).by_state["completed"] == 1
+    assert reg.export_day(a.created_date).column("fetch_count").to_pylist() == [2]
+
+
+def test_lost_becomes_expired_when_the_id_was_ever_captured(reg):
+    captured, never = make_id(20, 1), make_id(20, 2)
+    reg.add([captured, never], "cli", NOW)
+    reg.record([outcome(captured.jobid, 200, "active", captured=True)])
+    after = captured.expires_at + timedelta(hours=1)
+    reg.record([outcome(captured.jobid, 404, "lost", at=after), outcome(never.jobid, 404, "lost", at=after)])
+    states = dict(zip(*reg.export_day(date(2026, 1, 20)).select(["jobid", "state"]).to_pydict().values()))
+    assert states == {captured.jobid: "expired", never.jobid: "lost"}
+
+
+def test_record_of_another_owner_keeps_the_current_lease(reg):
+    a = make_id(20, 1)
+    reg.add([a], "cli", NOW)
+    reg.claim_due(NOW, "run-b")
+    reg.record([outcome(a.jobid, 404, None)], "run-a")
+    assert reg.claim_due(NOW, "run-c") == []
+
+
+def test_record_rejects_unknown_states_and_ignores_unknown_ids(reg):
+    with pytest.raises(ValueError, match="unknown registry state"):
+        reg.record([outcome(make_id(20, 1).jobid, 200, "done")])
+    reg.record([outcome("j0120010000000000000m-u1-a1-bot:mureka", 200, "completed")])
+    assert reg.summary(NOW).total == 0
+
+
+def test_summary_at_risk_and_lost(reg):
+    now = datetime(2026, 1, 21, 12, 0, tzinfo=UTC)
+    soon = make_id(14, 13)  # deadline 2026-01-21 13:00, in 1 h
+    past = make_id(14, 11)  # deadline passed an hour ago, never fetched
+    tomorrow = make_id(15, 11)  # deadline 2026-01-22 11:00, in 23 h
+    safe = make_id(15, 13)  # deadline in 25 h
+    done = make_id(14, 14)
+    lost = make_id(10, 1)
+    reg.add([soon, past, tomorrow, safe, done, lost], "cli", now)
+    reg.record([outcome(done.jobid, 200, "completed", True), outcome(lost.jobid, 404, "lost")])
+    reg.claim_due(now, "run-a", created_dates=[date(2026, 1, 15)])
+    summary = reg.summary(now)
+    assert summary.total == 6
+    assert summary.lost == 1
+    assert summary.by_state == {s: 0 for s in STATES} | {"new": 4, "completed": 1, "lost": 1}
+    assert summary.due_now == 2  # the 2026-01-15 ids are leased by run-a
+    assert summary.at_risk == 3
+    assert summary.at_risk_ids == [past.jobid, soon.jobid, tomorrow.jobid]
+
+
+def test_at_risk_ids_are_capped_at_fifty(reg):
+    reg.add([make_id(14, 1, serial) for serial in range(60)], "cli", NOW)
+    summary = reg.summary(NOW)
+    assert summary.at_risk == 60
+    assert len(summary.at_risk_ids) == 50
+
+
+def test_export_day_schema_and_order(reg, path):
+    ids = [make_id(20, 5, letter="t"), make_id(20, 1), make_id(21, 1)]
+    reg.add(ids, "file:ids.txt", NOW)
+    reg.record([outcome(ids[0].jobid, 200, "active", True)])
+    table = reg.export_day(date(2026, 1, 20))
+    assert table.schema == JOB_IDS_SCHEMA
+    assert table.schema.field("added_at").type == pa.timestamp("ms", tz="UTC")
+    assert table.schema.field("fetch_count").type == pa.int32()
+    assert table.schema.field("last_http_status").type == pa.int16()
+    assert "created_date" not in table.column_names
+    rows = table.to_pylist()
+    assert [r["jobid"] for r in rows] == sorted(j.jobid for j in ids[:2])
+    first = rows[0]
+    assert first["created_at"] == datetime(2026, 1, 20, 1, tzinfo=UTC)
+    assert first["expires_at"] == datetime(2026, 1, 27, 1, tzinfo=UTC)
+    assert (first["state"], first["fetch_count"], first["last_observed_at"]) == ("new", 0, None)
+    assert rows[1]["job_type"] == "tts" and rows[1]["last_http_status"] == 200
+    empty = reg.export_day(date(2025, 1, 1))
+    assert empty.num_rows == 0 and empty.schema == JOB_IDS_SCHEMA
+
+
+def test_data_persists_across_connections(path):
+    with Registry(path) as reg:
+        reg.add([make_id(20, 1)], "cli", NOW)
+    with Registry(path) as reg:
+        assert reg.count_due(NOW) == 1
+
+
+def _worker(path: str, worker: int, queue) -> None:
+    with Registry(Path(path)) as reg:
+        reg.add([make_id(20, worker, serial) for serial in range(50)], f"w{worker}", NOW)
+        claimed = []
+        while batch := reg.claim_due(NOW, f"w{worker}", limit=7):
+            claimed += [d.jobid for d in batch]
+            reg.record([outcome(d.jobid, 200, "completed", True) for d in batch], f"w{worker}")
+        queue.put(claimed)
+
+
+def test_several_processes_share_the_file_without_double_claims(path):
+    Registry(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(str(path), w, queue)) for w in range(3)]
+    for p in workers:
+        p.start()
+    claimed = [jobid for _ in workers for jobid in queue.get(timeout=120)]
+    for p in workers:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert len(claimed) == len(set(claimed)) == 150
+    with Registry(path) as reg:
+        summary = reg.summary(NOW)
+        assert summary.by_state["completed"] == 150
+        assert reg.export_day(date(2026, 1, 20)).column("fetch_count").to_pylist() == [1] * 150
