@@ -1,0 +1,188 @@
+"""Flatten raw API answers of one creation day into the lake tables (schemas: docs/architecture.md).
+
+The work is columnar: an in-memory DuckDB runs sql/flatten_*.sql over the raw Arrow table, parsing each
+body with the JSON extension (ids up to 2^63 stay exact int64). Values of the wrong type are coerced only
+where no information is lost, otherwise they become null (the raw archive keeps the original text).
+"""
+
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+_TS = pa.timestamp("ms", tz="UTC")
+_STRINGS = pa.list_(pa.string())
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("jobid", pa.string()),
+        ("observed_at", _TS),
+        ("http_status", pa.int16()),
+        ("body", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+JOBS_SCHEMA = pa.schema(
+    [
+        ("jobid", pa.string()),
+        ("job_type", pa.string()),
+        ("verb", pa.string()),
+        ("status", pa.string()),
+        ("created", _TS),
+        ("updated", _TS),
+        ("expires_at", _TS),
+        ("account", pa.string()),
+        ("model", pa.string()),
+        ("prompt", pa.string()),
+        ("title", pa.string()),
+        ("error", pa.string()),
+        ("error_details", pa.string()),
+        ("code", pa.int64()),
+        ("feed_id", pa.int64()),
+        ("response_state", pa.int64()),
+        ("song_count", pa.int32()),
+        ("voice_id", pa.int64()),
+        ("is_conversation", pa.bool_()),
+        ("reply_ref", pa.string()),
+        ("observed_at", _TS),
+        ("http_status", pa.int16()),
+        ("extra_fields", _STRINGS),
+        ("request_json", pa.string()),
+    ]
+)
+
+SONGS_SCHEMA = pa.schema(
+    [
+        ("jobid", pa.string()),
+        ("song_index", pa.int32()),
+        ("song_id", pa.string()),
+        ("version", pa.string()),
+        ("title", pa.string()),
+        ("duration_milliseconds", pa.int64()),
+        ("generate_at", pa.int64()),
+        ("genres", _STRINGS),
+        ("moods", _STRINGS),
+        ("mp3_url", pa.string()),
+        ("cover", pa.string()),
+        ("share_key", pa.string()),
+        ("share_link", pa.string()),
+        ("machine_audit_state", pa.int64()),
+        ("credit_type", pa.int64()),
+        ("recall", pa.bool_()),
+        ("is_regenerate", pa.bool_()),
+        ("regenerate_from", pa.int64()),
+    ]
+)
+
+SPEECH_SCHEMA = pa.schema(
+    [
+        ("jobid", pa.string()),
+        ("title", pa.string()),
+        ("preview", pa.string()),
+        ("cover", pa.string()),
+        ("mp3_url", pa.string()),
+        ("speech_id", pa.int64()),
+        ("duration_milliseconds", pa.int64()),
+        ("audio_quality", pa.int64()),
+        ("state", pa.int64()),
+        ("voice_id", pa.int64()),
+        ("is_conversation", pa.bool_()),
+        ("turn_count", pa.int32()),
+        ("text", pa.string()),
+    ]
+)
+
+SPEECH_TURNS_SCHEMA = pa.schema(
+    [
+        ("jobid", pa.string()),
+        ("turn_index", pa.int32()),
+        ("voice_id", pa.int64()),
+        ("text", pa.string()),
+    ]
+)
+
+JOB_OBSERVATIONS_SCHEMA = pa.schema(
+    [
+        ("jobid", pa.string()),
+        ("observed_at", _TS),
+        ("http_status", pa.int16()),
+        ("status", pa.string()),
+        ("batch_id", pa.string()),
+    ]
+)
+
+JOB_IDS_SCHEMA = pa.schema(
+    [
+        ("jobid", pa.string()),
+        ("source", pa.string()),
+        ("added_at", _TS),
+        ("created_at", _TS),
+        ("expires_at", _TS),
+        ("job_type", pa.string()),
+        ("state", pa.string()),
+        ("fetch_count", pa.int32()),
+        ("last_observed_at", _TS),
+        ("last_http_status", pa.int16()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "jobs": JOBS_SCHEMA,
+    "songs": SONGS_SCHEMA,
+    "speech": SPEECH_SCHEMA,
+    "speech_turns": SPEECH_TURNS_SCHEMA,
+    "job_observations": JOB_OBSERVATIONS_SCHEMA,
+    "job_ids": JOB_IDS_SCHEMA,
+    "raw": RAW_SCHEMA,
+}
+
+# Sort keys that make every table's row order deterministic (the table's key, then tie-breakers).
+SORT_KEYS: dict[str, list[tuple[str, str]]] = {
+    "jobs": [("jobid", "ascending")],
+    "songs": [("jobid", "ascending"), ("song_id", "ascending"), ("version", "ascending"), ("song_index", "ascending")],
+    "speech": [("jobid", "ascending")],
+    "speech_turns": [("jobid", "ascending"), ("turn_index", "ascending")],
+    "job_observations": [("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "ascending")],
+    "job_ids": [("jobid", "ascending")],
+}
+
+_SQL = Path(__file__).resolve().parent.parent / "sql"
+_OUTPUTS = ("songs", "speech", "speech_turns", "jobs", "job_observations")
+
+
+@cache
+def _sql(name: str) -> str:
+    return (_SQL / f"flatten_{name}.sql").read_text().strip().rstrip(";")
+
+
+def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
+    """The lake tables (all but job_ids) of the raw rows of one creation day `created_date`.
+
+    job_observations has one row per raw row; jobs, songs, speech and speech_turns come from the latest
+    (observed_at, then batch_id) 200 observation per jobid whose body is a JSON object. Every table is
+    sorted by SORT_KEYS. The day names the partition the rows belong to; it does not change the result.
+    """
+    raw = raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("raw_input", raw)
+        con.execute(_sql("macros"))
+        con.execute(_sql("docs"))
+        con.execute(f"CREATE TEMP TABLE song_rows AS {_sql('songs')}")
+        queries = {name: _sql(name) for name in _OUTPUTS}
+        queries["songs"] = "SELECT * FROM song_rows"
+        return {name: _typed(con.sql(queries[name]).to_arrow_table(), name) for name in _OUTPUTS}
+    finally:
+        con.close()
+
+
+def _typed(table: pa.Table, name: str) -> pa.Table:
+    """DuckDB's result cast to the lake schema (epoch milliseconds become timestamps), sorted by key."""
+    schema = SCHEMAS[name]
+    arrays = [table.column(field.name).cast(field.type) for field in schema]
+    typed = pa.Table.from_arrays(arrays, schema=schema)
+    return typed.sort_by(SORT_KEYS[name]) if typed.num_rows > 1 else typed

@@ -1,0 +1,280 @@
+"""Lake I/O: the append-only raw archive and the flattened tables, one Parquet file per table and day.
+
+Every file is written to a temp name in its folder, fsynced and renamed, so readers see a whole file
+or none. A flattened file records in its Parquet metadata (`mureka.applied_batches`) which raw batches
+it already holds, so applying is idempotent and a crash between raw and flatten is caught up later.
+"""
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
+
+from pipelines.config import Home
+from pipelines.flatten import RAW_SCHEMA, SCHEMAS, SORT_KEYS, flatten
+
+APPLIED_KEY = b"mureka.applied_batches"
+DATA_FILE = "data.parquet"
+# Written in this order: every batch in a later table's file has then been applied to the earlier ones,
+# which lets a table without a file (no rows) inherit the applied batches of the next table that has one
+# (children from jobs, jobs from job_observations, which has a row for every raw row).
+JOB_CHILDREN = ("songs", "speech", "speech_turns")
+FLATTENED = (*JOB_CHILDREN, "jobs", "job_observations")
+LOCK_TIMEOUT = 600.0
+_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=-]*")
+
+
+class LakeLockTimeout(RuntimeError):
+    """Another process held a lake table's lock for longer than LOCK_TIMEOUT."""
+
+
+@dataclass
+class ApplyResult:
+    """What apply_pending did to one day: batches newly applied and the rows in each table's file after it."""
+
+    day: date
+    batches_applied: int
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def day_dir(base: Path, day: date) -> Path:
+    """The hive partition folder of `day` under a table folder."""
+    return base / f"created_date={day.isoformat()}"
+
+
+def table_file(home: Home, table: str, day: date) -> Path:
+    """`lake/<table>/created_date=D/data.parquet`."""
+    return day_dir(home.table_dir(table), day) / DATA_FILE
+
+
+def file_version(path: Path) -> str:
+    """The version of a file as the warehouse records it: "mtime_ns:size"."""
+    stat = path.stat()
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def lake_days(home: Home, table: str) -> list[date]:
+    """The days that hold a file of `table` (for "raw": at least one batch), oldest first."""
+    base = home.table_dir(table)
+    if not base.is_dir():
+        return []
+    days = []
+    for folder in base.glob("created_date=*"):
+        try:
+            day = date.fromisoformat(folder.name.removeprefix("created_date="))
+        except ValueError:
+            continue
+        has_data = any(_visible_parquet(folder)) if table == "raw" else (folder / DATA_FILE).is_file()
+        if has_data:
+            days.append(day)
+    return sorted(days)
+
+
+def raw_batches(home: Home, day: date) -> dict[str, Path]:
+    """batch_id -> file of every raw batch of `day`, in batch_id order."""
+    folder = day_dir(home.raw, day)
+    if not folder.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(_visible_parquet(folder))}
+
+
+def read_raw(home: Home, day: date, batch_ids: Collection[str] | None = None) -> pa.Table:
+    """The raw rows of `day` (all batches, or only `batch_ids`), batches in batch_id order."""
+    batches = raw_batches(home, day)
+    wanted = sorted(batches if batch_ids is None else batch_ids)
+    missing = [batch for batch in wanted if batch not in batches]
+    if missing:
+        raise FileNotFoundError(f"raw batches {missing} of {day} are not in {day_dir(home.raw, day)}")
+    tables = [_conform(pq.ParquetFile(batches[batch]).read(), RAW_SCHEMA) for batch in wanted]
+    return pa.concat_tables(tables) if tables else RAW_SCHEMA.empty_table()
+
+
+def write_raw_batch(home: Home, batch_id: str, rows: pa.Table) -> list[Path]:
+    """Archive one fetch batch: one file `lake/raw/created_date=D/<batch_id>.parquet` per day in `rows`.
+
+    `rows` has the raw columns plus `created_date` (date32); the batch_id column is set to `batch_id`.
+    """
+    if not _BATCH_ID.fullmatch(batch_id):
+        raise ValueError(f"batch id {batch_id!r} must be letters, digits and ._:+=- (and not start with '.')")
+    if "created_date" not in rows.column_names:
+        raise ValueError("raw rows need a created_date column (the day partition)")
+    paths = []
+    for day in sorted(pc.unique(rows.column("created_date")).to_pylist()):
+        part = rows.filter(pc.equal(rows.column("created_date"), pa.scalar(day, pa.date32())))
+        part = part.drop_columns(["created_date"])
+        batch = pa.array([batch_id] * part.num_rows, pa.string())
+        part = part.drop_columns([c for c in ("batch_id",) if c in part.column_names]).append_column("batch_id", batch)
+        path = day_dir(home.raw, day) / f"{batch_id}.parquet"
+        _write_atomic(_conform(part, RAW_SCHEMA), path)
+        paths.append(path)
+    return paths
+
+
+def write_job_ids(home: Home, day: date, table: pa.Table) -> Path:
+    """Replace `lake/job_ids/created_date=D/data.parquet` with the registry export of `day` (none if empty)."""
+    path = table_file(home, "job_ids", day)
+    conformed = _conform(table, SCHEMAS["job_ids"])
+    if conformed.num_rows:
+        _write_atomic(conformed.sort_by(SORT_KEYS["job_ids"]), path)
+    else:
+        path.unlink(missing_ok=True)
+    return path
+
+
+def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
+    """Flatten the raw batches of `day` not yet applied to its lake tables and upsert them.
+
+    With `rebuild`, the day is recomputed from all raw batches, ignoring the existing files; the result
+    is byte-for-byte deterministic. Every (table, day) lock is held for the whole call.
+    """
+    with _day_locks(home, day):
+        batches = set(raw_batches(home, day))
+        files = {table: table_file(home, table, day) for table in FLATTENED}
+        if rebuild:
+            current = {table: (None, set()) for table in FLATTENED}
+        else:
+            current = {table: _read_table(path, SCHEMAS[table]) for table, path in files.items()}
+            if current["jobs"][0] is None:
+                current["jobs"] = (None, set(current["job_observations"][1]))
+            for table in JOB_CHILDREN:
+                if current[table][0] is None:
+                    current[table] = (None, set(current["jobs"][1]))
+        pending = {table: batches - applied for table, (_, applied) in current.items()}
+        todo = sorted(set().union(*pending.values()))
+        rows: dict[str, int] = {}
+        if not todo and not rebuild:
+            return ApplyResult(day, 0, {t: (c[0].num_rows if c[0] is not None else 0) for t, c in current.items()})
+
+        new = flatten(read_raw(home, day, todo), day)
+        winners = _winning_jobids(new["jobs"], _observed_by_jobid(current["jobs"][0]))
+        for table in FLATTENED:
+            old, applied = current[table]
+            if not pending[table] and not rebuild:
+                rows[table] = old.num_rows if old is not None else 0
+                continue
+            if table == "job_observations":
+                merged = _merge_observations(old, new[table])
+            else:
+                merged = _replace_jobids(old, new[table], winners, SORT_KEYS[table])
+            rows[table] = _write_table(merged, files[table], sorted(applied | set(todo)))
+        return ApplyResult(day, len(todo), rows)
+
+
+def _winning_jobids(new_jobs: pa.Table, reference: dict[str, int]) -> pa.Array:
+    """Jobids whose new observation is at least as recent as the one already in the jobs file."""
+    ids = new_jobs.column("jobid").to_pylist()
+    observed = new_jobs.column("observed_at").cast(pa.int64()).to_pylist()
+    won = [jobid for jobid, at in zip(ids, observed) if jobid not in reference or at >= reference[jobid]]
+    return pa.array(won, pa.string())
+
+
+def _observed_by_jobid(jobs: pa.Table | None) -> dict[str, int]:
+    if jobs is None:
+        return {}
+    return dict(zip(jobs.column("jobid").to_pylist(), jobs.column("observed_at").cast(pa.int64()).to_pylist()))
+
+
+def _replace_jobids(old: pa.Table | None, new: pa.Table, winners: pa.Array, sort_keys: list) -> pa.Table:
+    """The old rows of jobids that did not win plus the new rows of the winners, sorted by key."""
+    taken = new.filter(pc.is_in(new.column("jobid"), value_set=winners))
+    if old is None:
+        return taken.sort_by(sort_keys)
+    kept = old.filter(pc.invert(pc.is_in(old.column("jobid"), value_set=winners)))
+    return pa.concat_tables([kept, taken]).sort_by(sort_keys)
+
+
+def _merge_observations(old: pa.Table | None, new: pa.Table) -> pa.Table:
+    """Union on (jobid, observed_at); a repeated key keeps the row of the greatest batch_id."""
+    merged = new if old is None else pa.concat_tables([old, new])
+    if merged.num_rows == 0:
+        return merged
+    merged = merged.sort_by([("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "descending")])
+    jobids, observed = merged.column("jobid"), merged.column("observed_at")
+    same_as_previous = pc.and_(
+        pc.equal(jobids.slice(1), jobids.slice(0, len(jobids) - 1)),
+        pc.equal(observed.slice(1), observed.slice(0, len(observed) - 1)),
+    )
+    keep = pa.concat_arrays([pa.array([True]), pc.invert(pc.fill_null(same_as_previous, False)).combine_chunks()])
+    return merged.filter(keep)
+
+
+def _write_table(table: pa.Table, path: Path, applied: list[str]) -> int:
+    """Write a flattened table with its applied batches (nothing, and no stale file, when it is empty)."""
+    if table.num_rows == 0:
+        path.unlink(missing_ok=True)
+        return 0
+    metadata = {APPLIED_KEY: json.dumps(applied, separators=(",", ":")).encode()}
+    _write_atomic(table.replace_schema_metadata(metadata), path)
+    return table.num_rows
+
+
+def _read_table(path: Path, schema: pa.Schema) -> tuple[pa.Table | None, set[str]]:
+    """A flattened file's rows and applied batch ids; (None, empty) when the file does not exist."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except FileNotFoundError:
+        return None, set()
+    applied = json.loads((parquet.schema_arrow.metadata or {}).get(APPLIED_KEY, b"[]"))
+    return _conform(parquet.read(), schema), set(applied)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns and types (missing columns null), without metadata."""
+    arrays = []
+    for target in schema:
+        if target.name in table.column_names:
+            arrays.append(table.column(target.name).cast(target.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, target.type))
+    return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    """Write Parquet (zstd) to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _visible_parquet(folder: Path) -> Iterator[Path]:
+    return (path for path in folder.glob("*.parquet") if not path.name.startswith("."))
+
+
+@contextmanager
+def _day_locks(home: Home, day: date) -> Iterator[None]:
+    """Hold the lock of every flattened (table, day), always taken in the same order."""
+    locks = home.lake / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for table in FLATTENED:
+            lock = FileLock(locks / f"{table}.{day.isoformat()}.lock", timeout=LOCK_TIMEOUT)
+            try:
+                stack.enter_context(lock)
+            except Timeout:
+                raise LakeLockTimeout(
+                    f"lake table {table} of {day} stayed locked by another process for {LOCK_TIMEOUT:.0f} s"
+                    f" ({lock.lock_file}); retry when that run ends"
+                ) from None
+        yield

@@ -1,0 +1,200 @@
+"""The DuckDB warehouse: loads changed lake days in one short transaction, and an in-memory lake reader.
+
+DuckDB lets one process open a database file for writing and then no other process may open it at all,
+so the writer takes a file lock first (one mureka-etl writer at a time), keeps its connection only for
+the load, and waits a bounded time for an outside holder (an analyst's session) before giving up.
+"""
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+from filelock import FileLock, Timeout
+
+from pipelines.config import TABLES, Home
+from pipelines.lake import file_version, lake_days, table_file
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SCHEMA_SQL = SQL_DIR / "schema.sql"
+VIEWS_DIR = SQL_DIR / "views"
+_FIRST_RETRY_DELAY = 0.1
+_MAX_RETRY_DELAY = 2.0
+
+
+class WarehouseLockedError(RuntimeError):
+    """The warehouse file stayed locked by another process for the whole lock timeout."""
+
+
+@dataclass
+class LoadResult:
+    """What a load did: (table, day) files loaded or removed, table sizes after it, and how long it took."""
+
+    days_loaded: int
+    rows_by_table: dict[str, int]
+    seconds: float
+
+
+class Warehouse:
+    """`warehouse.duckdb`: the lake tables plus `_lake_loads`, written by one process at a time."""
+
+    def __init__(self, path: Path, lock_timeout: float = 60.0):
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+
+    @property
+    def writer_lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".writer.lock")
+
+    def load_changed(self, home: Home, days: Collection[date] | None = None) -> LoadResult:
+        """Replace every (table, day) whose lake file version changed (or vanished), all in one transaction.
+
+        Only `days` are considered when given. Raises WarehouseLockedError when another writer or an
+        outside DuckDB session holds the file for longer than `lock_timeout` seconds.
+        """
+        started = time.monotonic()
+        deadline = started + self.lock_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.writer_lock_path, timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise WarehouseLockedError(
+                f"another mureka-etl writer held {self.writer_lock_path} for {self.lock_timeout:g} s; the data is"
+                " safe in the lake and the next run loads it (or run the load again when that one ends)"
+            ) from None
+        try:
+            con = self._connect(deadline)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.execute(SCHEMA_SQL.read_text())
+                    loaded = _load_days(con, home, days)
+                    self.apply_views(con)
+                    counts = _counts(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.close()
+        finally:
+            lock.release()
+        return LoadResult(days_loaded=loaded, rows_by_table=counts, seconds=time.monotonic() - started)
+
+    def apply_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Execute every sql/views/*.sql in name order (if the folder exists)."""
+        apply_views(con)
+
+    def _connect(self, deadline: float) -> duckdb.DuckDBPyConnection:
+        """A read-write connection, retried with backoff while another process holds the file's lock."""
+        delay = _FIRST_RETRY_DELAY
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower():
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WarehouseLockedError(
+                        f"warehouse {self.path} stayed locked by another process for {self.lock_timeout:g} s."
+                        f" DuckDB says: {error}. Close that session (a duckdb CLI, notebook or other connection"
+                        " to this file; use `mureka-etl query` for ad-hoc reads, it reads the lake), then run the"
+                        " load again. Nothing is lost: the lake holds the data and the next run loads it."
+                    ) from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+
+def apply_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Execute every sql/views/*.sql in name order (if the folder exists)."""
+    if VIEWS_DIR.is_dir():
+        for view in sorted(VIEWS_DIR.glob("*.sql")):
+            con.execute(view.read_text())
+
+
+def _load_days(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None) -> int:
+    """Delete and re-insert each (table, day) whose file version differs from `_lake_loads`; returns how many."""
+    recorded = {
+        (table, day): version
+        for table, day, version in con.execute("SELECT table_name, created_date, version FROM _lake_loads").fetchall()
+    }
+    wanted = set(days) if days is not None else None
+    changed = 0
+    for table in TABLES:
+        candidates = set(lake_days(home, table)) | {day for name, day in recorded if name == table}
+        if wanted is not None:
+            candidates &= wanted
+        for day in sorted(candidates):
+            path = table_file(home, table, day)
+            try:
+                version = file_version(path)
+            except FileNotFoundError:
+                version = None
+            if version == recorded.get((table, day)):
+                continue
+            con.execute(f"DELETE FROM {table} WHERE created_date = ?", [day])
+            con.execute("DELETE FROM _lake_loads WHERE table_name = ? AND created_date = ?", [table, day])
+            if version is not None:
+                (rows,) = con.execute(
+                    f"INSERT INTO {table} BY NAME"
+                    " SELECT *, ?::DATE AS created_date FROM read_parquet(?, hive_partitioning = false)",
+                    [day, str(path)],
+                ).fetchone()
+                con.execute(
+                    "INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, version, rows]
+                )
+            changed += 1
+    return changed
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    present = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    return {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES if table in present}
+
+
+def table_counts(path: Path) -> dict[str, int]:
+    """Rows per table of the warehouse file, opened read-only ({} when it does not exist yet)."""
+    if not Path(path).exists():
+        return {}
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as error:
+        if "lock" not in str(error).lower():
+            raise
+        raise WarehouseLockedError(f"warehouse {path} is being written by another process: {error}") from None
+    try:
+        return _counts(con)
+    finally:
+        con.close()
+
+
+def open_lake(home: Home) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per table over the lake's Parquet files, plus sql/views/.
+
+    Reads never touch the warehouse file, so they cannot conflict with a run that writes it. A table
+    without files yet is an empty view with the warehouse's column types.
+    """
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE SCHEMA _empty; SET schema = '_empty'")
+    con.execute(SCHEMA_SQL.read_text())
+    con.execute("SET schema = 'main'")
+    for table in TABLES:
+        folder = home.table_dir(table)
+        if lake_days(home, table):
+            pattern = str(folder / "*" / "*.parquet").replace("'", "''")
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true,"
+                " hive_types = {'created_date': DATE}, union_by_name = true)"
+            )
+        else:
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty.{table}")
+    apply_views(con)
+    return con

@@ -1,0 +1,38 @@
+-- songs: one row per song object of a music job's response.songs; a repeated (song_id, version) keeps the first.
+WITH items AS MATERIALIZED (
+    SELECT jobid, unnest(resp.songs) AS song, generate_subscripts(resp.songs, 1) - 1 AS song_index
+    FROM docs
+    WHERE job_type = 'music' AND resp.songs IS NOT NULL
+), typed AS MATERIALIZED (
+    SELECT jobid, song_index, from_json(song,
+        '{"song_id": "VARCHAR", "title": "VARCHAR", "version": "VARCHAR", "duration_milliseconds": "JSON",
+          "generate_at": "JSON", "genres": "JSON", "moods": "JSON", "mp3_url": "VARCHAR", "cover": "VARCHAR",
+          "share_key": "VARCHAR", "share_link": "VARCHAR", "machine_audit_state": "JSON", "credit_type": "JSON",
+          "recall": "JSON", "is_regenerate": "JSON", "regenerate_from": "JSON"}') AS s
+    FROM items
+    WHERE json_type(song) = 'OBJECT'
+), keyed AS (
+    SELECT jobid, song_index, s.song_id AS song_id, s.version AS version, s
+    FROM typed
+    QUALIFY row_number() OVER (PARTITION BY jobid, s.song_id, s.version ORDER BY song_index) = 1
+)
+SELECT
+    jobid,
+    song_index::INTEGER AS song_index,
+    song_id,
+    version,
+    s.title AS title,
+    m_int(s.duration_milliseconds) AS duration_milliseconds,
+    m_int(s.generate_at) AS generate_at,
+    m_text_list(s.genres) AS genres,
+    m_text_list(s.moods) AS moods,
+    s.mp3_url AS mp3_url,
+    s.cover AS cover,
+    s.share_key AS share_key,
+    s.share_link AS share_link,
+    m_int(s.machine_audit_state) AS machine_audit_state,
+    m_int(s.credit_type) AS credit_type,
+    m_bool(s.recall) AS recall,
+    m_bool(s.is_regenerate) AS is_regenerate,
+    m_int(s.regenerate_from) AS regenerate_from
+FROM keyed;

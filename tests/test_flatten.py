@@ -1,0 +1,192 @@
+"""flatten() over hand-written records (tests/fixtures/records.jsonl): row counts, values, robustness."""
+
+import json
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipelines.flatten import RAW_SCHEMA, SCHEMAS, flatten
+
+FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
+DAY = date(2026, 1, 21)
+M1 = "j0121061432017475905m-u777-a12345678901234-bot:mureka"
+T1 = "j0121061456745673364t-u777-a12345678901234-bot:mureka"
+F1 = "j0121070000123111111m-u777-a12345678901234-bot:mureka"
+R1 = "j0121071500000222222m-u777-a12345678901234-bot:mureka"
+I1 = "j0121073000000444444m-u777-a12345678901234-bot:mureka"
+T2 = "j0121075000000666666t-u777-a12345678901234-bot:mureka"
+T3 = "j0121080000000777777t-u777-a12345678901234-bot:mureka"
+B1 = "j0121081000000888888m-u777-a12345678901234-bot:mureka"
+U1 = "j0121082000000999999m-u777-a12345678901234-bot:mureka"
+T4 = "j0121083000000101010t-u777-a12345678901234-bot:mureka"
+
+
+def raw_rows(batch_ids: set[str] | None = None) -> list[dict]:
+    """The fixture as raw rows (body as verbatim JSON text), optionally only some batches."""
+    rows = []
+    for line in FIXTURE.read_text().splitlines():
+        record = json.loads(line)
+        if batch_ids is not None and record["batch_id"] not in batch_ids:
+            continue
+        body = record["body"]
+        rows.append(
+            {
+                "jobid": record["jobid"],
+                "observed_at": datetime.fromisoformat(record["observed_at"]),
+                "http_status": record["http_status"],
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "batch_id": record["batch_id"],
+            }
+        )
+    return rows
+
+
+def raw_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
+
+
+def by_key(table: pa.Table, *keys: str) -> dict:
+    return {tuple(row[k] for k in keys) if len(keys) > 1 else row[keys[0]]: row for row in table.to_pylist()}
+
+
+@pytest.fixture(scope="module")
+def out() -> dict[str, pa.Table]:
+    return flatten(raw_table(raw_rows()), DAY)
+
+
+def test_row_counts_and_schemas(out):
+    assert {name: table.num_rows for name, table in out.items()} == {
+        "jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16,
+    }
+    for name, table in out.items():
+        assert table.schema == SCHEMAS[name]
+
+
+def test_latest_observation_wins_and_seed_music_values(out):
+    jobs = by_key(out["jobs"], "jobid")
+    m1 = jobs[M1]
+    assert m1["status"] == "completed"
+    assert m1["observed_at"] == datetime(2026, 1, 21, 6, 16, tzinfo=timezone.utc)
+    assert m1["created"] == datetime(2026, 1, 21, 6, 14, 32, 17000, tzinfo=timezone.utc)
+    assert m1["expires_at"] == m1["created"] + timedelta(days=7)
+    assert (m1["model"], m1["reply_ref"], m1["feed_id"], m1["response_state"], m1["song_count"]) == (
+        "V7.6", "my-custom-ref-123", 11223344, 3, 2)
+    assert m1["extra_fields"] == []
+    assert json.loads(m1["request_json"])["replyUrl"] == "https://your-domain.com/webhook"
+    observations = out["job_observations"].filter(pc.equal(out["job_observations"]["jobid"], M1))
+    assert observations.column("status").to_pylist() == ["created", "completed"]
+
+
+def test_failed_and_unknown_status(out):
+    jobs = by_key(out["jobs"], "jobid")
+    assert (jobs[F1]["error"], jobs[F1]["error_details"], jobs[F1]["code"]) == (
+        "Content policy violation", "Prompt flagged by moderation (category: violence)", 400)
+    assert jobs[F1]["song_count"] is None and jobs[F1]["feed_id"] is None
+    assert (jobs[U1]["status"], jobs[U1]["verb"], jobs[U1]["model"]) == ("processing", "music/edit", "V9.5")
+    assert jobs[U1]["extra_fields"] == ["progress", "request.edit_mode"]
+
+
+def test_regenerate_keeps_both_versions_and_drops_exact_duplicate(out):
+    songs = by_key(out["songs"], "jobid", "version")
+    regenerated = [key for key in songs if key[0] == R1]
+    assert sorted(regenerated) == [(R1, "1.1.1"), (R1, "1.1.2")]
+    first = songs[(R1, "1.1.1")]
+    assert (first["song_index"], first["title"], first["duration_milliseconds"]) == (0, "Upbeat Dance", 240000)
+    assert (first["recall"], first["is_regenerate"], first["regenerate_from"], first["machine_audit_state"]) == (
+        True, True, 123456, 1)
+    assert songs[(R1, "1.1.2")]["recall"] is None and songs[(R1, "1.1.2")]["moods"] == []
+    assert by_key(out["jobs"], "jobid")[R1]["extra_fields"] == [
+        "response.songs[].credit_type", "response.songs[].is_regenerate", "response.songs[].machine_audit_state",
+        "response.songs[].recall", "response.songs[].regenerate_from",
+    ]
+
+
+def test_extend_instrumental_and_null_genres(out):
+    versions = sorted(v for (jobid, v) in by_key(out["songs"], "jobid", "version") if jobid.startswith("j0121072"))
+    assert versions == ["1...1", "1...2"]
+    assert by_key(out["jobs"], "jobid")[I1]["model"] == "V7.6"
+    instrumental = {row["version"]: row for row in out["songs"].to_pylist() if row["jobid"] == I1}
+    assert instrumental["1"]["genres"] is None and instrumental["1"]["moods"] == ["calm"]
+    assert instrumental["2"]["genres"] == ["ambient", None] and instrumental["2"]["moods"] is None
+
+
+def test_big_ids_numeric_song_id_and_string_numbers(out):
+    b1 = by_key(out["jobs"], "jobid")[B1]
+    assert b1["feed_id"] == 998877665544332211
+    assert b1["account"] == "12345678901234"
+    songs = {row["version"]: row for row in out["songs"].to_pylist() if row["jobid"] == B1}
+    assert songs["1"]["song_id"] == "123456789"
+    assert songs["1"]["duration_milliseconds"] == 234567
+    assert songs["1"]["generate_at"] is None
+    assert songs["2"]["duration_milliseconds"] == 230000
+
+
+def test_speech_single_voice_and_conversations(out):
+    speech = by_key(out["speech"], "jobid")
+    assert (speech[T1]["voice_id"], speech[T1]["is_conversation"], speech[T1]["turn_count"], speech[T1]["text"]) == (
+        12345, False, 0, "Hello, this is a test speech.")
+    assert (speech[T2]["speech_id"], speech[T2]["audio_quality"], speech[T2]["turn_count"]) == (87654321098765, 2, 3)
+    assert (speech[T3]["turn_count"], speech[T3]["duration_milliseconds"]) == (2, 4100)
+    assert T4 not in speech
+    turns = [(r["jobid"], r["turn_index"], r["voice_id"], r["text"]) for r in out["speech_turns"].to_pylist()]
+    assert turns == [
+        (T2, 0, 111, "Welcome back."), (T2, 1, 222, "Glad to be here."), (T2, 2, 111, "Let's start."),
+        (T3, 0, 333, "Hi there."), (T3, 1, 444, "Hello!"),
+    ]
+    jobs = by_key(out["jobs"], "jobid")
+    assert jobs[T3]["extra_fields"] == ["request.conversation[].emotion"]
+    assert (jobs[T4]["status"], jobs[T4]["is_conversation"], jobs[T4]["voice_id"]) == ("created", False, 12345)
+
+
+def test_non_200_and_non_object_bodies_only_observed(out):
+    observations = out["job_observations"].to_pylist()
+    assert {(r["http_status"], r["status"]) for r in observations if r["http_status"] != 200} == {(404, None), (403, None)}
+    jobids = set(out["jobs"].column("jobid").to_pylist())
+    assert not any(j.startswith(("j0121090", "j0121091", "j0121092")) for j in jobids)
+
+
+def test_tie_on_observed_at_goes_to_greatest_batch():
+    at = datetime(2026, 1, 21, 10, tzinfo=timezone.utc)
+    body = {"jobid": M1, "jobType": "music", "created": "2026-01-21T06:14:32.017Z"}
+    rows = [
+        {"jobid": M1, "observed_at": at, "http_status": 200, "body": json.dumps({**body, "status": s}), "batch_id": b}
+        for s, b in (("completed", "b9"), ("created", "b1"))
+    ]
+    assert flatten(raw_table(rows), DAY)["jobs"].column("status").to_pylist() == ["completed"]
+
+
+def test_hostile_values_never_crash():
+    at = datetime(2026, 1, 21, 10, tzinfo=timezone.utc)
+    bodies = [
+        "<html>502</html>",
+        '{"jobid": "x", "jobType": "music", "status": 7, "created": "not a date", "code": "4x",'
+        ' "request": "oops", "response": {"feed_id": 123456789012345678901234, "songs": [1, null, {"song_id": 1.0,'
+        ' "version": 2.5, "genres": "rock", "duration_milliseconds": 1.5, "recall": "true"}]}}',
+        '{"jobid": "y", "jobType": "tts", "status": "completed", "request": {"conversation": "not json", "voice_id": "12"},'
+        ' "response": {"id": "18446744073709551615", "title": "' + "x" * 200_000 + '"}}',
+    ]
+    rows = [
+        {"jobid": jobid, "observed_at": at, "http_status": 200, "body": body, "batch_id": "b1"}
+        for jobid, body in zip(("a", "x", "y"), bodies)
+    ]
+    out = flatten(raw_table(rows), DAY)
+    jobs = by_key(out["jobs"], "jobid")
+    assert set(jobs) == {"x", "y"}
+    assert (jobs["x"]["status"], jobs["x"]["created"], jobs["x"]["code"], jobs["x"]["feed_id"]) == ("7", None, None, None)
+    assert jobs["x"]["request_json"] == '"oops"' and jobs["x"]["song_count"] == 1
+    (song,) = out["songs"].to_pylist()
+    assert (song["song_id"], song["version"], song["genres"], song["duration_milliseconds"], song["recall"]) == (
+        "1.0", "2.5", ["rock"], None, True)
+    (speech,) = out["speech"].to_pylist()
+    assert (speech["speech_id"], speech["voice_id"], speech["is_conversation"], speech["turn_count"]) == (None, 12, True, 0)
+    assert len(speech["title"]) == 200_000
+    assert out["speech_turns"].num_rows == 0
+    assert by_key(out["job_observations"], "jobid")["a"]["status"] is None
+
+
+def test_empty_input():
+    out = flatten(raw_table([]), DAY)
+    assert all(table.num_rows == 0 for table in out.values())

@@ -1,0 +1,174 @@
+"""Lake I/O on real Parquet files: raw batches, apply_pending upserts, rebuilds, crash catch-up, job_ids."""
+
+import json
+import multiprocessing
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import lake
+from pipelines.config import Home
+from pipelines.flatten import SCHEMAS
+from tests.test_flatten import DAY, M1, raw_rows
+
+FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")
+
+
+def with_day(rows: list[dict], day: date = DAY) -> pa.Table:
+    table = pa.Table.from_pylist(rows, schema=SCHEMAS["raw"])
+    return table.append_column("created_date", pa.array([day] * table.num_rows, pa.date32()))
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    return Home(tmp_path).ensure()
+
+
+def file_bytes(home: Home) -> dict[str, bytes]:
+    return {t: lake.table_file(home, t, DAY).read_bytes() for t in FLATTENED if lake.table_file(home, t, DAY).exists()}
+
+
+def test_write_and_read_raw_batches_per_day(home):
+    other_day = date(2026, 1, 20)
+    rows = with_day(raw_rows({"b01"}))
+    extra = with_day(raw_rows({"b01"})[:1], other_day)
+    paths = lake.write_raw_batch(home, "b01", pa.concat_tables([rows, extra]))
+    assert [p.relative_to(home.raw).as_posix() for p in paths] == [
+        "created_date=2026-01-20/b01.parquet", "created_date=2026-01-21/b01.parquet"]
+    assert "created_date" not in pq.read_schema(paths[1]).names
+    assert list(lake.raw_batches(home, DAY)) == ["b01"]
+    assert lake.read_raw(home, DAY).num_rows == 3
+    assert lake.read_raw(home, DAY, ["b01"]).schema == SCHEMAS["raw"]
+    assert lake.lake_days(home, "raw") == [other_day, DAY]
+    assert not list(home.raw.rglob("*.tmp"))
+    with pytest.raises(ValueError):
+        lake.write_raw_batch(home, "../evil", rows)
+
+
+def test_apply_twice_is_a_noop(home):
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    first = lake.apply_pending(home, DAY)
+    assert first.batches_applied == 2
+    assert first.rows == {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16}
+    versions = {t: lake.file_version(lake.table_file(home, t, DAY)) for t in FLATTENED}
+    second = lake.apply_pending(home, DAY)
+    assert second.batches_applied == 0 and second.rows == first.rows
+    assert {t: lake.file_version(lake.table_file(home, t, DAY)) for t in FLATTENED} == versions
+    metadata = pq.ParquetFile(lake.table_file(home, "songs", DAY)).schema_arrow.metadata
+    assert json.loads(metadata[b"mureka.applied_batches"]) == ["b01", "b02"]
+
+
+def test_completed_observation_replaces_running_row(home):
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    jobs = pq.read_table(lake.table_file(home, "jobs", DAY)).to_pylist()
+    assert {r["jobid"]: r["status"] for r in jobs}[M1] == "created"
+    assert not lake.table_file(home, "songs", DAY).exists()
+
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    result = lake.apply_pending(home, DAY)
+    jobs = pq.read_table(lake.table_file(home, "jobs", DAY)).to_pylist()
+    assert [r["status"] for r in jobs if r["jobid"] == M1] == ["completed"]
+    assert result.rows["songs"] == 12 and result.rows["job_observations"] == 16
+
+
+def test_older_observation_does_not_replace_newer(home):
+    completed = [r for r in raw_rows({"b02"}) if r["jobid"] == M1]
+    running = [r for r in raw_rows({"b01"}) if r["jobid"] == M1]
+    lake.write_raw_batch(home, "b02", with_day(completed))
+    lake.apply_pending(home, DAY)
+    lake.write_raw_batch(home, "b01", with_day(running))  # a late batch holding an older observation
+    result = lake.apply_pending(home, DAY)
+    assert result.batches_applied == 1
+    assert pq.read_table(lake.table_file(home, "jobs", DAY)).column("status").to_pylist() == ["completed"]
+    assert result.rows == {"jobs": 1, "songs": 2, "speech": 0, "speech_turns": 0, "job_observations": 2}
+
+
+def test_rebuild_is_deterministic_and_matches_incremental(home):
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    incremental = {t: pq.read_table(lake.table_file(home, t, DAY)) for t in FLATTENED}
+
+    lake.apply_pending(home, DAY, rebuild=True)
+    first = file_bytes(home)
+    lake.apply_pending(home, DAY, rebuild=True)
+    assert file_bytes(home) == first
+    for table in FLATTENED:
+        assert pq.read_table(lake.table_file(home, table, DAY)).equals(incremental[table])
+
+
+def test_rebuild_removes_stale_files(home):
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    assert lake.table_file(home, "songs", DAY).exists()
+    lake.raw_batches(home, DAY)["b02"].unlink()
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    result = lake.apply_pending(home, DAY, rebuild=True)
+    assert result.rows == {"jobs": 2, "songs": 0, "speech": 0, "speech_turns": 0, "job_observations": 3}
+    assert not lake.table_file(home, "songs", DAY).exists()
+    assert lake.lake_days(home, "songs") == [] and lake.lake_days(home, "jobs") == [DAY]
+
+
+def test_crash_between_raw_and_flatten_is_caught_up(home):
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))  # the run died before applying it
+    result = lake.apply_pending(home, DAY)
+    assert result.batches_applied == 1
+    assert result.rows == {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16}
+
+
+def test_crash_between_table_writes_is_caught_up(home):
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    before_jobs = lake.table_file(home, "jobs", DAY).read_bytes()
+    before_observations = lake.table_file(home, "job_observations", DAY).read_bytes()
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    # Simulate a crash after the child tables were written but before jobs and job_observations.
+    lake.table_file(home, "jobs", DAY).write_bytes(before_jobs)
+    lake.table_file(home, "job_observations", DAY).write_bytes(before_observations)
+    result = lake.apply_pending(home, DAY)
+    assert result.batches_applied == 1
+    assert result.rows == {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16}
+
+
+def _apply_in_process(root: str) -> None:
+    lake.apply_pending(Home(Path(root)), DAY)
+
+
+def test_concurrent_applies_lose_nothing(home):
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_apply_in_process, args=(str(home.root),)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert lake.apply_pending(home, DAY).batches_applied == 0
+    assert pq.read_table(lake.table_file(home, "job_observations", DAY)).num_rows == 16
+
+
+def test_write_job_ids_and_file_version(home):
+    at = datetime(2026, 1, 21, 6, 14, 32, tzinfo=timezone.utc)
+    table = pa.Table.from_pylist(
+        [{"jobid": M1, "source": "cli", "added_at": at, "created_at": at, "expires_at": at, "job_type": "music",
+          "state": "completed", "fetch_count": 2, "last_observed_at": at, "last_http_status": 200}],
+        schema=SCHEMAS["job_ids"],
+    )
+    path = lake.write_job_ids(home, DAY, table)
+    assert path == home.lake / "job_ids" / "created_date=2026-01-21" / "data.parquet"
+    assert pq.read_table(path).equals(table)
+    size = path.stat().st_size
+    assert lake.file_version(path).endswith(f":{size}")
+    assert lake.lake_days(home, "job_ids") == [DAY]
+    lake.write_job_ids(home, DAY, SCHEMAS["job_ids"].empty_table())
+    assert not path.exists()

@@ -1,0 +1,147 @@
+"""Warehouse loads into a real DuckDB file: idempotence, changed and vanished days, locks, the lake reader."""
+
+import subprocess
+import sys
+import textwrap
+from datetime import date
+
+import duckdb
+import pytest
+
+from pipelines import lake
+from pipelines.config import TABLES, Home
+from pipelines.warehouse import Warehouse, WarehouseLockedError, open_lake, table_counts
+from tests.test_flatten import DAY, M1, raw_rows
+from tests.test_lake import with_day
+
+FULL = {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16, "job_ids": 0}
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    home = Home(tmp_path).ensure()
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    return home
+
+
+def duplicates(path, table: str, keys: str) -> int:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(f"SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_load_is_idempotent(home):
+    warehouse = Warehouse(home.warehouse_path)
+    first = warehouse.load_changed(home)
+    assert first.days_loaded == 5 and first.rows_by_table == FULL
+    second = warehouse.load_changed(home)
+    assert second.days_loaded == 0 and second.rows_by_table == FULL
+    assert table_counts(home.warehouse_path) == FULL
+    assert duplicates(home.warehouse_path, "songs", "jobid, song_id, version") == 0
+    assert duplicates(home.warehouse_path, "job_observations", "jobid, observed_at") == 0
+
+
+def test_changed_day_is_replaced_and_vanished_day_deleted(home):
+    other = date(2026, 1, 22)
+    warehouse = Warehouse(home.warehouse_path)
+    warehouse.load_changed(home)
+    late = [dict(r, observed_at=r["observed_at"].replace(hour=12), batch_id="b03") for r in raw_rows({"b02"})]
+    lake.write_raw_batch(home, "b03", with_day(late))
+    lake.write_raw_batch(home, "b04", with_day(raw_rows({"b01"}), other))
+    lake.apply_pending(home, DAY)
+    lake.apply_pending(home, other)
+
+    result = warehouse.load_changed(home)
+    assert result.days_loaded == 5 + 2  # songs, speech and speech_turns change too: newer observations won
+    assert result.rows_by_table["job_observations"] == 16 + 13 + 3
+    assert result.rows_by_table["jobs"] == 12 + 2
+    assert duplicates(home.warehouse_path, "jobs", "jobid, created_date") == 0
+
+    assert warehouse.load_changed(home, days=[other]).days_loaded == 0
+    lake.table_file(home, "jobs", other).unlink()
+    assert warehouse.load_changed(home, days=[DAY]).days_loaded == 0  # `days` limits the scan
+    assert warehouse.load_changed(home).rows_by_table["jobs"] == 12
+
+
+def test_open_lake_matches_the_warehouse(home):
+    loaded = Warehouse(home.warehouse_path).load_changed(home)
+    con = open_lake(home)
+    try:
+        counts = {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
+        assert counts == loaded.rows_by_table
+        feed_id, day = con.execute(
+            "SELECT feed_id, created_date FROM jobs WHERE feed_id > 9007199254740992").fetchone()
+        assert (feed_id, day) == (998877665544332211, DAY)
+        assert con.execute(f"SELECT status FROM jobs WHERE jobid = '{M1}'").fetchone() == ("completed",)
+    finally:
+        con.close()
+
+
+def test_open_lake_without_files_has_typed_empty_views(tmp_path):
+    con = open_lake(Home(tmp_path))
+    try:
+        assert con.execute("SELECT count(*) FROM songs").fetchone() == (0,)
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns"
+                                 " WHERE table_schema = 'main' AND table_name = 'songs'").fetchall())
+        assert types["genres"] == "VARCHAR[]" and types["created_date"] == "DATE"
+    finally:
+        con.close()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    import duckdb
+    from filelock import FileLock
+    kind, path = sys.argv[1], sys.argv[2]
+    if kind == "duckdb":
+        holder = duckdb.connect(path)
+    else:
+        holder = FileLock(path + ".writer.lock")
+        holder.acquire()
+    print("ready", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.fixture
+def hold_lock(home):
+    """Start a process that holds the warehouse (kind "duckdb") or its writer lock ("writer") until told to stop."""
+    started = []
+
+    def start(kind: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, kind, str(home.warehouse_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        started.append(process)
+        assert process.stdout.readline().strip() == "ready"
+        return process
+
+    yield start
+    for process in started:
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+def test_duckdb_lock_held_by_another_process(home, hold_lock):
+    Warehouse(home.warehouse_path).load_changed(home)
+    holder = hold_lock("duckdb")
+    with pytest.raises(WarehouseLockedError) as raised:
+        Warehouse(home.warehouse_path, lock_timeout=0.5).load_changed(home)
+    message = str(raised.value)
+    assert f"PID {holder.pid}" in message and "mureka-etl query" in message and "0.5 s" in message
+    holder.stdin.close()
+    holder.wait(timeout=30)
+    assert Warehouse(home.warehouse_path).load_changed(home).rows_by_table == FULL
+
+
+def test_writer_lock_held_by_another_process(home, hold_lock):
+    hold_lock("writer")
+    with pytest.raises(WarehouseLockedError, match="another mureka-etl writer"):
+        Warehouse(home.warehouse_path, lock_timeout=0.2).load_changed(home)
