@@ -1,6 +1,7 @@
 """Where mureka-etl keeps its files and how it reaches the API, read from the environment."""
 
 import os
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +46,8 @@ class Home:
         for path in (self.root, self.lake, self.raw, self.inbox):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def utcnow() -> datetime:
+    """The pipeline's clock (UTC, aware)."""
+    return datetime.now(timezone.utc)

@@ -1,0 +1,57 @@
+import dagster as dg
+
+from pipelines import capture
+from pipelines.partitions import daily_partitions, partition_days
+from pipelines.resources import HomeResource
+
+TABLE_DESCRIPTIONS = {
+    "jobs": "One row per captured job, its latest state (lake/jobs/).",
+    "songs": "One row per song of a music job, key (jobid, song_id, version) (lake/songs/).",
+    "speech": "One row per completed TTS job (lake/speech/).",
+    "speech_turns": "One row per turn of a multi-speaker TTS request (lake/speech_turns/).",
+    "job_observations": "One row per fetch of a job: when, HTTP status, job status (lake/job_observations/).",
+}
+
+
+class LakeTablesConfig(dg.Config):
+    rebuild: bool | None = None
+    """Rebuild the days from `lake/raw` instead of applying new batches; default: only in backfills."""
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=daily_partitions)
+        for name, text in TABLE_DESCRIPTIONS.items()
+    ],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, home: HomeResource):
+    """Flatten the raw archive of these creation days into the lake tables."""
+    rebuild = config.rebuild if config.rebuild is not None else "dagster/backfill" in context.run.tags
+    days = partition_days(context)
+    summary = capture.flatten_days(home.home, days, rebuild=rebuild)
+    for table in TABLE_DESCRIPTIONS:
+        yield dg.MaterializeResult(
+            asset_key=table,
+            metadata={
+                "dagster/row_count": summary.rows.get(table, 0),
+                "days_changed": len(summary.days_changed),
+                "batches_applied": summary.batches_applied,
+                "rebuild": rebuild,
+                "partitions": f"{days[0]}..{days[-1]}",
+            },
+        )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["raw"],
+    group_name="lake",
+    kinds={"parquet", "sqlite"},
+)
+def job_ids(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
+    """The registry of known job ids (state, deadline, fetch count) for these creation days, in `lake/job_ids/`."""
+    days = partition_days(context)
+    written = capture.export_registry(home.home, days)
+    return dg.MaterializeResult(metadata={"days_written": written, "partitions": f"{days[0]}..{days[-1]}"})

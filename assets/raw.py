@@ -1,0 +1,46 @@
+import dagster as dg
+
+from pipelines import capture
+from pipelines.partitions import daily_partitions, partition_days
+from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.useapi.client import AuthError
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="capture",
+    kinds={"parquet"},
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+)
+def raw(
+    context: dg.AssetExecutionContext,
+    home: HomeResource,
+    mureka_api: MurekaApiResource,
+    progress: ProgressResource,
+) -> dg.MaterializeResult:
+    """Every API answer for the due job ids of these creation days, archived verbatim in `lake/raw/`
+    (fetched nearest deadline first; finished jobs are never fetched again)."""
+    days = partition_days(context)
+    try:
+        with mureka_api.client() as client, progress.track(context.log, "fetch") as on_progress:
+            report = capture.fetch_days(home.home, client, days, on_progress)
+    except AuthError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    if report.stopped_reason:
+        context.log.warning(report.stopped_reason)
+    outcomes = dict(sorted(report.by_outcome.items()))
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.requested,
+            "requests": report.http_requests,
+            "retries": report.retries,
+            "jobs_per_second": round(report.jobs_per_second(), 1),
+            "still_due": report.still_due,
+            "outcomes": dg.MetadataValue.json(outcomes),
+            "partitions": f"{days[0]}..{days[-1]}",
+            "preview": dg.MetadataValue.md(
+                "| outcome | ids |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in outcomes.items())
+            ),
+        }
+    )

@@ -1,0 +1,89 @@
+"""`mureka-etl demo`: the whole pipeline against the embedded simulator, in a home folder of its own."""
+
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from pipelines import summary
+from pipelines.config import Home, utcnow
+from pipelines.idfiles import read_ids
+from pipelines.registry import Registry
+from pipelines.resources import MurekaApiResource
+from pipelines.runner import run_capture
+from pipelines.useapi.corpus import generate_jobs, write_ids_file
+from pipelines.useapi.simulator import Simulator
+
+MARKER = ".mureka-etl-demo"
+RECENT_JOBS = 40
+MAX_PASSES = 12
+POLL_SECONDS = 3.0
+
+
+class DemoHomeError(RuntimeError):
+    """The demo home folder holds something that is not a previous demo: the demo will not wipe it."""
+
+
+def prepare_home(root: Path) -> Home:
+    """A fresh demo home; refuses to wipe a folder that a previous demo did not create."""
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise DemoHomeError(f"{root} is not empty and is not a demo home; choose another with --home")
+        shutil.rmtree(root)
+    home = Home(root.resolve()).ensure()
+    (root / MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
+    return home
+
+
+def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> int:
+    try:
+        home = prepare_home(root)
+    except DemoHomeError as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+    now = utcnow()
+    # Most jobs are spread over 10 days (some already past the 7-day retention); a few started seconds ago
+    # and are still generating, so the demo shows running jobs polled until they finish.
+    corpus = generate_jobs(jobs, seed, now, days=10)
+    corpus += generate_jobs(RECENT_JOBS, seed + 1, now, days=5 / 86400, generation_seconds=(10, 25))
+    ids_file = home.root / "demo-ids.txt"
+    write_ids_file(corpus, ids_file)
+
+    started = time.monotonic()
+    with Simulator(corpus, seed=seed) as sim:
+        base_url = sim.base_url
+        console.print(f"Simulator serving {len(corpus)} jobs at {base_url}", highlight=False)
+        batch = read_ids(ids_file, anchor=utcnow())
+        with Registry(home.registry_path) as registry:
+            added = registry.add(batch.ids, source="demo", now=utcnow())
+        console.print(f"Registered {added.added} ids from {ids_file.name} ({len(batch.rejections)} rejected)")
+        api = MurekaApiResource(base_url=base_url, token=sim.token)
+        for attempt in range(1, MAX_PASSES + 1):
+            run = run_capture(home, api, bar=True)
+            fetch = run.fetch
+            console.print(
+                f"pass {attempt}: {fetch.get('dagster/row_count', 0)} ids, {fetch.get('requests', 0)} requests, "
+                f"{fetch.get('jobs_per_second', 0)} jobs/s, outcomes {fetch.get('outcomes', {})}",
+                highlight=False,
+            )
+            with Registry(home.registry_path) as registry:
+                still_running = registry.summary(utcnow()).by_state.get("active", 0)
+            if not still_running:
+                break
+            console.print(f"  {still_running} jobs still running: polling again in {POLL_SECONDS:.0f} s")
+            time.sleep(POLL_SECONDS)
+        requests_total = sim.requests_total
+    elapsed = time.monotonic() - started
+
+    console.print(f"\nDone in {elapsed:.1f} s, {requests_total} requests to the simulator.\n")
+    summary.print_tables(console, home)
+    console.print(f"\nWarehouse: {home.warehouse_path}", highlight=False)
+    console.print(f"Lake:      {home.lake}", highlight=False)
+    console.print(
+        f"Try:  MUREKA_ETL_HOME={root} mureka-etl query "
+        "\"SELECT verb, count(*) AS jobs, avg(duration_milliseconds)/1000 AS avg_s "
+        "FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC\"",
+        highlight=False,
+    )
+    return 0

@@ -1,0 +1,69 @@
+"""Human summaries of runs and of the registry: rich tables from `sql/summary/*.sql` over the lake."""
+
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.capture import RunSummary
+from pipelines.config import Home
+from pipelines.registry import Registry
+from pipelines.warehouse import open_lake
+
+SUMMARY_SQL = Path(__file__).resolve().parents[1] / "sql" / "summary"
+SUMMARIES = (
+    ("jobs_by_type_status", "Jobs by type and status"),
+    ("failures_by_verb", "Failures by verb"),
+    ("song_durations_by_model", "Song durations by model"),
+    ("capture", "Registry: ids by state"),
+)
+
+
+def table_of(title: str, columns: list[str], rows: list[tuple]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in {"job_type", "status", "verb", "model", "state"} else "right")
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    return table
+
+
+def print_tables(console: Console, home: Home) -> None:
+    """The summary tables (jobs by type and status, failures by verb, durations by model, capture)."""
+    con = open_lake(home)
+    try:
+        for name, title in SUMMARIES:
+            cursor = con.execute((SUMMARY_SQL / f"{name}.sql").read_text())
+            columns = [d[0] for d in cursor.description]
+            console.print(table_of(title, columns, cursor.fetchall()))
+    finally:
+        con.close()
+
+
+def print_registry_status(console: Console, home: Home, now: datetime) -> None:
+    with Registry(home.registry_path) as registry:
+        status = registry.summary(now)
+    rows = [(state, count) for state, count in sorted(status.by_state.items())]
+    rows += [("(total)", status.total), ("due now", status.due_now), ("at risk (< 24 h, not final)", status.at_risk),
+             ("lost to expiry", status.lost)]
+    console.print(table_of("Registry", ["state", "ids"], rows))
+    for jobid in status.at_risk_ids:
+        console.print(f"  at risk: {jobid}", highlight=False)
+
+
+def print_run(console: Console, home: Home, run: RunSummary) -> None:
+    """What one sync did, then the summary tables."""
+    if not run.days:
+        console.print("Nothing due: no request sent.")
+    else:
+        fetch = run.fetch
+        console.print(
+            f"Fetched {fetch.get('dagster/row_count', 0)} ids for {run.days[0]}..{run.days[-1]}: "
+            f"{fetch.get('requests', 0)} requests, {fetch.get('retries', 0)} retries, "
+            f"{fetch.get('jobs_per_second', 0)} jobs/s; outcomes {fetch.get('outcomes', {})}",
+            highlight=False,
+        )
+        if fetch.get("still_due"):
+            console.print(f"Still due after this run: {fetch['still_due']} (the next run picks them up)")
+    print_tables(console, home)

@@ -1,0 +1,92 @@
+"""The HTML report: written from the views over a real lake, self-contained, charts present, data escaped."""
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
+import pytest
+
+from pipelines.config import Home
+from pipelines.query import connect_readonly
+from pipelines.report import ReportSummary, write_report
+from tests.test_views import build_lake
+
+NOW = datetime(2026, 1, 12, 12, tzinfo=timezone.utc)
+SECTIONS = ("Daily volume by type and status", "Failure rate by verb", "Song duration by model",
+            "Generation latency", "Capture health", "Top errors")
+
+
+@pytest.fixture
+def report(tmp_path) -> tuple[ReportSummary, str]:
+    home = Home(tmp_path / "home")
+    build_lake(home)
+    con = connect_readonly(home)
+    summary = write_report(con, tmp_path / "out" / "report.html", NOW)
+    con.close()
+    return summary, summary.path.read_text(encoding="utf-8")
+
+
+def test_report_is_written_with_every_chart(report, tmp_path):
+    summary, page = report
+    assert summary.path == tmp_path / "out" / "report.html"
+    assert page.startswith("<!DOCTYPE html>")
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page
+    svgs = re.findall(r"<svg.*?</svg>", page, flags=re.DOTALL)
+    assert len(svgs) == 5
+    for svg in svgs:
+        ET.fromstring(svg)  # well-formed markup
+    assert page.count("<rect") > 20 and "<polyline" in page and "<circle" in page
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_report_opens_without_network(report):
+    _, page = report
+    assert "<script" not in page.lower()
+    assert "<link" not in page.lower()
+    assert "@import" not in page and "url(" not in page
+    assert not re.search(r"https?://", page)
+
+
+def test_report_shows_the_fixture_numbers(report):
+    _, page = report
+    assert "<b>13</b><span>jobs captured</span>" in page
+    assert "<b>33 %</b><span>failure rate (finished)</span>" in page  # 4 failed of 12 finished
+    assert "<b>2:45</b><span>median song</span>" in page  # (150 + 180) / 2 s
+    assert "<b>3</b><span>at risk (&lt; 24 h)</span>" in page  # m5, r1, r2
+    assert "V7.6: 6 songs, p10 2:15, p25 2:38, median 3:10, p75 3:28, p90 3:45, max 4:00" in page
+    # the top-errors table lists the most frequent first, with error text escaped
+    first, second = re.findall(r"<tr><td>(.*?)</td>", page)[:2]
+    assert first == "Content policy violation"
+    assert second == "Internal error: &lt;upstream&gt; &amp; retry"
+    assert "<upstream>" not in page
+
+
+def test_summary_markdown(report):
+    summary, _ = report
+    assert summary.markdown.splitlines()[0] == "**Mureka jobs report** — 2026-01-12 12:00 UTC"
+    assert "- jobs: 13 (music 8, tts 5), failure rate 33 % of finished" in summary.markdown
+    assert "- ids: 21 known, 16 captured, 1 lost, 3 at risk" in summary.markdown
+    assert '- top error: "Content policy violation" (code 400) × 3' in summary.markdown
+    assert str(summary.path) in summary.markdown
+
+
+def test_daily_charts_cover_the_window_up_to_now(tmp_path):
+    home = Home(tmp_path / "home")
+    build_lake(home)
+    con = connect_readonly(home)
+    later = write_report(con, tmp_path / "later.html", datetime(2026, 6, 1, tzinfo=timezone.utc))
+    page = later.path.read_text()
+    assert "No jobs in this window." in page and "No known ids in this window." in page
+    assert "Song duration by model" in page and "<b>13</b>" in page  # all-time sections still filled
+    con.close()
+
+
+def test_report_on_an_empty_lake(tmp_path):
+    con = connect_readonly(Home(tmp_path / "empty"))
+    summary = write_report(con, tmp_path / "report.html", NOW)
+    page = summary.path.read_text()
+    assert "No songs yet." in page and "No failed jobs." in page
+    assert "<svg" not in page
+    assert "- jobs: 0 (music 0, tts 0), failure rate – of finished" in summary.markdown
+    con.close()
