@@ -10,14 +10,14 @@ from rich.console import Console
 from pipelines.config import DEFAULT_BASE_URL, Home, utcnow
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
     from pipelines.useapi import simulator
 
-    return simulator.main(args.rest)
+    return simulator.main(args.extra)
 
 
 def cmd_ids_add(args: argparse.Namespace) -> int:
@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    # The simulator parses its own options (see `mureka-etl simulator --help`).
     p = sub.add_parser("simulator", help="serve the embedded API simulator on 127.0.0.1", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_simulator)
 
     ids = sub.add_parser("ids", help="the registry of known job ids").add_subparsers(dest="ids_command", required=True)
@@ -151,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "simulator":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return args.func(args)
 
 
