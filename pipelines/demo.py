@@ -78,6 +78,13 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
 
     console.print(f"\nDone in {elapsed:.1f} s, {requests_total} requests to the simulator.\n")
     summary.print_tables(console, home)
+    with Registry(home.registry_path) as registry:
+        states = registry.summary(utcnow()).by_state
+    captured = sum(states.get(state, 0) for state in ("completed", "failed", "active", "expired"))
+    console.print(
+        f"Captured {captured} of {len(corpus)} jobs; {states.get('lost', 0)} were already past the 7-day retention "
+        f"when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
+    )
     console.print(f"\nWarehouse: {home.warehouse_path}", highlight=False)
     console.print(f"Lake:      {home.lake}", highlight=False)
     console.print(
