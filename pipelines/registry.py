@@ -2,7 +2,9 @@
 
 Every write is one short ``BEGIN IMMEDIATE`` transaction, so concurrent writers queue on the busy
 timeout instead of failing, and a run claims the ids it fetches with a lease so that a second run
-started meanwhile does not fetch them again.
+started meanwhile does not fetch them again. A run holds an OS file lock (``run_lock``) while it
+holds leases; the kernel drops it when the process dies, so the leases of a killed run are
+reclaimed at once instead of holding its ids back until they run out.
 """
 
 import json
@@ -15,6 +17,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
+
+from filelock import FileLock, Timeout
 
 from pipelines.jobids import JobId
 
@@ -169,6 +173,49 @@ class Registry:
             added = db.total_changes - before
         return AddResult(added=added, already_known=len(rows) - added)
 
+    @contextmanager
+    def run_lock(self, owner: str) -> Iterator[None]:
+        """Hold ``owner``'s liveness lock: take it before claiming and keep it while the leases are held."""
+        path = self._run_lock_path(owner)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path):
+            yield
+        path.unlink(missing_ok=True)
+
+    def reclaim_dead_leases(self, now: datetime) -> int:
+        """Drop the leases of owners whose run lock file is left but no longer held (a killed run).
+
+        An owner without a lock file (a caller that does not use ``run_lock``) keeps its leases until they
+        run out. Returns how many leases were dropped.
+        """
+        with self._lock:
+            owners = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT DISTINCT lease_owner FROM job_ids WHERE lease_owner IS NOT NULL AND lease_until > ?",
+                    (_ms(now),),
+                )
+            ]
+        reclaimed = 0
+        for owner in owners:
+            path = self._run_lock_path(owner)
+            if not path.exists():
+                continue
+            lock = FileLock(path, timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                continue  # the owner is alive
+            try:
+                with self._write() as db:
+                    reclaimed += db.execute(
+                        "UPDATE job_ids SET lease_until = NULL, lease_owner = NULL WHERE lease_owner = ?", (owner,)
+                    ).rowcount
+            finally:
+                lock.release()
+                path.unlink(missing_ok=True)
+        return reclaimed
+
     def claim_due(
         self,
         now: datetime,
@@ -178,6 +225,7 @@ class Registry:
         lease: timedelta = timedelta(minutes=10),
     ) -> list[DueId]:
         """Lease the due ids (nearest deadline first) to ``owner`` until ``now + lease`` and return them."""
+        self.reclaim_dead_leases(now)
         with self._write() as db:
             due = self._select_due(db, now, owner, created_dates, limit)
             db.executemany(
@@ -190,6 +238,7 @@ class Registry:
         self, now: datetime, created_dates: Collection[date] | None = None, limit: int | None = None
     ) -> list[DueId]:
         """The due ids not leased by a run, nearest deadline first, without claiming them."""
+        self.reclaim_dead_leases(now)
         with self._lock:
             return self._select_due(self._db, now, None, created_dates, limit)
 
@@ -226,6 +275,7 @@ class Registry:
 
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
+        self.reclaim_dead_leases(now)
         with self._lock:
             row = self._db.execute(
                 f"SELECT COUNT(*) FROM job_ids WHERE {_DUE_WHERE}",
@@ -235,6 +285,7 @@ class Registry:
 
     def partitions_with_due(self, now: datetime) -> list[date]:
         """Creation days holding due ids not leased by a run, the day with the nearest deadline first."""
+        self.reclaim_dead_leases(now)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT created_date FROM job_ids WHERE {_DUE_WHERE}"
@@ -247,6 +298,7 @@ class Registry:
         """Counts by state, due now, at risk (not final, deadline within 24 h or past) and lost."""
         horizon = {"horizon": _ms(now + AT_RISK_WINDOW)}
         at_risk_where = "state IN ('new', 'active') AND expires_at < :horizon"
+        self.reclaim_dead_leases(now)
         with self._lock, self._snapshot() as db:
             by_state = {state: 0 for state in STATES}
             by_state.update(db.execute("SELECT state, COUNT(*) FROM job_ids GROUP BY state").fetchall())
@@ -313,6 +365,9 @@ class Registry:
             DueId(jobid=r[0], created_at=_dt(r[1]), expires_at=_dt(r[2]), state=r[3], captured=bool(r[4]))
             for r in rows
         ]
+
+    def _run_lock_path(self, owner: str) -> Path:
+        return self.path.with_name(self.path.name + ".runs") / f"{owner}.lock"
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

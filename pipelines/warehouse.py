@@ -15,6 +15,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from pipelines.config import TABLES, Home
+from pipelines.crashpoints import crashpoint
 from pipelines.lake import file_version, lake_days, table_file
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -150,6 +151,7 @@ def _load_days(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date
                 con.execute(
                     "INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, version, rows]
                 )
+                crashpoint("warehouse_insert")
             changed += 1
     return changed
 

@@ -9,6 +9,7 @@ The token lives only in the session headers: no message, repr or log carries it.
 
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ import backoff
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
@@ -73,11 +75,13 @@ class UnexpectedStatus(ApiError):
 
 
 class _BadAnswer(Exception):
-    """An answer not to keep (retried by the body layer); `kind` names what was wrong."""
+    """An answer not to keep (retried by the body layer); `kind` names what was wrong, `retry_after`
+    the seconds the server asked to wait (429/503 Retry-After), if any."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, retry_after: float | None = None) -> None:
         super().__init__(kind)
         self.kind = kind
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,17 @@ def _failure_kind(exc: BaseException | None) -> str:
     if isinstance(exc, requests.Timeout):
         return "timeout"
     return f"connection error ({type(exc).__name__})"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """The Retry-After of an answer in seconds (delta or HTTP date), capped at RETRY_AFTER_MAX; None if absent or bad."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return min(float(Retry().parse_retry_after(value)), RETRY_AFTER_MAX)
+    except InvalidHeader:
+        return None
 
 
 class MurekaClient:
@@ -311,7 +326,7 @@ class MurekaClient:
             raise
         self._stats.attempt(response.status_code)
         if response.status_code in RETRY_STATUSES:
-            raise _BadAnswer(f"HTTP {response.status_code}")
+            raise _BadAnswer(f"HTTP {response.status_code}", _retry_after(response))
         return response
 
     @staticmethod
@@ -346,6 +361,10 @@ class MurekaClient:
         self._stats.attempt(status)
         self._stats.failure(f"HTTP {status}" if status is not None else _failure_kind(error))
 
-    def _on_body_retry(self, _details: dict) -> None:
+    def _on_body_retry(self, details: dict) -> None:
         self._local.retries += 1
         self._stats.retry()
+        # backoff draws its wait without reading the answer: top it up to the server's Retry-After.
+        retry_after = getattr(details.get("exception"), "retry_after", None)
+        if retry_after:
+            time.sleep(max(0.0, retry_after - details.get("wait", 0.0)))
