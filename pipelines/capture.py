@@ -70,6 +70,17 @@ def export_registry(home: Home, days: Collection[date]) -> int:
     return written
 
 
+def days_to_catch_up(home: Home) -> list[date]:
+    """Days a killed or failed run left half done: raw batches not flattened, or a stale `lake/job_ids/` file."""
+    days = set(lake.pending_days(home))
+    with Registry(home.registry_path) as registry:
+        for day in registry.days():
+            path = lake.table_file(home, "job_ids", day)
+            if not path.exists() or not pq.read_table(path).equals(registry.export_day(day)):
+                days.add(day)
+    return sorted(days)
+
+
 def load_warehouse(home: Home) -> LoadResult:
     """Load every changed lake day into `warehouse.duckdb` (one transaction, one writer)."""
     return Warehouse(home.warehouse_path).load_changed(home)

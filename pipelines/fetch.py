@@ -19,9 +19,10 @@ import pyarrow as pa
 
 from pipelines import lake
 from pipelines.config import Home
+from pipelines.crashpoints import crashpoint
 from pipelines.progress import ProgressCallback
 from pipelines.registry import DueId, Outcome, Registry
-from pipelines.useapi.client import Answer, MurekaClient, TransientError, UnexpectedStatus
+from pipelines.useapi.client import Answer, AuthError, MurekaClient, TransientError, UnexpectedStatus
 
 FINAL_STATUSES = frozenset({"completed", "failed"})
 RETRY_BUDGET_BASE = 200
@@ -119,13 +120,14 @@ def fetch_due(
     """
     started = time.monotonic()
     report = FetchReport(batch_id=new_batch_id(now()))
-    claimed = _claim(registry, now(), report.batch_id, created_dates, limit)
-    report.requested = len(claimed)
-    if claimed:
-        budget = run_retry_budget if run_retry_budget is not None else RETRY_BUDGET_BASE + int(
-            RETRY_BUDGET_SHARE * len(claimed)
-        )
-        _Run(home, registry, client, now, report, budget, progress).fetch(claimed, chunk_size)
+    with registry.run_lock(report.batch_id):
+        claimed = _claim(registry, now(), report.batch_id, created_dates, limit)
+        report.requested = len(claimed)
+        if claimed:
+            budget = run_retry_budget if run_retry_budget is not None else RETRY_BUDGET_BASE + int(
+                RETRY_BUDGET_SHARE * len(claimed)
+            )
+            _Run(home, registry, client, now, report, budget, progress).fetch(claimed, chunk_size)
     report.seconds = time.monotonic() - started
     return report
 
@@ -180,8 +182,14 @@ class _Run:
         try:
             with ThreadPoolExecutor(max_workers=self.client.concurrency, thread_name_prefix="fetch") as pool:
                 try:
-                    for index, chunk in enumerate(_chunks(claimed, chunk_size)):
-                        results, failure = self._fetch_chunk(pool, chunk, len(claimed))
+                    # The next chunk is queued before this one is collected, so the workers never wait
+                    # while a chunk's answers are archived and recorded.
+                    chunks = list(_chunks(claimed, chunk_size))
+                    ahead = self._submit(pool, chunks[0]) if chunks else {}
+                    for index in range(len(chunks)):
+                        futures = ahead
+                        ahead = self._submit(pool, chunks[index + 1]) if index + 1 < len(chunks) else {}
+                        results, failure = self._collect(futures, len(claimed))
                         days |= self._settle(f"{self.report.batch_id}-{index:04d}", results)
                         if failure is not None:
                             raise failure
@@ -198,11 +206,12 @@ class _Run:
             counts = self.report.by_outcome
             self.report.still_due = counts["active"] + counts["not_yet_visible"] + counts["deferred"]
 
-    def _fetch_chunk(
-        self, pool: ThreadPoolExecutor, chunk: Sequence[DueId], total: int
-    ) -> tuple[list[_Result], BaseException | None]:
-        """Run one chunk: a result per id that got an answer or was deferred, and the first fatal error."""
-        futures: dict[Future, DueId] = {pool.submit(self._fetch_one, due): due for due in chunk}
+    def _submit(self, pool: ThreadPoolExecutor, chunk: Sequence[DueId]) -> dict[Future, DueId]:
+        """Queue one chunk's requests."""
+        return {pool.submit(self._fetch_one, due): due for due in chunk}
+
+    def _collect(self, futures: dict[Future, DueId], total: int) -> tuple[list[_Result], BaseException | None]:
+        """Wait for one chunk: a result per id that got an answer or was deferred, and the first fatal error."""
         results: list[_Result] = []
         failure: BaseException | None = None
         for future in as_completed(futures):
@@ -216,6 +225,7 @@ class _Run:
             outcome = None if answer is None else classify(answer, due, answer.observed_at)
             self.report.by_outcome["deferred" if outcome is None else outcome_label(outcome)] += 1
             results.append(_Result(due, answer, outcome))
+            crashpoint("fetch_answer")
             self.done += 1
             if self.progress is not None:
                 self.progress(self.done, total, self.report.by_outcome)
@@ -232,6 +242,9 @@ class _Run:
         except (TransientError, UnexpectedStatus) as exc:
             self._count(exc.attempts)
             return None
+        except AuthError:
+            self.stop.set()  # here, not when the chunk loop gets to it: no queued request may go out after a 401
+            raise
         self._count(answer.retries + 1)
         return replace(answer, observed_at=self.now())
 
@@ -250,9 +263,11 @@ class _Run:
         if answered:
             lake.write_raw_batch(self.home, raw_batch_id, _raw_table(raw_batch_id, answered))
             self.report.raw_batches.append(raw_batch_id)
+            crashpoint("raw_written")
             days = {r.due.created_at.date() for r in answered}
             outcomes = [r.outcome for r in answered]
             self.registry.record(outcomes, self.report.batch_id)
+            crashpoint("registry_recorded")
             self.unsettled.difference_update(o.jobid for o in outcomes)
         if deferred:
             self.registry.release(deferred, self.report.batch_id)

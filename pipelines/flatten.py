@@ -168,7 +168,7 @@ def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
     raw = raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
     con = duckdb.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         con.register("raw_input", raw)
         con.execute(_sql("macros"))
         con.execute(_sql("docs"))

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.config import Home
+from pipelines.crashpoints import crashpoint
 from pipelines.flatten import RAW_SCHEMA, SCHEMAS, SORT_KEYS, flatten
 
 APPLIED_KEY = b"mureka.applied_batches"
@@ -31,6 +32,8 @@ DATA_FILE = "data.parquet"
 JOB_CHILDREN = ("songs", "speech", "speech_turns")
 FLATTENED = (*JOB_CHILDREN, "jobs", "job_observations")
 LOCK_TIMEOUT = 600.0
+# Raw rows flattened at once: DuckDB's working set follows it, so a day of any size fits in bounded memory.
+FLATTEN_ROWS = 25_000
 _BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=-]*")
 
 
@@ -135,10 +138,13 @@ def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
     """Flatten the raw batches of `day` not yet applied to its lake tables and upsert them.
 
     With `rebuild`, the day is recomputed from all raw batches, ignoring the existing files; the result
-    is byte-for-byte deterministic. Every (table, day) lock is held for the whole call.
+    is byte-for-byte deterministic. Pending batches are flattened in groups of about FLATTEN_ROWS rows,
+    each upserted in memory like an incremental apply; the files are written once at the end. Every
+    (table, day) lock is held for the whole call.
     """
     with _day_locks(home, day):
-        batches = set(raw_batches(home, day))
+        batches_of_day = raw_batches(home, day)
+        batches = set(batches_of_day)
         files = {table: table_file(home, table, day) for table in FLATTENED}
         if rebuild:
             current = {table: (None, set()) for table in FLATTENED}
@@ -155,19 +161,56 @@ def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
         if not todo and not rebuild:
             return ApplyResult(day, 0, {t: (c[0].num_rows if c[0] is not None else 0) for t, c in current.items()})
 
-        new = flatten(read_raw(home, day, todo), day)
-        winners = _winning_jobids(new["jobs"], _observed_by_jobid(current["jobs"][0]))
+        tables = {table: old for table, (old, _) in current.items()}
+        for group in _groups(batches_of_day, todo):
+            new = flatten(read_raw(home, day, group), day)
+            winners = _winning_jobids(new["jobs"], _observed_by_jobid(tables["jobs"]))
+            for table in FLATTENED:
+                if not pending[table] and not rebuild:
+                    continue
+                if table == "job_observations":
+                    tables[table] = _merge_observations(tables[table], new[table])
+                else:
+                    tables[table] = _replace_jobids(tables[table], new[table], winners, SORT_KEYS[table])
         for table in FLATTENED:
             old, applied = current[table]
             if not pending[table] and not rebuild:
                 rows[table] = old.num_rows if old is not None else 0
                 continue
-            if table == "job_observations":
-                merged = _merge_observations(old, new[table])
-            else:
-                merged = _replace_jobids(old, new[table], winners, SORT_KEYS[table])
+            merged = tables[table] if tables[table] is not None else SCHEMAS[table].empty_table()
             rows[table] = _write_table(merged, files[table], sorted(applied | set(todo)))
         return ApplyResult(day, len(todo), rows)
+
+
+def pending_days(home: Home) -> list[date]:
+    """Days holding raw batches not yet flattened (a run stopped between raw and flatten), oldest first.
+
+    Reads only Parquet footers: job_observations is written last and has a row for every raw row, so
+    its applied batches are the ones every table of the day holds.
+    """
+    days = []
+    for day in lake_days(home, "raw"):
+        try:
+            metadata = pq.read_schema(table_file(home, "job_observations", day)).metadata or {}
+        except FileNotFoundError:
+            metadata = {}
+        if set(raw_batches(home, day)) - set(json.loads(metadata.get(APPLIED_KEY, b"[]"))):
+            days.append(day)
+    return days
+
+
+def _groups(files: dict[str, Path], todo: list[str]) -> Iterator[list[str]]:
+    """`todo` (sorted) cut into runs of whole batches of about FLATTEN_ROWS raw rows: flatten's memory bound."""
+    group: list[str] = []
+    rows = 0
+    for batch in todo:
+        group.append(batch)
+        rows += pq.ParquetFile(files[batch]).metadata.num_rows
+        if rows >= FLATTEN_ROWS:
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
 
 
 def _winning_jobids(new_jobs: pa.Table, reference: dict[str, int]) -> pa.Array:
@@ -248,6 +291,7 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
             pq.write_table(table, handle, compression="zstd")
             handle.flush()
             os.fsync(handle.fileno())
+        crashpoint("lake_temp_written")
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
@@ -256,6 +300,7 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+    crashpoint("lake_file_replaced")
 
 
 def _visible_parquet(folder: Path) -> Iterator[Path]:

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.capture import RunSummary
+from pipelines.capture import RunSummary, days_to_catch_up
 from pipelines.config import Home, utcnow
 from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.partitions import range_tags
@@ -37,6 +37,8 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
     """One pass: fetch every due id (the partitions that hold them, as one ranged run), flatten, load."""
     with Registry(home.ensure().registry_path) as registry:
         days = registry.partitions_with_due(utcnow())
+    # A run killed after archiving answers leaves days no id is due in any more: they are finished here.
+    days = sorted(set(days) | set(days_to_catch_up(home)))
     defs = build_defs(
         {"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource(bar=bar)}
     )

@@ -1,36 +1,51 @@
--- The latest 200 observation per jobid whose body is a JSON object (by observed_at, then batch_id),
--- parsed once into typed parts. Input: the Arrow table `raw_input` (raw lake schema).
--- Text fields are read as VARCHAR (numbers become their JSON text, objects their JSON); numeric, boolean
--- and list fields stay JSON for the lossless m_* coercions of flatten_macros.sql.
+-- The latest 200 observation per jobid whose body is an object (by observed_at, then batch_id), its body
+-- parsed once: `doc` is the record as a typed struct (text fields VARCHAR; numbers, booleans and lists
+-- JSON for the lossless m_* coercions; `request` as its JSON text for jobs.request_json) and `keys` the key
+-- lists of the record, its request, its response and its first ten songs (for jobs.extra_fields; the API
+-- returns at most four songs). Input: the Arrow table `raw_input` (raw lake schema).
+-- The latest is chosen before parsing (a window over the parsed structs costs several times the parse), so
+-- a malformed latest body gives the job no row (TRY); fetch and ingest never archive one, as they check
+-- every 200. Arrays and scalars are not objects, and neither is a response without keys.
 CREATE OR REPLACE TEMP TABLE docs AS
 WITH latest AS (
-    SELECT jobid, observed_at, http_status, body
+    SELECT jobid, observed_at, http_status, batch_id, body
     FROM raw_input
-    WHERE http_status = 200 AND m_is_object(body)
+    WHERE http_status = 200 AND starts_with(ltrim(body, ' ' || chr(9) || chr(10) || chr(13)), '{')
     QUALIFY row_number() OVER (PARTITION BY jobid ORDER BY observed_at DESC, batch_id DESC) = 1
-), parsed AS MATERIALIZED (
+), parsed AS (
     SELECT
-        jobid, observed_at, http_status,
-        json_keys(body) AS doc_keys,
-        from_json(body, '{"jobType": "VARCHAR", "verb": "VARCHAR", "status": "VARCHAR", "created": "VARCHAR",
-                          "updated": "VARCHAR", "error": "VARCHAR", "errorDetails": "VARCHAR", "code": "JSON",
-                          "request": "JSON", "response": "JSON"}') AS doc
+        jobid, observed_at, http_status, batch_id,
+        TRY(from_json(body, '{
+            "jobType": "VARCHAR", "verb": "VARCHAR", "status": "VARCHAR", "created": "VARCHAR",
+            "updated": "VARCHAR", "error": "VARCHAR", "errorDetails": "VARCHAR", "code": "JSON",
+            "request": "JSON",
+            "response": {"feed_id": "JSON", "state": "JSON", "title": "VARCHAR", "preview": "VARCHAR",
+                "cover": "VARCHAR", "mp3_url": "VARCHAR", "id": "JSON", "duration_milliseconds": "JSON",
+                "audio_quality": "JSON",
+                "songs": [{"song_id": "VARCHAR", "title": "VARCHAR", "version": "VARCHAR",
+                    "duration_milliseconds": "JSON", "generate_at": "JSON", "genres": "JSON", "moods": "JSON",
+                    "mp3_url": "VARCHAR", "cover": "VARCHAR", "share_key": "VARCHAR", "share_link": "VARCHAR",
+                    "machine_audit_state": "JSON", "credit_type": "JSON", "recall": "JSON",
+                    "is_regenerate": "JSON", "regenerate_from": "JSON"}]}}')) AS doc,
+        TRY(json_keys(body, ['$', '$.request', '$.response', '$.response.songs[0]', '$.response.songs[1]',
+            '$.response.songs[2]', '$.response.songs[3]', '$.response.songs[4]', '$.response.songs[5]',
+            '$.response.songs[6]', '$.response.songs[7]', '$.response.songs[8]', '$.response.songs[9]'])) AS keys
     FROM latest
 ), typed AS (
     SELECT
-        *,
+        jobid, observed_at, http_status, batch_id, doc,
         doc.jobType AS job_type,
-        CASE WHEN json_type(doc.request) = 'OBJECT' THEN json_keys(doc.request) END AS req_keys,
-        CASE WHEN json_type(doc.request) = 'OBJECT' THEN from_json(doc.request,
+        CASE WHEN starts_with(doc.request, '{') THEN from_json(doc.request,
             '{"account": "VARCHAR", "prompt": "VARCHAR", "title": "VARCHAR", "model": "VARCHAR",
               "instrumental_model": "VARCHAR", "replyRef": "VARCHAR", "voice_id": "JSON", "text": "VARCHAR",
               "conversation": "JSON"}') END AS req,
-        CASE WHEN json_type(doc.response) = 'OBJECT' THEN json_keys(doc.response) END AS resp_keys,
-        CASE WHEN json_type(doc.response) = 'OBJECT' THEN from_json(doc.response,
-            '{"feed_id": "JSON", "state": "JSON", "songs": ["JSON"], "title": "VARCHAR", "preview": "VARCHAR",
-              "cover": "VARCHAR", "mp3_url": "VARCHAR", "id": "JSON", "duration_milliseconds": "JSON",
-              "audio_quality": "JSON"}') END AS resp
+        CASE WHEN len(keys[3]) > 0 THEN doc.response END AS resp,
+        keys[1] AS doc_keys,
+        keys[2] AS req_keys,
+        keys[3] AS resp_keys,
+        list_distinct(flatten(list_filter(keys[4:], lambda k: k IS NOT NULL))) AS song_keys
     FROM parsed
+    WHERE doc IS NOT NULL
 )
 SELECT *, m_conversation(req.conversation) AS turns
 FROM typed;

@@ -1,9 +1,14 @@
--- job_observations: one row per raw row; status only from 200 bodies that are JSON objects
--- (json_extract_string yields NULL for arrays and scalars; TRY turns a malformed body into NULL).
+-- job_observations: one row per raw row. The status of the latest observation comes from its parsed doc;
+-- an earlier 200 JSON-object answer of the same job is read for its status alone (TRY: malformed is NULL).
 SELECT
-    jobid,
-    epoch_ms(observed_at) AS observed_at,
-    http_status,
-    CASE WHEN http_status = 200 THEN TRY(json_extract_string(body, '$.status')) END AS status,
-    batch_id
-FROM raw_input;
+    r.jobid,
+    epoch_ms(r.observed_at) AS observed_at,
+    r.http_status,
+    CASE
+        WHEN d.jobid IS NOT NULL THEN d.doc.status
+        WHEN r.http_status = 200 AND starts_with(ltrim(r.body, ' ' || chr(9) || chr(10) || chr(13)), '{')
+            THEN TRY(json_extract_string(r.body, '$.status'))
+    END AS status,
+    r.batch_id
+FROM raw_input AS r
+LEFT JOIN docs AS d ON r.jobid = d.jobid AND r.observed_at = d.observed_at AND r.batch_id = d.batch_id;

@@ -27,7 +27,7 @@ SELECT
         m_unknown_keys(doc_keys, m_top_fields(), ''),
         m_unknown_keys(req_keys, m_request_fields(job_type), 'request.'),
         m_unknown_keys(resp_keys, m_response_fields(job_type), 'response.'),
-        m_unknown_item_keys(resp.songs, m_song_fields(), 'response.songs[].'),
+        m_unknown_keys(song_keys, m_song_fields(), 'response.songs[].'),
         m_unknown_item_keys(turns, m_turn_fields(), 'request.conversation[].')
     ]))) AS extra_fields,
     doc.request AS request_json

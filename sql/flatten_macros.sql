@@ -1,10 +1,6 @@
 -- Coercion helpers for flattening raw job records (pipelines/flatten.py). Arguments are JSON values.
 -- Lossless only: a value that cannot be converted exactly becomes NULL (lake/raw keeps the original).
 
--- A JSON text that is an object (a body worth flattening).
-CREATE OR REPLACE TEMP MACRO m_is_object(body) AS
-    json_valid(body) AND starts_with(ltrim(body, ' ' || chr(9) || chr(10) || chr(13)), '{');
-
 -- int64 from an integer, an integral number or a string holding an integer literal.
 CREATE OR REPLACE TEMP MACRO m_int(j) AS CASE json_type(j)
     WHEN 'BIGINT' THEN TRY_CAST(j AS BIGINT)

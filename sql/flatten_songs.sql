@@ -1,19 +1,17 @@
 -- songs: one row per song object of a music job's response.songs; a repeated (song_id, version) keeps the first.
-WITH items AS MATERIALIZED (
-    SELECT jobid, unnest(resp.songs) AS song, generate_subscripts(resp.songs, 1) - 1 AS song_index
+-- An item with none of the documented fields (a number, string, list, or an object of unknown keys only)
+-- parses to a struct of nulls and gives no row.
+WITH items AS (
+    SELECT jobid, unnest(resp.songs) AS s, generate_subscripts(resp.songs, 1) - 1 AS song_index
     FROM docs
     WHERE job_type = 'music' AND resp.songs IS NOT NULL
-), typed AS MATERIALIZED (
-    SELECT jobid, song_index, from_json(song,
-        '{"song_id": "VARCHAR", "title": "VARCHAR", "version": "VARCHAR", "duration_milliseconds": "JSON",
-          "generate_at": "JSON", "genres": "JSON", "moods": "JSON", "mp3_url": "VARCHAR", "cover": "VARCHAR",
-          "share_key": "VARCHAR", "share_link": "VARCHAR", "machine_audit_state": "JSON", "credit_type": "JSON",
-          "recall": "JSON", "is_regenerate": "JSON", "regenerate_from": "JSON"}') AS s
-    FROM items
-    WHERE json_type(song) = 'OBJECT'
 ), keyed AS (
     SELECT jobid, song_index, s.song_id AS song_id, s.version AS version, s
-    FROM typed
+    FROM items
+    WHERE coalesce(s.song_id, s.title, s.version, s.mp3_url, s.cover, s.share_key, s.share_link,
+                   s.duration_milliseconds::VARCHAR, s.generate_at::VARCHAR, s.genres::VARCHAR, s.moods::VARCHAR,
+                   s.machine_audit_state::VARCHAR, s.credit_type::VARCHAR, s.recall::VARCHAR,
+                   s.is_regenerate::VARCHAR, s.regenerate_from::VARCHAR) IS NOT NULL
     QUALIFY row_number() OVER (PARTITION BY jobid, s.song_id, s.version ORDER BY song_index) = 1
 )
 SELECT
