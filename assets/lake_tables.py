@@ -1,6 +1,13 @@
-import dagster as dg
+from collections.abc import Sequence
+from datetime import date
 
-from pipelines import capture
+import dagster as dg
+import pyarrow.parquet as pq
+
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
+from pipelines import capture, lake
+from pipelines.checks import markdown_table
+from pipelines.config import Home
 from pipelines.partitions import daily_partitions, partition_days
 from pipelines.resources import HomeResource
 
@@ -13,6 +20,23 @@ TABLE_DESCRIPTIONS = {
 }
 
 
+PREVIEW_ROWS = 5
+PREVIEW_COLUMNS = 6
+PREVIEW_WIDTH = 40
+
+
+def preview(home: Home, table: str, days: Sequence[date]) -> str:
+    """The first rows and columns of the table's file for the first of `days` that has one, as Markdown."""
+    for day in days:
+        path = lake.table_file(home, table, day)
+        if path.exists():
+            columns = pq.read_schema(path).names[:PREVIEW_COLUMNS]
+            rows = pq.read_table(path, columns=columns).slice(0, PREVIEW_ROWS).to_pylist()
+            cells = [[str(row[c])[:PREVIEW_WIDTH] if row[c] is not None else None for c in columns] for row in rows]
+            return f"`{day}`\n\n" + markdown_table(columns, cells)
+    return "_no rows_"
+
+
 class LakeTablesConfig(dg.Config):
     rebuild: bool | None = None
     """Rebuild the days from `lake/raw` instead of applying new batches; default: only in backfills."""
@@ -23,7 +47,8 @@ class LakeTablesConfig(dg.Config):
         dg.AssetSpec(name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=daily_partitions)
         for name, text in TABLE_DESCRIPTIONS.items()
     ],
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=BACKFILL_POLICY,
+    retry_policy=TRANSIENT_RETRY,
 )
 def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, home: HomeResource):
     """Flatten the raw archive of these creation days into the lake tables."""
@@ -39,13 +64,15 @@ def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, hom
                 "batches_applied": summary.batches_applied,
                 "rebuild": rebuild,
                 "partitions": f"{days[0]}..{days[-1]}",
+                "preview": dg.MetadataValue.md(preview(home.home, table, days)),
             },
         )
 
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=BACKFILL_POLICY,
+    retry_policy=TRANSIENT_RETRY,
     deps=["raw"],
     group_name="lake",
     kinds={"parquet", "sqlite"},
@@ -54,4 +81,12 @@ def job_ids(context: dg.AssetExecutionContext, home: HomeResource) -> dg.Materia
     """The registry of known job ids (state, deadline, fetch count) for these creation days, in `lake/job_ids/`."""
     days = partition_days(context)
     written = capture.export_registry(home.home, days)
-    return dg.MaterializeResult(metadata={"days_written": written, "partitions": f"{days[0]}..{days[-1]}"})
+    rows = sum(pq.read_metadata(p).num_rows for d in days if (p := lake.table_file(home.home, "job_ids", d)).exists())
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "days_written": written,
+            "partitions": f"{days[0]}..{days[-1]}",
+            "preview": dg.MetadataValue.md(preview(home.home, "job_ids", days)),
+        }
+    )

@@ -1,5 +1,6 @@
 import dagster as dg
 
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture
 from pipelines.partitions import daily_partitions, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
@@ -8,10 +9,10 @@ from pipelines.useapi.client import AuthError
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=BACKFILL_POLICY,
     group_name="capture",
     kinds={"parquet"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    retry_policy=TRANSIENT_RETRY,
 )
 def raw(
     context: dg.AssetExecutionContext,
@@ -39,6 +40,7 @@ def raw(
             "still_due": report.still_due,
             "outcomes": dg.MetadataValue.json(outcomes),
             "partitions": f"{days[0]}..{days[-1]}",
+            "api": mureka_api.base_url,
             "preview": dg.MetadataValue.md(
                 "| outcome | ids |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in outcomes.items())
             ),

@@ -1,5 +1,6 @@
 import dagster as dg
 
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture
 from pipelines.partitions import POOL, daily_partitions
 from pipelines.resources import HomeResource
@@ -7,7 +8,8 @@ from pipelines.resources import HomeResource
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=BACKFILL_POLICY,
+    retry_policy=TRANSIENT_RETRY,
     deps=["jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids"],
     group_name="warehouse",
     kinds={"duckdb"},

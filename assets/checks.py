@@ -1,0 +1,119 @@
+"""Asset checks: keys, durations, songs and speech of completed jobs, expiry risk, lost ids and API drift.
+
+Table checks read the lake through an in-memory DuckDB (pipelines/checks.py), never the warehouse file;
+registry checks read the registry. They evaluate the whole history, not only the run's partitions.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from pipelines import checks
+from pipelines.config import utcnow
+from pipelines.registry import AT_RISK_WINDOW
+from pipelines.resources import HomeResource
+
+ERROR = dg.AssetCheckSeverity.ERROR
+WARN = dg.AssetCheckSeverity.WARN
+
+
+TABLE_CHECKS = [
+    # (check name, asset, sql/checks query, description)
+    ("jobs_key_unique", "jobs", "jobs_duplicate_keys", "Every jobid appears once in jobs."),
+    ("songs_key_unique", "songs", "songs_duplicate_keys", "Every (jobid, song_id, version) appears once in songs."),
+    ("song_durations_non_negative", "songs", "songs_negative_durations", "No song has a negative duration."),
+    ("speech_durations_non_negative", "speech", "speech_negative_durations", "No speech has a negative duration."),
+    (
+        "completed_music_has_songs",
+        "jobs",
+        "music_without_songs",
+        "Every completed music job has at least one row in songs, unless its response lists no songs.",
+    ),
+    ("completed_tts_has_speech", "jobs", "tts_without_speech", "Every completed TTS job has a row in speech."),
+]
+DRIFT = (
+    "api_drift",
+    "jobs",
+    "Counts undocumented fields (jobs.extra_fields) and statuses other than created/completed/failed;"
+    " warns when the API sends anything the pipeline does not know.",
+)
+EXPIRY_RISK = (
+    "expiry_risk",
+    "job_ids",
+    f"Fails when ids that are not final yet expire within {AT_RISK_WINDOW.total_seconds() / 3600:g} h"
+    " (or are past their deadline unfetched); lists them, nearest deadline first.",
+)
+LOST_JOBS = ("lost_jobs", "job_ids", "Warns about ids that expired (404 past deadline) before any capture.")
+
+
+def _specs(*checks_: tuple[str, str, str]) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset, description=text) for name, asset, text in checks_]
+
+
+# One step per group: the lake is opened once for every table check, the registry read once.
+@dg.multi_asset_check(
+    name="lake_checks",
+    specs=_specs(*[(name, asset, text) for name, asset, _, text in TABLE_CHECKS], DRIFT),
+    description="Keys, durations, songs and speech of completed jobs, and API drift, over the whole lake.",
+)
+def lake_checks(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
+    found = checks.find(home.home, [query for _, _, query, _ in TABLE_CHECKS] + ["drift_fields", "drift_statuses"])
+    for name, asset, query, _ in TABLE_CHECKS:
+        rows = found[query]
+        yield dg.AssetCheckResult(
+            asset_key=asset,
+            check_name=name,
+            passed=rows.count == 0,
+            severity=ERROR,
+            metadata={
+                "offending_rows": rows.count,
+                "jobids": dg.MetadataValue.json(rows.first("jobid")),
+                "preview": dg.MetadataValue.md(rows.markdown()),
+            },
+        )
+    fields, statuses = found["drift_fields"], found["drift_statuses"]
+    yield dg.AssetCheckResult(
+        asset_key=DRIFT[1],
+        check_name=DRIFT[0],
+        passed=fields.count == 0 and statuses.count == 0,
+        severity=WARN,
+        metadata={
+            "unknown_fields": fields.count,
+            "jobs_with_unknown_fields": fields.total("jobs"),
+            "unknown_statuses": statuses.count,
+            "jobs_with_unknown_status": statuses.total("jobs"),
+            "fields": dg.MetadataValue.md(fields.markdown()),
+            "statuses": dg.MetadataValue.md(statuses.markdown()),
+        },
+    )
+
+
+@dg.multi_asset_check(
+    name="registry_checks",
+    specs=_specs(EXPIRY_RISK, LOST_JOBS),
+    description="Ids at risk of expiring before they are final (ERROR), and ids already lost (WARN).",
+)
+def registry_checks(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
+    summary = checks.registry_summary(home.home, utcnow())
+    yield dg.AssetCheckResult(
+        asset_key=EXPIRY_RISK[1],
+        check_name=EXPIRY_RISK[0],
+        passed=summary.at_risk == 0,
+        severity=ERROR,
+        metadata={
+            "at_risk": summary.at_risk,
+            "due_now": summary.due_now,
+            "jobids": dg.MetadataValue.json(summary.at_risk_ids),
+            "preview": dg.MetadataValue.md(checks.markdown_table(["jobid"], [(i,) for i in summary.at_risk_ids])),
+        },
+    )
+    yield dg.AssetCheckResult(
+        asset_key=LOST_JOBS[1],
+        check_name=LOST_JOBS[0],
+        passed=summary.lost == 0,
+        severity=WARN,
+        metadata={"lost": summary.lost, "known_ids": summary.total},
+    )
+
+
+CHECKS = [lake_checks, registry_checks]

@@ -1,0 +1,23 @@
+"""Backfill and retry policies shared by the assets."""
+
+import os
+
+import dagster as dg
+
+BACKFILL_DAYS_ENV = "MUREKA_ETL_BACKFILL_DAYS_PER_RUN"
+DEFAULT_BACKFILL_DAYS = 7
+
+
+def backfill_days_per_run() -> int:
+    """Creation days per backfill run: MUREKA_ETL_BACKFILL_DAYS_PER_RUN, default 7 (a week per run)."""
+    return max(1, int(os.environ.get(BACKFILL_DAYS_ENV) or DEFAULT_BACKFILL_DAYS))
+
+
+# A UI backfill of N days becomes ceil(N / days) runs: bounded, and each a ranged run of the whole graph.
+# They never collide: fetches claim ids with registry leases, lake files are locked per (table, day), and
+# the warehouse writer is in the duckdb_write pool (limit 1) behind a file lock.
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_days_per_run())
+
+# For transient step failures (a lake or warehouse lock held too long, a registry busy past its timeout).
+# Auth failures raise dg.Failure(allow_retries=False) and are not retried.
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

@@ -1,0 +1,91 @@
+"""Data-quality findings for the asset checks: SQL files under sql/checks/ that return the offending rows.
+
+They run on an in-memory DuckDB over the lake (`open_lake`), the same tables the warehouse loads, so a
+check never opens `warehouse.duckdb` and can neither wait on nor block a run that writes it.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipelines.config import Home
+from pipelines.registry import Registry, RegistrySummary
+from pipelines.warehouse import SQL_DIR, open_lake
+
+CHECKS_DIR = SQL_DIR / "checks"
+SAMPLE_ROWS = 20
+
+
+class UnknownCheckError(ValueError):
+    """No sql/checks/<name>.sql exists for the asked check."""
+
+
+@dataclass(frozen=True)
+class Findings:
+    """The rows one check query returned (each row is one offence, or one group of them)."""
+
+    name: str
+    columns: list[str]
+    rows: list[tuple]
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def total(self, column: str) -> int:
+        """The sum of an integer column over the rows (e.g. jobs per unknown field)."""
+        index = self.columns.index(column)
+        return sum(int(row[index] or 0) for row in self.rows)
+
+    def first(self, column: str, limit: int = SAMPLE_ROWS) -> list[Any]:
+        """The values of one column in the first `limit` rows."""
+        index = self.columns.index(column)
+        return [row[index] for row in self.rows[:limit]]
+
+    def markdown(self, limit: int = SAMPLE_ROWS) -> str:
+        """The first `limit` rows as a Markdown table, with a line saying how many were left out."""
+        return markdown_table(self.columns, self.rows[:limit], omitted=max(0, self.count - limit))
+
+
+def check_names() -> list[str]:
+    """Every check query under sql/checks/, by name."""
+    return sorted(path.stem for path in CHECKS_DIR.glob("*.sql"))
+
+
+def find(home: Home, names: Sequence[str]) -> dict[str, Findings]:
+    """Run the named check queries on one in-memory connection over the lake."""
+    queries = {}
+    for name in names:
+        path = CHECKS_DIR / f"{name}.sql"
+        if not path.is_file():
+            raise UnknownCheckError(f"no check query {path}; known: {', '.join(check_names())}")
+        queries[name] = path.read_text(encoding="utf-8")
+    con = open_lake(home)
+    try:
+        results = {}
+        for name, sql in queries.items():
+            cursor = con.execute(sql)
+            rows = cursor.fetchall()
+            results[name] = Findings(name, [d[0] for d in cursor.description], rows)
+        return results
+    finally:
+        con.close()
+
+
+def registry_summary(home: Home, now: datetime) -> RegistrySummary:
+    """The registry's counts, with the ids at risk of expiring before they are final."""
+    with Registry(home.registry_path) as registry:
+        return registry.summary(now)
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], omitted: int = 0) -> str:
+    """A small Markdown table (cells with `|` escaped), or a line saying there is nothing."""
+    if not rows:
+        return "_none_"
+    cell = lambda value: "" if value is None else str(value).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    if omitted:
+        lines.append(f"\n... and {omitted} more")
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""`mureka-etl dev`: the Dagster UI and daemon (`dagster dev`) on 127.0.0.1 with a persistent instance.
+
+The instance lives in `$MUREKA_ETL_HOME/dagster_home`, so runs, schedule state and sensor cursors survive a
+restart. Its `dagster.yaml` is written on every start: the `duckdb_write` pool has one slot and holds whole
+runs in the queue (one warehouse writer at a time), the run queue is small for a 2-core machine, and crashed
+run workers are retried. With `USEAPI_TOKEN` set, the runs talk to the API; without it, this process serves
+the embedded simulator on a free port, says so, and drops the simulated ids into the inbox.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from rich.console import Console
+
+from pipelines.config import DEFAULT_BASE_URL, Home, utcnow
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKSPACE = ROOT / "workspace.yaml"
+SIMULATOR_ENV = "MUREKA_ETL_SIMULATOR"
+MAX_CONCURRENT_RUNS = 2
+RUN_RETRIES = 2
+
+INSTANCE_YAML = """\
+# Written by `mureka-etl dev` on every start; edit pipelines/dev.py instead.
+concurrency:
+  pools:
+    # Every pool has one slot: duckdb_write (the warehouse writer) runs one run at a time.
+    default_limit: 1
+    # Hold whole runs in the queue instead of starting run workers that wait for the slot.
+    granularity: run
+  runs:
+    max_concurrent_runs: {max_runs}
+run_retries:
+  enabled: true
+  max_retries: {retries}
+  # Only crashed run workers; step failures have their own RetryPolicy, and a 401 must not retry.
+  retry_on_asset_or_op_failure: false
+telemetry:
+  enabled: false
+"""
+
+
+def instance_yaml(max_runs: int = MAX_CONCURRENT_RUNS, retries: int = RUN_RETRIES) -> str:
+    """The instance configuration `mureka-etl dev` writes."""
+    return INSTANCE_YAML.format(max_runs=max_runs, retries=retries)
+
+
+def dagster_home(home: Home) -> Path:
+    """The persistent Dagster instance folder of a home."""
+    return home.root / "dagster_home"
+
+
+def write_instance(home: Home) -> Path:
+    """Create `<home>/dagster_home/dagster.yaml` (rewritten each time) and return the folder."""
+    folder = dagster_home(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dagster.yaml").write_text(instance_yaml(), encoding="utf-8")
+    return folder
+
+
+def dev_command(port: int) -> list[str]:
+    """`dagster dev` on loopback with the repository's workspace (run from the repository root)."""
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE), "-h", "127.0.0.1", "-p", str(port)]
+
+
+def dev_env(home: Home, base: Mapping[str, str], simulator: tuple[str, str] | None = None) -> dict[str, str]:
+    """The environment of `dagster dev`: the home and instance as absolute paths, and, when `simulator`
+    (base_url, token) is given, the simulator's URL and token with the flag that labels the assets."""
+    env = dict(base)
+    env["MUREKA_ETL_HOME"] = str(home.root)
+    env["DAGSTER_HOME"] = str(dagster_home(home))
+    if simulator is not None:
+        env["USEAPI_BASE_URL"], env["USEAPI_TOKEN"] = simulator
+        env[SIMULATOR_ENV] = "1"
+    return env
+
+
+def run(port: int = 3000, simulator_jobs: int = 500, console: Console | None = None) -> int:
+    """Run `mureka-etl dev`: with a token, become `dagster dev`; without, return its exit status."""
+    console = console or Console(stderr=True)
+
+    home = Home.from_env().ensure()
+    write_instance(home)
+    os.chdir(ROOT)  # workspace.yaml's working_directory "." resolves against the current directory
+    if os.environ.get("USEAPI_TOKEN"):
+        base_url = os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL)
+        console.print(f"mureka-etl dev: API {base_url} (token from USEAPI_TOKEN), home {home.root}", highlight=False)
+        _banner(console, port, home)
+        os.execvpe(sys.executable, dev_command(port), dev_env(home, os.environ))
+    return _with_simulator(console, port, simulator_jobs, home)
+
+
+def _banner(console: Console, port: int, home: Home) -> None:
+    console.print(
+        f"Dagster UI on http://127.0.0.1:{port}, instance {dagster_home(home)} (pool duckdb_write: 1 run at a time).\n"
+        f"Drop id files into {home.inbox}; Ctrl-C stops.",
+        highlight=False,
+    )
+
+
+def _with_simulator(console: Console, port: int, jobs: int, home: Home) -> int:
+    """Serve the embedded simulator in this process while `dagster dev` runs as a child."""
+    from pipelines.useapi.corpus import generate_jobs, write_ids_file
+    from pipelines.useapi.simulator import Simulator
+
+    now = utcnow()
+    corpus = generate_jobs(jobs, seed=7, now=now, days=10)
+    with Simulator(corpus, seed=7) as sim:
+        ids_file = write_ids_file(corpus, home.inbox / f"simulator-ids-{now:%Y%m%dT%H%M%S}.txt")
+        console.print(
+            f"[bold yellow]mureka-etl dev: USEAPI_TOKEN is not set: serving the embedded simulator[/] at {sim.base_url}"
+            f" ({len(corpus)} simulated jobs; their ids are in {ids_file}). Set USEAPI_TOKEN to use the real API.",
+            highlight=False,
+        )
+        _banner(console, port, home)
+        child = subprocess.Popen(dev_command(port), env=dev_env(home, os.environ, (sim.base_url, sim.token)))
+        # dagster dev shuts down on SIGINT (Ctrl-C reaches both processes) and maps SIGTERM to it:
+        # pass a TERM on, then wait for the child so the simulator outlives every run.
+        signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue

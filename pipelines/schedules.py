@@ -1,0 +1,91 @@
+"""`capture_schedule`: every 15 minutes (MUREKA_ETL_CAPTURE_CRON), one run per creation day still holding due ids.
+
+Each tick asks the registry which days hold due ids that no run has leased, nearest deadline first, and
+requests one run per day, keyed by day and tick time. A day that already has a run waiting in the queue
+is skipped, so slow runs never make the queue grow: at most one queued run per day, whatever the cron.
+"""
+
+import hashlib
+import os
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+from pipelines.config import Home, utcnow
+from pipelines.partitions import daily_partitions
+from pipelines.registry import Registry
+from pipelines.resources import HomeResource
+
+CRON_ENV = "MUREKA_ETL_CAPTURE_CRON"
+DEFAULT_CRON = "*/15 * * * *"
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def capture_cron() -> str:
+    """The schedule's cron: MUREKA_ETL_CAPTURE_CRON, or every 15 minutes."""
+    return os.environ.get(CRON_ENV, "").strip() or DEFAULT_CRON
+
+
+def waiting_days(instance: dg.DagsterInstance) -> set[date]:
+    """Creation days covered by runs that wait to start (queued, not started, starting)."""
+    days: set[date] = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=WAITING)):
+        tags = run.tags
+        if PARTITION_TAG in tags:
+            days.add(date.fromisoformat(tags[PARTITION_TAG]))
+        elif RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+            first, last = date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG])
+            days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+    return days
+
+
+def due_days(home: Home, now: datetime, among: Iterable[date] | None = None) -> list[date]:
+    """Days holding due, unleased ids (nearest deadline first) that are partitions, optionally only `among`."""
+    with Registry(home.registry_path) as registry:
+        days = registry.partitions_with_due(now)
+    wanted = None if among is None else set(among)
+    keys = set(daily_partitions.get_partition_keys(current_time=now))
+    return [d for d in days if d.isoformat() in keys and (wanted is None or d in wanted)]
+
+
+def run_requests(days: Iterable[date], key: str, skip: set[date], source: str) -> list[dg.RunRequest]:
+    """One RunRequest per day not in `skip`, in the given order, keyed `<day>@<key>`."""
+    return [
+        dg.RunRequest(run_key=f"{day.isoformat()}@{key}", partition_key=day.isoformat(), tags={"mureka/trigger": source})
+        for day in days
+        if day not in skip
+    ]
+
+
+def digest(parts: Iterable[str]) -> str:
+    """A short stable hash (not Python's salted hash) for run keys."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def build_capture_schedule(job_name: str, cron: str | None = None) -> dg.ScheduleDefinition:
+    """The capture schedule of job `job_name` (running by default, so `make dev` captures without a click)."""
+
+    @dg.schedule(
+        name="capture_schedule",
+        cron_schedule=cron or capture_cron(),
+        job_name=job_name,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="One capture run per creation day that still holds live, unfinished ids, nearest deadline"
+        " first; nothing when nothing is due; a day with a run already queued is skipped.",
+    )
+    def capture_schedule(context: dg.ScheduleEvaluationContext, home: HomeResource):
+        tick = context.scheduled_execution_time or utcnow()
+        days = due_days(home.home, utcnow())
+        if not days:
+            return dg.SkipReason("no creation day holds due ids")
+        requests = run_requests(days, tick.isoformat(), waiting_days(context.instance), "schedule")
+        if not requests:
+            return dg.SkipReason(f"every day with due ids ({len(days)}) already has a queued run")
+        return requests
+
+    return capture_schedule

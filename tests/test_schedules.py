@@ -1,0 +1,94 @@
+"""capture_schedule: one run per day with due ids, nearest deadline first, nothing when nothing is due,
+and never a second queued run for the same day."""
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from pipelines.config import Home, utcnow
+from pipelines.definitions import CAPTURE_JOB, defs
+from pipelines.registry import Outcome, Registry
+from pipelines.resources import HomeResource
+from pipelines.schedules import CRON_ENV, DEFAULT_CRON, build_capture_schedule
+from pipelines.useapi.corpus import generate_jobs
+from tests.conftest import register
+
+TICK = datetime(2026, 11, 29, 12, 15, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def tick(home: Home, instance: dg.DagsterInstance):
+    repository = defs.get_repository_def()
+    schedule = repository.get_schedule_def("capture_schedule")
+    # Entered, so its resources are torn down here: a context left to the garbage collector can leave
+    # Dagster's current-instance state pointing at a closed test instance for later tests.
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=TICK,
+        resources={"home": HomeResource(root=str(home.root))},
+        repository_def=repository,
+    ) as context:
+        return schedule.evaluate_tick(context)
+
+
+def test_one_request_per_day_with_due_ids_nearest_deadline_first(home, instance):
+    corpus = generate_jobs(60, 3, utcnow(), days=5)
+    register(home, corpus)
+    data = tick(home, instance)
+    days = sorted({job.created.date() for job in corpus})
+    keys = [r.partition_key for r in data.run_requests]
+    assert keys == [d.isoformat() for d in days]  # the oldest day holds the nearest deadline
+    assert all(r.run_key == f"{r.partition_key}@{TICK.isoformat()}" for r in data.run_requests)
+    assert defs.get_repository_def().get_schedule_def("capture_schedule").job_name == CAPTURE_JOB
+
+
+def test_nothing_due_means_no_run(home, instance):
+    assert tick(home, instance).run_requests == []  # empty registry
+    corpus = generate_jobs(10, 4, utcnow(), days=2)
+    register(home, corpus)
+    with Registry(home.registry_path) as registry:
+        registry.record([Outcome(job.jobid, utcnow(), 200, "completed", captured=True) for job in corpus])
+    data = tick(home, instance)
+    assert data.run_requests == []
+    assert "no creation day holds due ids" in data.skip_message
+
+
+def test_a_day_with_a_queued_run_is_not_requested_again(home, instance):
+    corpus = generate_jobs(40, 5, utcnow(), days=3)
+    register(home, corpus)
+    first = tick(home, instance).run_requests
+    queued_day = first[0].partition_key
+    instance.add_run(
+        # (a QUEUED run needs a code-location origin; NOT_STARTED takes the same path of the filter)
+        dg.DagsterRun(job_name=CAPTURE_JOB, status=dg.DagsterRunStatus.NOT_STARTED, tags={"dagster/partition": queued_day})
+    )
+    second = [r.partition_key for r in tick(home, instance).run_requests]
+    assert second == [r.partition_key for r in first[1:]]
+
+    # A queued backfill-style ranged run covers every day of its range.
+    last = date.fromisoformat(first[-1].partition_key)
+    instance.add_run(
+        dg.DagsterRun(
+            job_name=CAPTURE_JOB,
+            status=dg.DagsterRunStatus.STARTING,
+            tags={
+                "dagster/asset_partition_range_start": (last - timedelta(days=10)).isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+        )
+    )
+    assert tick(home, instance).run_requests == []
+
+
+def test_cron_is_configurable(monkeypatch):
+    assert build_capture_schedule(CAPTURE_JOB).cron_schedule == DEFAULT_CRON == "*/15 * * * *"
+    monkeypatch.setenv(CRON_ENV, "*/5 * * * *")
+    assert build_capture_schedule(CAPTURE_JOB).cron_schedule == "*/5 * * * *"
+    assert build_capture_schedule(CAPTURE_JOB).default_status == dg.DefaultScheduleStatus.RUNNING
