@@ -10,6 +10,7 @@ from pipelines import summary
 from pipelines.config import Home, utcnow
 from pipelines.idfiles import read_ids
 from pipelines.registry import Registry
+from pipelines.report import write_home_report
 from pipelines.resources import MurekaApiResource
 from pipelines.runner import run_capture
 from pipelines.useapi.corpus import generate_jobs, write_ids_file
@@ -85,8 +86,10 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
         f"Captured {captured} of {len(corpus)} jobs; {states.get('lost', 0)} were already past the 7-day retention "
         f"when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
     )
+    report = write_home_report(home, utcnow())
     console.print(f"\nWarehouse: {home.warehouse_path}", highlight=False)
     console.print(f"Lake:      {home.lake}", highlight=False)
+    console.print(f"Report:    {report.path}", highlight=False)
     console.print(
         f"Try:  MUREKA_ETL_HOME={root} mureka-etl query "
         "\"SELECT verb, count(*) AS jobs, avg(duration_milliseconds)/1000 AS avg_s "

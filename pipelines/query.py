@@ -23,7 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import Home
+from pipelines.config import TABLES, Home
 from pipelines.warehouse import open_lake
 
 Format = Literal["table", "csv", "json"]
@@ -139,7 +139,8 @@ def list_relations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, list[
     by_relation: dict[str, list[tuple[str, str]]] = {}
     for relation, column, data_type in columns:
         by_relation.setdefault(relation, []).append((column, data_type))
-    return [(name, kind, by_relation.get(name, [])) for name, kind in relations]
+    # Over the lake the tables are views of Parquet files: they are still listed as the tables they stand for.
+    return [(name, "table" if name in TABLES else kind, by_relation.get(name, [])) for name, kind in relations]
 
 
 def render(result: QueryResult, fmt: Format) -> str:

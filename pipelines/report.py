@@ -4,6 +4,7 @@ people look at — volume, failures, song durations, latency, capture health and
 import html
 import math
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -11,7 +12,11 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.config import Home
+from pipelines.query import connect_readonly
+
 REPORT_SQL = Path(__file__).resolve().parents[1] / "sql" / "report"
+REPORT_NAME = "report.html"
 WINDOW_DAYS = 90
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 # (music, tts) shades per job status, so type and status read at a glance.
@@ -59,10 +64,26 @@ def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> Re
     page = _page(now, _tiles(totals), sections)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    # A unique temp name: a sync and a Dagster run may write the report at the same time.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
     return ReportSummary(path=out, markdown=_markdown(totals, data["top_errors"], out, now))
+
+
+def default_report_path(home: Home) -> Path:
+    """Where `mureka-etl report`, the `report` asset and the demo write the report: `<home>/report.html`."""
+    return home.root / REPORT_NAME
+
+
+def write_home_report(home: Home, now: datetime, out: Path | None = None) -> ReportSummary:
+    """Write the report of `home` to `out` (default `<home>/report.html`), reading the lake, not the warehouse
+    file: the read-only lake connection never waits on (or blocks) a run that writes `warehouse.duckdb`."""
+    con = connect_readonly(home)
+    try:
+        return write_report(con, out or default_report_path(home), now)
+    finally:
+        con.close()
 
 
 Rows = tuple[list[str], list[tuple]]
@@ -104,7 +125,8 @@ svg text { font-size:12px; fill:var(--muted); } svg .value { fill:var(--ink); }
 .empty { color:var(--muted); padding:24px 0; text-align:center; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
 th, td { text-align:left; padding:6px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { color:var(--muted); font-weight:600; } td.t { white-space:nowrap; } td.n { text-align:right; font-variant-numeric:tabular-nums; }
+th { color:var(--muted); font-weight:600; } td.t { white-space:nowrap; }
+td.n { text-align:right; font-variant-numeric:tabular-nums; }
 footer { color:var(--muted); font-size:12px; padding:0 32px 24px; }
 """
 
@@ -117,8 +139,9 @@ def _page(now: datetime, tiles: str, sections: list[str]) -> str:
         f"<title>mureka-etl report · {stamp}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"<header><h1>Mureka jobs report</h1><p class=\"sub\">generated {stamp} by mureka-etl</p></header>\n"
         f"<div class=\"tiles\">{tiles}</div>\n<main>\n" + "\n".join(sections) + "\n</main>\n"
-        "<footer>Days are UTC creation days of the jobs. Source: the warehouse views v_daily_jobs, v_failure_rates, "
-        "v_top_errors, v_song_durations, v_generation_latency and v_capture_health.</footer>\n</body>\n</html>\n"
+        "<footer>Days are UTC creation days of the jobs; at risk is counted at the time of the query. Source: the views "
+        "v_daily_jobs, v_failure_rates, v_top_errors and v_capture_health, and the songs and jobs tables (queries in "
+        "sql/report/).</footer>\n</body>\n</html>\n"
     )
 
 
@@ -158,7 +181,7 @@ def _markdown(t: dict, errors: Rows, out: Path, now: datetime) -> str:
     ]
     if top:
         e = top[0]
-        lines.append(f"- top error: \"{e['error']}\" (code {e['code']}) × {e['jobs']}")
+        lines.append(f"- top error: \"{e['error'] or '(no message)'}\" (code {e['code']}) × {e['jobs']}")
     lines.append(f"- report: `{out}`")
     return "\n".join(lines)
 
@@ -251,11 +274,14 @@ def _song_distribution(rows: Rows) -> str:
                f"p75 {_ms(p75)}, p90 {_ms(p90)}, max {_ms(r['max_ms'])}, mean {_ms(r['mean_ms'])}")
         parts.append(
             f"<g><title>{_esc(tip)}</title>"
-            f"<text x=\"{label_w - 8}\" y=\"{cy + 4:.1f}\" text-anchor=\"end\" class=\"value\">{_esc(r['model'])}</text>"
-            f"<line x1=\"{x(p10):.1f}\" x2=\"{x(p90):.1f}\" y1=\"{cy:.1f}\" y2=\"{cy:.1f}\" stroke=\"{color}\" stroke-width=\"2\"/>"
+            f"<text x=\"{label_w - 8}\" y=\"{cy + 4:.1f}\" text-anchor=\"end\" class=\"value\">"
+            f"{_esc(r['model'])}</text>"
+            f"<line x1=\"{x(p10):.1f}\" x2=\"{x(p90):.1f}\" y1=\"{cy:.1f}\" y2=\"{cy:.1f}\" stroke=\"{color}\" "
+            "stroke-width=\"2\"/>"
             f"<rect x=\"{x(p25):.1f}\" y=\"{cy - 9:.1f}\" width=\"{max(x(p75) - x(p25), 1):.1f}\" height=\"18\" "
             f"fill=\"{color}\" fill-opacity=\"0.35\" stroke=\"{color}\"/>"
-            f"<line x1=\"{x(p50):.1f}\" x2=\"{x(p50):.1f}\" y1=\"{cy - 9:.1f}\" y2=\"{cy + 9:.1f}\" stroke=\"{color}\" stroke-width=\"3\"/>"
+            f"<line x1=\"{x(p50):.1f}\" x2=\"{x(p50):.1f}\" y1=\"{cy - 9:.1f}\" y2=\"{cy + 9:.1f}\" "
+            f"stroke=\"{color}\" stroke-width=\"3\"/>"
             f"<circle cx=\"{x(r['max_ms']):.1f}\" cy=\"{cy:.1f}\" r=\"3\" fill=\"{color}\"/>"
             f"<text x=\"{W - RIGHT}\" y=\"{cy + 4:.1f}\" text-anchor=\"end\">n={_int(r['songs'])}</text></g>"
         )

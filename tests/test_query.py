@@ -220,3 +220,47 @@ def test_render_from_a_real_query(con):
     assert "Content policy violation" in render(result, "table")
     with pytest.raises(QueryError, match="unknown output format 'xml'"):
         render(result, "xml")
+
+
+def test_list_marks_lake_tables_as_tables(con):
+    kinds = {name: kind for name, kind, _ in list_relations(con)}
+    assert kinds["jobs"] == "table" and kinds["job_ids"] == "table" and kinds["v_top_errors"] == "view"
+
+
+# ---- the command, as a user runs it -------------------------------------------------------------------------
+
+def test_cli_query_from_argument_file_and_stdin(lake_home, tmp_path):
+    from tests.test_cli import run_cli
+
+    sql = "SELECT day, sum(jobs) AS jobs FROM v_daily_jobs GROUP BY day ORDER BY day"
+    as_json = run_cli("query", sql, "--format", "json", home=lake_home.root)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == [{"day": "2026-01-10", "jobs": 7}, {"day": "2026-01-11", "jobs": 6}]
+    script = tmp_path / "q.sql"
+    script.write_text("-- jobs per day\n" + sql + ";\n")
+    as_csv = run_cli("query", "-f", str(script), "--format", "csv", home=lake_home.root)
+    assert as_csv.stdout == "day,jobs\n2026-01-10,7\n2026-01-11,6\n"
+    from_stdin = run_cli("query", home=lake_home.root, stdin=sql)
+    assert from_stdin.returncode == 0 and "2026-01-10" in from_stdin.stdout and from_stdin.stdout.endswith("(2 rows)\n")
+    dash = run_cli("query", "-", "--format", "csv", home=lake_home.root, stdin=sql)
+    assert dash.stdout == as_csv.stdout
+
+
+def test_cli_query_list_and_errors(lake_home):
+    from tests.test_cli import run_cli
+
+    listed = run_cli("query", "--list", home=lake_home.root)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split(" ", 1)[0]: line for line in listed.stdout.splitlines()}
+    assert lines["v_daily_jobs"] == ("v_daily_jobs (view): day DATE, job_type VARCHAR, verb VARCHAR, status VARCHAR,"
+                                     " account VARCHAR, jobs BIGINT")
+    assert lines["songs"].startswith("songs (table): jobid VARCHAR,") and "genres VARCHAR[]" in lines["songs"]
+    before = snapshot(lake_home)
+    refused = run_cli("query", "DELETE FROM jobs", home=lake_home.root)
+    assert refused.returncode == 1
+    assert "read-only: DELETE statements are not allowed" in refused.stderr
+    assert snapshot(lake_home) == before
+    missing = run_cli("query", "-f", "/no/such/file.sql", home=lake_home.root)
+    assert missing.returncode == 2 and "cannot read the SQL file" in missing.stderr
+    empty = run_cli("query", home=lake_home.root, stdin="")
+    assert empty.returncode == 2 and "no SQL given" in empty.stderr

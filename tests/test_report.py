@@ -90,3 +90,18 @@ def test_report_on_an_empty_lake(tmp_path):
     assert "<svg" not in page
     assert "- jobs: 0 (music 0, tts 0), failure rate – of finished" in summary.markdown
     con.close()
+
+
+def test_report_command_writes_to_the_home_or_out(tmp_path):
+    from tests.test_cli import run_cli
+
+    home = Home(tmp_path / "home")
+    build_lake(home)
+    default = run_cli("report", home=home.root)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == f"Report: {home.root / 'report.html'}"
+    assert "<h2>Top errors</h2>" in (home.root / "report.html").read_text()
+    out = tmp_path / "elsewhere" / "r.html"
+    chosen = run_cli("report", "--out", str(out), home=home.root)
+    assert chosen.returncode == 0 and chosen.stdout.strip() == f"Report: {out}"
+    assert "<b>13</b><span>jobs captured</span>" in out.read_text()

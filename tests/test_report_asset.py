@@ -1,0 +1,55 @@
+"""The `report` asset: written by the capture job after the warehouse (real pipeline against the simulator),
+and on its own with `dg.materialize`, with the Markdown summary and path in its metadata."""
+
+import re
+
+import dagster as dg
+import duckdb
+
+from pipelines.config import Home
+from pipelines.definitions import ASSETS, CAPTURE_JOB, defs
+from pipelines.resources import HomeResource
+from pipelines.runner import run_capture
+from tests.conftest import api_for, register
+
+
+def warehouse_counts(home: Home) -> tuple[int, int, int]:
+    con = duckdb.connect(str(home.warehouse_path), read_only=True)
+    try:
+        return con.execute(
+            "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM songs), (SELECT count(*) FROM job_ids)"
+        ).fetchone()
+    finally:
+        con.close()
+
+
+def test_report_is_part_of_the_capture_job():
+    keys = defs.resolve_job_def(CAPTURE_JOB).asset_layer.asset_graph.get_all_asset_keys()
+    assert dg.AssetKey("report") in keys
+    spec = next(spec for asset in ASSETS for spec in asset.specs if spec.key == dg.AssetKey("report"))
+    assert spec.group_name == "analytics" and spec.partitions_def is None
+    assert dg.AssetKey("warehouse") in {dep.asset_key for dep in spec.deps}
+
+
+def test_capture_writes_the_report_and_materialize_attaches_its_summary(home, corpus, simulator):
+    register(home, corpus)
+    simulator.clock.advance(120)
+    run_capture(home, api_for(simulator))
+    page = home.root / "report.html"
+    assert page.exists()  # written by the capture run, after the warehouse load
+    page.unlink()
+
+    result = dg.materialize([defs.get_assets_def("report")], resources={"home": HomeResource(root=str(home.root))})
+    assert result.success
+    (event,) = result.asset_materializations_for_node("report")
+    assert event.metadata["path"] == dg.MetadataValue.path(str(page))
+    markdown = event.metadata["summary"].value
+    assert isinstance(event.metadata["summary"], dg.MarkdownMetadataValue)
+    jobs, songs, known = warehouse_counts(home)
+    assert jobs and songs
+    assert re.search(rf"^- jobs: {jobs:,} \(music \d+, tts \d+\)", markdown, flags=re.MULTILINE)
+    assert re.search(rf"^- songs: {songs:,}, median duration \d+:\d\d", markdown, flags=re.MULTILINE)
+    assert re.search(rf"^- ids: {known:,} known, ", markdown, flags=re.MULTILINE)
+    html = page.read_text()
+    assert f"<b>{jobs:,}</b><span>jobs captured</span>" in html
+    assert html.count("<svg") == 5  # every chart has data: volume, failures, durations, latency, capture
