@@ -20,6 +20,12 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return simulator.main(args.extra)
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    from pipelines import dev
+
+    return dev.run(port=args.port, simulator_jobs=args.simulator_jobs)
+
+
 def cmd_ids_add(args: argparse.Namespace) -> int:
     from pipelines.idfiles import read_many
     from pipelines.registry import Registry
@@ -38,6 +44,29 @@ def cmd_ids_add(args: argparse.Namespace) -> int:
         f"rejected {len(batch.rejections)}" + (f", unreadable files {len(file_errors)}" if file_errors else "")
     )
     return EXIT_FAILED if batch.rejections or file_errors else EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest import IngestBar, ingest
+
+    home = Home.from_env()
+    if args.quiet:
+        report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=args.batch_size)
+    else:
+        with IngestBar() as bar:
+            report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=args.batch_size, progress=bar)
+    for bad in report.bad_lines:
+        errors.print(f"skipped {bad}", markup=False, highlight=False)
+    if report.bad_count > len(report.bad_lines):
+        errors.print(f"... and {report.bad_count - len(report.bad_lines)} more bad lines", highlight=False)
+    for error in report.source_errors:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+    states = ", ".join(f"{state} {count}" for state, count in sorted(report.by_state.items()))
+    console.print(
+        f"ingested {report.records} records ({states or 'none'}) over {len(report.days)} days in"
+        f" {report.seconds:.1f} s; bad lines {report.bad_count}", highlight=False
+    )
+    return EXIT_FAILED if report.bad_count or report.source_errors else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -80,6 +109,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from pipelines.query import QueryError, connect_readonly, list_relations, render, run_query
 
     home = Home.from_env()
@@ -87,9 +118,14 @@ def cmd_query(args: argparse.Namespace) -> int:
     try:
         if args.list:
             for name, kind, columns in list_relations(con):
-                console.print(f"[bold]{name}[/bold] ({kind}): {', '.join(columns)}", highlight=False)
+                described = ", ".join(f"{column} {data_type}" for column, data_type in columns)
+                console.print(f"[bold]{escape(name)}[/bold] ({kind}): {escape(described)}", highlight=False)
             return EXIT_OK
-        sql = _read_sql(args)
+        try:
+            sql = _read_sql(args)
+        except OSError as error:
+            errors.print(f"error: cannot read the SQL file: {error}", markup=False, highlight=False)
+            return EXIT_USAGE
         if not sql.strip():
             errors.print("error: no SQL given (an argument, -f FILE, or stdin)")
             return EXIT_USAGE
@@ -100,6 +136,14 @@ def cmd_query(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         con.close()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines.report import write_home_report
+
+    summary = write_home_report(Home.from_env(), utcnow(), Path(args.out) if args.out else None)
+    console.print(f"Report: {summary.path}", highlight=False)
+    return EXIT_OK
 
 
 def _read_sql(args: argparse.Namespace) -> str:
@@ -122,10 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulator", help="serve the embedded API simulator on 127.0.0.1", add_help=False)
     p.set_defaults(func=cmd_simulator)
 
+    p = sub.add_parser("dev", help="the Dagster UI and daemon on 127.0.0.1 (the embedded simulator without USEAPI_TOKEN)")
+    p.add_argument("--port", type=int, default=3000, help="UI port on 127.0.0.1 (default 3000)")
+    p.add_argument("--simulator-jobs", type=int, default=500, help="jobs the embedded simulator serves (default 500)")
+    p.set_defaults(func=cmd_dev)
+
     ids = sub.add_parser("ids", help="the registry of known job ids").add_subparsers(dest="ids_command", required=True)
     p = ids.add_parser("add", help="register job ids from files (text, CSV with a jobid column, JSON lines) or - for stdin")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_ids_add)
+
+    p = sub.add_parser("ingest", help="load saved job records (JSON lines, gzip ok) or - for stdin: registry, lake, warehouse")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--batch-size", type=int, default=50_000, help="records per batch (bounds memory; default 50000)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("status", help="ids by state, due now, at risk of expiry, lost")
     p.set_defaults(func=cmd_status)
@@ -147,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--list", action="store_true", help="list tables and views with their columns")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("report", help="write the HTML report (charts of volume, failures, durations, latency, capture)")
+    p.add_argument("--out", help="where to write it (default $MUREKA_ETL_HOME/report.html)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

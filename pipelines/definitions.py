@@ -1,4 +1,5 @@
-"""The one Dagster code location of mureka-etl: assets, the capture job and resources from the environment."""
+"""The one Dagster code location of mureka-etl: assets, checks, the capture job, its schedule and sensors,
+and resources from the environment."""
 
 import os
 from collections.abc import Mapping
@@ -6,13 +7,18 @@ from typing import Any
 
 import dagster as dg
 
+from assets.checks import CHECKS
 from assets.lake_tables import job_ids, lake_tables
 from assets.raw import raw
+from assets.report import report
 from assets.warehouse import warehouse
 from pipelines.config import DEFAULT_BASE_URL
+from pipelines.dev import SIMULATOR_ENV
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.schedules import build_capture_schedule
+from pipelines.sensors import build_inbox_sensor, build_running_jobs_sensor
 
-ASSETS = [raw, lake_tables, job_ids, warehouse]
+ASSETS = [raw, lake_tables, job_ids, warehouse, report]
 CAPTURE_JOB = "capture"
 
 capture_job = dg.define_asset_job(
@@ -33,14 +39,27 @@ def env_resources() -> dict[str, Any]:
     }
 
 
-def build_defs(resources: Mapping[str, Any]) -> dg.Definitions:
-    """The same assets and job with the given resources (the CLI runs them in-process with its own)."""
+def api_label() -> str:
+    """Which API the assets talk to, as shown in their metadata (never the token)."""
+    base_url = os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL)
+    if os.environ.get(SIMULATOR_ENV):
+        return f"embedded simulator at {base_url} (USEAPI_TOKEN unset; started by mureka-etl dev)"
+    return base_url
+
+
+def build_defs(resources: Mapping[str, Any], api: str | None = None) -> dg.Definitions:
+    """The same assets, checks, job, schedule and sensors with the given resources (the CLI runs the job
+    in-process with its own); `api` labels every asset's metadata with the API it talks to."""
+    assets = ASSETS if api is None else dg.map_asset_specs(lambda s: s.merge_attributes(metadata={"mureka/api": api}), ASSETS)
     return dg.Definitions(
-        assets=ASSETS,
+        assets=assets,
+        asset_checks=CHECKS,
         jobs=[capture_job],
+        schedules=[build_capture_schedule(CAPTURE_JOB)],
+        sensors=[build_inbox_sensor(CAPTURE_JOB), build_running_jobs_sensor(CAPTURE_JOB)],
         resources=dict(resources),
         executor=dg.in_process_executor,
     )
 
 
-defs = build_defs(env_resources())
+defs = build_defs(env_resources(), api=api_label())
