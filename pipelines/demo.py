@@ -1,6 +1,9 @@
 """`mureka-etl demo`: the whole pipeline against the embedded simulator, in a home folder of its own."""
 
+import os
+import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +38,11 @@ def prepare_home(root: Path) -> Home:
     home = Home(root.resolve()).ensure()
     (root / MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
     return home
+
+
+def command_name() -> str:
+    """How the user can call this same command from the current folder (e.g. `.venv/bin/mureka-etl`)."""
+    return shlex.quote(os.path.relpath(sys.argv[0])) if sys.argv and sys.argv[0] else "mureka-etl"
 
 
 def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> int:
@@ -91,7 +99,7 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
     console.print(f"Lake:      {home.lake}", highlight=False)
     console.print(f"Report:    {report.path}", highlight=False)
     console.print(
-        f"Try:  MUREKA_ETL_HOME={root} mureka-etl query "
+        f"Try:  MUREKA_ETL_HOME={root} {command_name()} query "
         "\"SELECT verb, count(*) AS jobs, avg(duration_milliseconds)/1000 AS avg_s "
         "FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC\"",
         highlight=False,
