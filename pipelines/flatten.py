@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipelines.registry import JOB_IDS_SCHEMA
+
 _TS = pa.timestamp("ms", tz="UTC")
 _STRINGS = pa.list_(pa.string())
 
@@ -111,21 +113,6 @@ JOB_OBSERVATIONS_SCHEMA = pa.schema(
         ("http_status", pa.int16()),
         ("status", pa.string()),
         ("batch_id", pa.string()),
-    ]
-)
-
-JOB_IDS_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("source", pa.string()),
-        ("added_at", _TS),
-        ("created_at", _TS),
-        ("expires_at", _TS),
-        ("job_type", pa.string()),
-        ("state", pa.string()),
-        ("fetch_count", pa.int32()),
-        ("last_observed_at", _TS),
-        ("last_http_status", pa.int16()),
     ]
 )
 
