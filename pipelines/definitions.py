@@ -18,13 +18,25 @@ from pipelines.resources import HomeResource, MurekaApiResource, ProgressResourc
 from pipelines.schedules import build_capture_schedule
 from pipelines.sensors import build_inbox_sensor, build_running_jobs_sensor
 
-ASSETS = [raw, lake_tables, job_ids, warehouse, report]
+CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
+ASSETS = [*CAPTURE_ASSETS, report]
 CAPTURE_JOB = "capture"
+REPORT_JOB = "report_job"
 
 capture_job = dg.define_asset_job(
     CAPTURE_JOB,
-    selection=dg.AssetSelection.assets(*ASSETS),
+    selection=dg.AssetSelection.assets(*CAPTURE_ASSETS),
     description="Fetch due ids, archive the answers, flatten them into the lake and load the warehouse.",
+)
+# The report reads the whole history, so it is kept off the every-15-minutes capture path.
+report_job = dg.define_asset_job(REPORT_JOB, selection=dg.AssetSelection.assets(report), description="Write report.html.")
+report_schedule = dg.ScheduleDefinition(
+    name="report_schedule",
+    job=report_job,
+    cron_schedule=os.environ.get("MUREKA_ETL_REPORT_CRON", "0 * * * *"),
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Rewrite report.html from the lake (hourly by default, MUREKA_ETL_REPORT_CRON).",
 )
 
 
@@ -54,8 +66,8 @@ def build_defs(resources: Mapping[str, Any], api: str | None = None) -> dg.Defin
     return dg.Definitions(
         assets=assets,
         asset_checks=CHECKS,
-        jobs=[capture_job],
-        schedules=[build_capture_schedule(CAPTURE_JOB)],
+        jobs=[capture_job, report_job],
+        schedules=[build_capture_schedule(CAPTURE_JOB), report_schedule],
         sensors=[build_inbox_sensor(CAPTURE_JOB), build_running_jobs_sensor(CAPTURE_JOB)],
         resources=dict(resources),
         executor=dg.in_process_executor,

@@ -42,10 +42,6 @@ def child() -> None:
 
     kind, days = sys.argv[1], sys.argv[2:]
     job = defs.resolve_job_def(CAPTURE_JOB)
-    # The `report` page is not a table, and pipelines/report.py writes it through one fixed temp name, so two
-    # processes writing it at once can collide (reported to issue 4): these runs stop at the warehouse.
-    graph = job.asset_layer.asset_graph
-    selection = [key for key in graph.get_all_asset_keys() if key != dg.AssetKey("report")]
     with dg.DagsterInstance.get() as instance:
         if kind == "backfill":
             runs = [{"tags": {**range_tags([date.fromisoformat(d) for d in days]), **BACKFILL_TAGS}}]
@@ -53,7 +49,7 @@ def child() -> None:
             runs = [{"partition_key": day, "tags": {"mureka/trigger": "schedule"}} for day in days]
         for run in runs:
             result = job.execute_in_process(
-                run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=False, asset_selection=selection, **run
+                run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=False, **run
             )
             if not result.success:
                 failures = [e.message for e in result.all_events if e.is_step_failure]

@@ -1,5 +1,5 @@
-"""The `report` asset: written by the capture job after the warehouse (real pipeline against the simulator),
-and on its own with `dg.materialize`, with the Markdown summary and path in its metadata."""
+"""The `report` asset: its own job and hourly schedule (kept off the capture path, since it reads the whole
+history), materialized after a real capture run, with the Markdown summary and path in its metadata."""
 
 import re
 
@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.config import Home
-from pipelines.definitions import ASSETS, CAPTURE_JOB, defs
+from pipelines.definitions import ASSETS, CAPTURE_JOB, REPORT_JOB, defs
 from pipelines.resources import HomeResource
 from pipelines.runner import run_capture
 from tests.conftest import api_for, register
@@ -23,21 +23,24 @@ def warehouse_counts(home: Home) -> tuple[int, int, int]:
         con.close()
 
 
-def test_report_is_part_of_the_capture_job():
-    keys = defs.resolve_job_def(CAPTURE_JOB).asset_layer.asset_graph.get_all_asset_keys()
-    assert dg.AssetKey("report") in keys
+def test_report_has_its_own_job_and_schedule_off_the_capture_path():
+    def executed(job_name: str) -> set[dg.AssetKey]:
+        return set(defs.resolve_job_def(job_name).asset_layer.executable_asset_keys)
+
+    assert dg.AssetKey("report") not in executed(CAPTURE_JOB)
+    assert executed(REPORT_JOB) == {dg.AssetKey("report")}
+    assert defs.resolve_schedule_def("report_schedule").job_name == REPORT_JOB
     spec = next(spec for asset in ASSETS for spec in asset.specs if spec.key == dg.AssetKey("report"))
     assert spec.group_name == "analytics" and spec.partitions_def is None
     assert dg.AssetKey("warehouse") in {dep.asset_key for dep in spec.deps}
 
 
-def test_capture_writes_the_report_and_materialize_attaches_its_summary(home, corpus, simulator):
+def test_report_after_a_capture_run_attaches_its_summary(home, corpus, simulator):
     register(home, corpus)
     simulator.clock.advance(120)
     run_capture(home, api_for(simulator))
     page = home.root / "report.html"
-    assert page.exists()  # written by the capture run, after the warehouse load
-    page.unlink()
+    assert not page.exists()  # the capture run does not write it
 
     result = dg.materialize([defs.get_assets_def("report")], resources={"home": HomeResource(root=str(home.root))})
     assert result.success
