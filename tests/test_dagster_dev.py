@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 import yaml
 
@@ -29,7 +28,7 @@ from pipelines.resources import HomeResource, MurekaApiResource, ProgressResourc
 from pipelines.runner import QUIET_RUN_CONFIG
 from pipelines.useapi.simulator import Simulator
 from tests.conftest import make_corpus, register
-from tests.test_pipeline import expected
+from tests.test_pipeline import expected, warehouse_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSET_KEYS = ["raw", "jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids", "warehouse"]
@@ -142,25 +141,6 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
-def day_figures(home: Home, days: list[str]) -> dict[str, int]:
-    con = duckdb.connect(str(home.warehouse_path), read_only=True)
-    try:
-        where = " WHERE list_contains(?::VARCHAR[], created_date::VARCHAR)"
-        one = lambda sql: con.execute(sql + where, [days]).fetchone()[0] or 0  # noqa: E731
-        return {
-            "songs": one("SELECT count(*) FROM songs"),
-            "song_ms": one("SELECT sum(duration_milliseconds) FROM songs"),
-            "speech": one("SELECT count(*) FROM speech"),
-            "speech_ms": one("SELECT sum(duration_milliseconds) FROM speech"),
-            "turns": one("SELECT count(*) FROM speech_turns"),
-            "jobs": one("SELECT count(*) FROM jobs"),
-            "lost": 0,
-            "forbidden": one("SELECT count(*) FROM (FROM job_ids WHERE state = 'forbidden')"),
-        }
-    finally:
-        con.close()
-
-
 @pytest.mark.slow
 def test_dagster_dev_runs_a_three_partition_backfill_launched_through_graphql(tmp_path):
     home = Home(tmp_path / "home").ensure()
@@ -224,7 +204,7 @@ def test_dagster_dev_runs_a_three_partition_backfill_launched_through_graphql(tm
     ranges = sorted((t["dagster/asset_partition_range_start"], t["dagster/asset_partition_range_end"]) for t in tags)
     assert ranges == [(days[0], days[1]), (days[2], days[2])]
     assert requests >= len(in_days)
-    assert day_figures(home, days) == expected(in_days, utcnow())
+    assert warehouse_figures(home, days) == expected(in_days, utcnow())
     assert "Could not set lock" not in log.read_text()
     token = sim.token.encode()
     stored = [p for p in (home.root / "dagster_home").rglob("*") if p.is_file() and token in p.read_bytes()]

@@ -55,10 +55,13 @@ def expected(corpus: list[SimJob], at) -> dict[str, int]:
     return out
 
 
-def warehouse_figures(home: Home) -> dict[str, int]:
+def warehouse_figures(home: Home, days: list[str] | None = None) -> dict[str, int]:
+    """Row counts and duration sums in the warehouse, over every creation day or only over `days`."""
+    where = "" if days is None else " WHERE list_contains(?::VARCHAR[], created_date::VARCHAR)"
+    params = [] if days is None else [days]
     con = duckdb.connect(str(home.warehouse_path), read_only=True)
     try:
-        one = lambda sql: con.execute(sql).fetchone()[0] or 0  # noqa: E731
+        one = lambda sql: con.execute(sql + where, params).fetchone()[0] or 0  # noqa: E731
         return {
             "songs": one("SELECT count(*) FROM songs"),
             "song_ms": one("SELECT sum(duration_milliseconds) FROM songs"),
@@ -66,8 +69,8 @@ def warehouse_figures(home: Home) -> dict[str, int]:
             "speech_ms": one("SELECT sum(duration_milliseconds) FROM speech"),
             "turns": one("SELECT count(*) FROM speech_turns"),
             "jobs": one("SELECT count(*) FROM jobs"),
-            "lost": one("SELECT count(*) FROM job_ids WHERE state = 'lost'"),
-            "forbidden": one("SELECT count(*) FROM job_ids WHERE state = 'forbidden'"),
+            "lost": one("SELECT count(*) FROM (FROM job_ids WHERE state = 'lost')"),
+            "forbidden": one("SELECT count(*) FROM (FROM job_ids WHERE state = 'forbidden')"),
         }
     finally:
         con.close()
