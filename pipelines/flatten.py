@@ -158,11 +158,11 @@ def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         con.register("raw_input", raw)
         con.execute(_sql("macros"))
-        con.execute(_sql("docs"))
-        con.execute(f"CREATE TEMP TABLE song_rows AS {_sql('songs')}")
-        queries = {name: _sql(name) for name in _OUTPUTS}
-        queries["songs"] = "SELECT * FROM song_rows"
-        return {name: _typed(con.sql(queries[name]).to_arrow_table(), name) for name in _OUTPUTS}
+        con.register("docs", con.sql(_sql("docs")).to_arrow_table())
+        songs = con.sql(_sql("songs")).to_arrow_table()
+        con.register("song_rows", songs)
+        tables = {name: songs if name == "songs" else con.sql(_sql(name)).to_arrow_table() for name in _OUTPUTS}
+        return {name: _typed(table, name) for name, table in tables.items()}
     finally:
         con.close()
 

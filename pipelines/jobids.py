@@ -7,8 +7,8 @@ id was obtained.
 
 import re
 import urllib.parse
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import NamedTuple
 
 JOBID_RE = r"^j(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{3})(\d{6})([a-z])-u(\d+)-a(\d+)-bot:mureka$"
 RETENTION = timedelta(days=7)
@@ -32,9 +32,8 @@ class InvalidJobId(ValueError):
         super().__init__(f"invalid job id '{self.text}': {reason}")
 
 
-@dataclass(frozen=True)
-class JobId:
-    """A parsed job id with its creation time (UTC) and retention deadline."""
+class JobId(NamedTuple):
+    """A parsed job id with its creation time (UTC) and retention deadline (a tuple: bulk ingest makes millions)."""
 
     jobid: str
     created_at: datetime
@@ -65,22 +64,19 @@ def parse_jobid(text: str, anchor: datetime) -> JobId:
     for anything that is not a well-formed id.
     """
     jobid = text.strip()
-    if not jobid:
-        raise InvalidJobId(text, "empty job id")
-    if len(jobid) > MAX_LENGTH:
-        raise InvalidJobId(jobid, f"too long ({len(jobid)} characters, at most {MAX_LENGTH})")
-    if not _ALPHABET.fullmatch(jobid):
-        raise InvalidJobId(jobid, "contains characters that cannot appear in a job id")
-    match = _PATTERN.fullmatch(jobid)
+    # The pattern alone admits only well-formed ids; the slower checks below only name the reason.
+    match = _PATTERN.fullmatch(jobid) if len(jobid) <= MAX_LENGTH else None
     if match is None:
-        raise InvalidJobId(jobid, f"does not match {_FORMAT}")
-    month, day, hour, minute, second, millis = (int(g) for g in match.groups()[:6])
+        raise InvalidJobId(jobid or text, _malformed_reason(jobid))
+    # Slices of the matched digits: cheaper than six group() calls, and ingest parses millions.
+    month, day, hour = int(jobid[1:3]), int(jobid[3:5]), int(jobid[5:7])
+    minute, second, millis = int(jobid[7:9]), int(jobid[9:11]), int(jobid[11:14])
     try:
         created_at = _resolve_year(jobid, month, day, hour, minute, second, millis, _utc(anchor))
         expires_at = created_at + RETENTION
     except OverflowError as exc:
         raise InvalidJobId(jobid, f"creation time out of range for anchor {anchor!s}") from exc
-    letter, user, account = match.group(8), match.group(9), match.group(10)
+    letter, user, account = match.group(8, 9, 10)
     return JobId(
         jobid=jobid,
         created_at=created_at,
@@ -89,6 +85,16 @@ def parse_jobid(text: str, anchor: datetime) -> JobId:
         user=user,
         account=account,
     )
+
+
+def _malformed_reason(jobid: str) -> str:
+    if not jobid:
+        return "empty job id"
+    if len(jobid) > MAX_LENGTH:
+        return f"too long ({len(jobid)} characters, at most {MAX_LENGTH})"
+    if not _ALPHABET.fullmatch(jobid):
+        return "contains characters that cannot appear in a job id"
+    return f"does not match {_FORMAT}"
 
 
 def quote_jobid(jobid: str) -> str:
@@ -105,19 +111,20 @@ def _utc(moment: datetime) -> datetime:
 def _resolve_year(
     jobid: str, month: int, day: int, hour: int, minute: int, second: int, millis: int, anchor: datetime
 ) -> datetime:
+    latest = anchor + SKEW
+    # The next year too: an id made just after midnight on Jan 1 may reach a clock still in December.
+    for year in (anchor.year + 1, anchor.year, anchor.year - 1):
+        try:
+            created = datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=timezone.utc)
+        except ValueError:
+            continue  # no such day that year (Feb 29), or no such date or time at all (sorted out below)
+        if created <= latest:
+            return created
     # 2000 is a leap year: a day that does not exist there does not exist in any year (Feb 30, Apr 31).
     if not _exists(2000, month, day):
         raise InvalidJobId(jobid, f"impossible creation date {_stamp(month, day, hour, minute, second)}")
     if not (hour < 24 and minute < 60 and second < 60):
         raise InvalidJobId(jobid, f"impossible creation time {_stamp(month, day, hour, minute, second)}")
-    latest = anchor + SKEW
-    # The next year too: an id made just after midnight on Jan 1 may reach a clock still in December.
-    for year in (anchor.year + 1, anchor.year, anchor.year - 1):
-        if not _exists(year, month, day):
-            continue
-        created = datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=timezone.utc)
-        if created <= latest:
-            return created
     raise InvalidJobId(
         jobid,
         f"creation date {month:02d}-{day:02d} fits neither {anchor.year} nor {anchor.year - 1}"
