@@ -8,6 +8,7 @@ The token lives only in the session headers: no message, repr or log carries it.
 """
 
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -226,6 +227,13 @@ class MurekaClient:
         retry.retry_after_max = RETRY_AFTER_MAX  # set afterwards: older urllib3 lacks the parameter
         retry.listener = self._on_urllib3_retry
         self._session = requests.Session()
+        # With trust_env, requests re-reads the proxy variables (the whole environment) and ~/.netrc on every
+        # request: about a third of the client's time. They are read once here instead.
+        self._session.trust_env = False
+        self._session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            self._session.verify = ca_bundle
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=retry)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
