@@ -1,10 +1,13 @@
 """Asset checks: keys, durations, songs and speech of completed jobs, expiry risk, lost ids and API drift.
 
 Table checks read the lake through an in-memory DuckDB (pipelines/checks.py), never the warehouse file;
-registry checks read the registry. They evaluate the whole history, not only the run's partitions.
+registry checks read the registry. In a run they check the run's partitions (creation days) only, so a
+capture run costs what its days hold, not the whole history; run on their own (no partition), they check
+every day. Expiry risk always looks at every id: it is about the deadlines ahead, and read by index.
 """
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -46,6 +49,23 @@ EXPIRY_RISK = (
 LOST_JOBS = ("lost_jobs", "job_ids", "Warns about ids that expired (404 past deadline) before any capture.")
 
 
+def run_days(context: dg.AssetCheckExecutionContext) -> list[date] | None:
+    """The creation days of the check's run, from its partition tags; None for a run without partitions (or
+    a direct call)."""
+    tag = context.op_execution_context.get_tag
+    if tag("dagster/asset_partition_range_start"):
+        first = date.fromisoformat(tag("dagster/asset_partition_range_start"))
+        last = date.fromisoformat(tag("dagster/asset_partition_range_end"))
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if tag("dagster/partition"):
+        return [date.fromisoformat(tag("dagster/partition"))]
+    return None
+
+
+def _scope(days: list[date] | None) -> str:
+    return "every day" if days is None else f"{days[0]}..{days[-1]}"
+
+
 def _specs(*checks_: tuple[str, str, str]) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(name, asset=asset, description=text) for name, asset, text in checks_]
 
@@ -54,10 +74,12 @@ def _specs(*checks_: tuple[str, str, str]) -> list[dg.AssetCheckSpec]:
 @dg.multi_asset_check(
     name="lake_checks",
     specs=_specs(*[(name, asset, text) for name, asset, _, text in TABLE_CHECKS], DRIFT),
-    description="Keys, durations, songs and speech of completed jobs, and API drift, over the whole lake.",
+    description="Keys, durations, songs and speech of completed jobs, and API drift, over the run's days.",
 )
-def lake_checks(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
-    found = checks.find(home.home, [query for _, _, query, _ in TABLE_CHECKS] + ["drift_fields", "drift_statuses"])
+def lake_checks(context: dg.AssetCheckExecutionContext, home: HomeResource) -> Iterator[dg.AssetCheckResult]:
+    days = run_days(context)
+    queries = [query for _, _, query, _ in TABLE_CHECKS] + ["drift_fields", "drift_statuses"]
+    found = checks.find(home.home, queries, days)
     for name, asset, query, _ in TABLE_CHECKS:
         rows = found[query]
         yield dg.AssetCheckResult(
@@ -66,6 +88,7 @@ def lake_checks(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
             passed=rows.count == 0,
             severity=ERROR,
             metadata={
+                "days": _scope(days),
                 "offending_rows": rows.count,
                 "jobids": dg.MetadataValue.json(rows.first("jobid")),
                 "preview": dg.MetadataValue.md(rows.markdown()),
@@ -78,6 +101,7 @@ def lake_checks(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
         passed=fields.count == 0 and statuses.count == 0,
         severity=WARN,
         metadata={
+            "days": _scope(days),
             "unknown_fields": fields.count,
             "jobs_with_unknown_fields": fields.total("jobs"),
             "unknown_statuses": statuses.count,
@@ -91,28 +115,30 @@ def lake_checks(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
 @dg.multi_asset_check(
     name="registry_checks",
     specs=_specs(EXPIRY_RISK, LOST_JOBS),
-    description="Ids at risk of expiring before they are final (ERROR), and ids already lost (WARN).",
+    description="Ids at risk of expiring before they are final (ERROR), and ids of the run's days already lost (WARN).",
 )
-def registry_checks(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
-    summary = checks.registry_summary(home.home, utcnow())
+def registry_checks(context: dg.AssetCheckExecutionContext, home: HomeResource) -> Iterator[dg.AssetCheckResult]:
+    days = run_days(context)
+    found = checks.registry_findings(home.home, utcnow(), days)
+    risk = found.at_risk
     yield dg.AssetCheckResult(
         asset_key=EXPIRY_RISK[1],
         check_name=EXPIRY_RISK[0],
-        passed=summary.at_risk == 0,
+        passed=risk.count == 0,
         severity=ERROR,
         metadata={
-            "at_risk": summary.at_risk,
-            "due_now": summary.due_now,
-            "jobids": dg.MetadataValue.json(summary.at_risk_ids),
-            "preview": dg.MetadataValue.md(checks.markdown_table(["jobid"], [(i,) for i in summary.at_risk_ids])),
+            "at_risk": risk.count,
+            "due_now": risk.due_now,
+            "jobids": dg.MetadataValue.json(risk.jobids),
+            "preview": dg.MetadataValue.md(checks.markdown_table(["jobid"], [(i,) for i in risk.jobids])),
         },
     )
     yield dg.AssetCheckResult(
         asset_key=LOST_JOBS[1],
         check_name=LOST_JOBS[0],
-        passed=summary.lost == 0,
+        passed=found.lost == 0,
         severity=WARN,
-        metadata={"lost": summary.lost, "known_ids": summary.total},
+        metadata={"days": _scope(days), "lost": found.lost, "known_ids": found.known},
     )
 
 

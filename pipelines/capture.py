@@ -1,14 +1,17 @@
 """The pipeline's stages as plain functions over the home folder: what the Dagster assets call."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 from pipelines import lake
-from pipelines.config import Home, utcnow
+from pipelines.config import TABLES, Home, utcnow
 from pipelines.fetch import FetchReport, fetch_due
 from pipelines.progress import ProgressCallback
 from pipelines.registry import Registry
@@ -26,11 +29,13 @@ def fetch_days(home: Home, client: MurekaClient, days: Collection[date], progres
 
 @dataclass
 class RunSummary:
-    """What one capture run did: the creation days it covered and its assets' metadata."""
+    """What one capture pass did: the creation days it covered, its Dagster run (None: nothing to do, so
+    none was started) and its assets' metadata."""
 
     days: list[date]
     fetch: dict[str, Any] = field(default_factory=dict)
     warehouse: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
 
 
 @dataclass
@@ -56,29 +61,86 @@ def flatten_days(home: Home, days: Collection[date], rebuild: bool = False) -> F
 
 
 def export_registry(home: Home, days: Collection[date]) -> int:
-    """Write `lake/job_ids/` for each of `days` whose registry rows changed; returns the days written."""
+    """Write `lake/job_ids/` for each of `days` whose registry rows changed since its last export (or whose
+    file is gone); returns the days written. Costs one registry read plus a stat per day when nothing changed.
+    """
     written = 0
     with Registry(home.registry_path) as registry:
-        known = set(registry.days())
-        for day in sorted(set(days) & known):
-            table = registry.export_day(day)
-            path = home.table_dir("job_ids") / f"created_date={day.isoformat()}" / "data.parquet"
-            if path.exists() and pq.read_table(path).equals(table):
-                continue
-            lake.write_job_ids(home, day, table)
-            written += 1
+        for day, version in registry.day_versions(days).items():
+            if version.stale or not lake.table_file(home, "job_ids", day).exists():
+                written += _export_day(home, registry, day)
     return written
 
 
+def _export_day(home: Home, registry: Registry, day: date) -> int:
+    """Export one day under its lock, so that the version marked exported is the one in the file; 1 if written."""
+    path = lake.table_file(home, "job_ids", day)
+    with _export_lock(home, day):
+        export = registry.export_versioned(day)
+        if not export.version.stale and path.exists():
+            return 0  # another process exported it meanwhile
+        # Unknown (a registry from before day versions): the file may hold these rows already; keep it then.
+        unknown = export.version.exported_version is None
+        unchanged = unknown and path.exists() and pq.read_table(path).equals(export.table)
+        if not unchanged:
+            lake.write_job_ids(home, day, export.table)
+        # A crash before this line only re-exports the day next time.
+        registry.mark_exported(day, export.version.version)
+        return 0 if unchanged else 1
+
+
+@contextmanager
+def _export_lock(home: Home, day: date) -> Iterator[None]:
+    locks = home.lake / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(locks / f"job_ids.{day.isoformat()}.lock", timeout=lake.LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise lake.LakeLockTimeout(
+            f"lake/job_ids of {day} stayed locked by another process for {lake.LOCK_TIMEOUT:.0f} s ({lock.lock_file})"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def days_to_catch_up(home: Home) -> list[date]:
-    """Days a killed or failed run left half done: raw batches not flattened, or a stale `lake/job_ids/` file."""
-    days = set(lake.pending_days(home))
+    """Days a killed or failed run left half done: raw batches not flattened, or registry rows changed since
+    their `lake/job_ids/` export (one read of the registry's day versions, never of its ids or files)."""
     with Registry(home.registry_path) as registry:
-        for day in registry.days():
-            path = lake.table_file(home, "job_ids", day)
-            if not path.exists() or not pq.read_table(path).equals(registry.export_day(day)):
-                days.add(day)
-    return sorted(days)
+        stale = registry.stale_days()
+    return sorted(set(lake.pending_days(home)) | set(stale))
+
+
+def warehouse_is_current(home: Home) -> bool:
+    """Whether the warehouse already holds every lake file as it is now: a stat per lake file, no file read.
+
+    Compares each file's version with `_lake_loads`, as the load does. A warehouse another process holds open
+    for writing counts as not current: its load then runs (and waits for it) as before.
+    """
+    recorded: dict[tuple[str, date], str] = {}
+    if home.warehouse_path.exists():
+        try:
+            con = duckdb.connect(str(home.warehouse_path), read_only=True)
+        except duckdb.Error:
+            return False
+        try:
+            rows = con.execute("SELECT table_name, created_date, version FROM _lake_loads").fetchall()
+        except duckdb.CatalogException:
+            rows = []
+        finally:
+            con.close()
+        recorded = {(table, day): version for table, day, version in rows}
+    current = {}
+    for table in TABLES:
+        for day in lake.lake_days(home, table):
+            try:
+                current[(table, day)] = lake.file_version(lake.table_file(home, table, day))
+            except FileNotFoundError:
+                return False  # replaced while we looked: let the load decide
+    return current == recorded
 
 
 def load_warehouse(home: Home) -> LoadResult:

@@ -1,17 +1,22 @@
 """Data-quality findings for the asset checks: SQL files under sql/checks/ that return the offending rows.
 
-They run on an in-memory DuckDB over the lake (`open_lake`), the same tables the warehouse loads, so a
-check never opens `warehouse.duckdb` and can neither wait on nor block a run that writes it.
+They run on an in-memory DuckDB over the lake files, the same tables the warehouse loads, so a check never
+opens `warehouse.duckdb` and can neither wait on nor block a run that writes it. Every check query finds
+offences within one creation day (a job, its songs and speech share the jobid's day), so a run's checks read
+only the files of its days; without days they read the whole lake.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from pipelines.config import Home
-from pipelines.registry import Registry, RegistrySummary
-from pipelines.warehouse import SQL_DIR, open_lake
+import duckdb
+
+from pipelines.config import TABLES, Home
+from pipelines.lake import table_file
+from pipelines.registry import AtRisk, Registry
+from pipelines.warehouse import SCHEMA_SQL, SQL_DIR, open_lake
 
 CHECKS_DIR = SQL_DIR / "checks"
 SAMPLE_ROWS = 20
@@ -53,15 +58,15 @@ def check_names() -> list[str]:
     return sorted(path.stem for path in CHECKS_DIR.glob("*.sql"))
 
 
-def find(home: Home, names: Sequence[str]) -> dict[str, Findings]:
-    """Run the named check queries on one in-memory connection over the lake."""
+def find(home: Home, names: Sequence[str], days: Collection[date] | None = None) -> dict[str, Findings]:
+    """Run the named check queries on one in-memory connection over the lake files of `days` (None: all)."""
     queries = {}
     for name in names:
         path = CHECKS_DIR / f"{name}.sql"
         if not path.is_file():
             raise UnknownCheckError(f"no check query {path}; known: {', '.join(check_names())}")
         queries[name] = path.read_text(encoding="utf-8")
-    con = open_lake(home)
+    con = open_lake(home) if days is None else open_days(home, days)
     try:
         results = {}
         for name, sql in queries.items():
@@ -73,10 +78,48 @@ def find(home: Home, names: Sequence[str]) -> dict[str, Findings]:
         con.close()
 
 
-def registry_summary(home: Home, now: datetime) -> RegistrySummary:
-    """The registry's counts, with the ids at risk of expiring before they are final."""
+def open_days(home: Home, days: Collection[date]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per lake table over the files of `days` only (an empty view for a
+    table without any): what it costs follows the days, not the history."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE SCHEMA _empty; SET schema = '_empty'")
+    con.execute(SCHEMA_SQL.read_text())
+    con.execute("SET schema = 'main'")
+    for table in TABLES:
+        files = [path for day in sorted(days) if (path := table_file(home, table, day)).is_file()]
+        if files:
+            listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in files)
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], hive_partitioning = true,"
+                " hive_types = {'created_date': DATE}, union_by_name = true)"
+            )
+        else:
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty.{table}")
+    return con
+
+
+@dataclass(frozen=True)
+class RegistryFindings:
+    """Ids at risk and due now (over every day: deadlines ahead concern them all) and ids per state of the
+    checked days."""
+
+    at_risk: AtRisk
+    by_state: dict[str, int]
+
+    @property
+    def lost(self) -> int:
+        return self.by_state["lost"]
+
+    @property
+    def known(self) -> int:
+        return sum(self.by_state.values())
+
+
+def registry_findings(home: Home, now: datetime, days: Collection[date] | None = None) -> RegistryFindings:
+    """What the registry checks report; every read goes through an index (state, or the days' created_date)."""
     with Registry(home.registry_path) as registry:
-        return registry.summary(now)
+        return RegistryFindings(at_risk=registry.at_risk(now), by_state=registry.count_by_state(days))
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], omitted: int = 0) -> str:

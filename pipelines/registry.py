@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from filelock import FileLock, Timeout
 
@@ -25,9 +26,11 @@ from pipelines.jobids import JobId
 STATES = ("new", "active", "completed", "failed", "forbidden", "invalid", "expired", "lost")
 DUE_STATES = ("new", "active")
 FINAL_STATES = tuple(s for s in STATES if s not in DUE_STATES)
+INGESTED_STATES = ("completed", "failed", "active")
 AT_RISK_WINDOW = timedelta(hours=24)
 AT_RISK_LISTED = 50
 BUSY_TIMEOUT = timedelta(seconds=30)
+CACHE_KIB = 64 * 1024
 DDL_PATH = Path(__file__).parents[1] / "sql" / "registry.sql"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -52,6 +55,75 @@ _DUE_WHERE = (
     "state IN ('new', 'active')"
     " AND (lease_until IS NULL OR lease_until <= :now OR lease_owner IS :owner)"
     " AND (:dates IS NULL OR created_date IN (SELECT value FROM json_each(:dates)))"
+)
+
+_AT_RISK_WHERE = "state IN ('new', 'active') AND expires_at < :horizon"
+
+_EXPORT_SQL = (
+    "SELECT jobid, source, added_at, created_at, expires_at, job_type, state, fetch_count,"
+    " last_observed_at, last_http_status FROM job_ids WHERE created_date = ? ORDER BY jobid"
+)
+
+# A registry made before day_versions existed: every day is marked "export state unknown" once. A second
+# process migrating at the same time only repeats it (OR IGNORE), and both bump from then on.
+_MIGRATE_DAY_VERSIONS = (
+    "INSERT OR IGNORE INTO day_versions (created_date, version) SELECT DISTINCT created_date, 1 FROM job_ids"
+)
+
+_BUMP_SQL = (
+    "INSERT INTO day_versions (created_date, version) VALUES (?, 1)"
+    " ON CONFLICT (created_date) DO UPDATE SET version = version + 1"
+)
+
+# The days of these jobids (a JSON list) changed: the same bump, for ``record``, which knows only the ids.
+_BUMP_IDS_SQL = (
+    "INSERT INTO day_versions (created_date, version)"
+    " SELECT DISTINCT created_date, 1 FROM job_ids WHERE jobid IN (SELECT value FROM json_each(?))"
+    " ON CONFLICT (created_date) DO UPDATE SET version = version + 1"
+)
+
+_ADD_SQL = (
+    "INSERT OR IGNORE INTO job_ids (jobid, source, added_at, created_at, expires_at, created_date, job_type)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+# ingest_observed works set-wise from a temp table holding one row per id: its ``add`` columns, the last
+# final state observed (NULL if every observation was active), the observations and the last observed_at.
+_INGEST_COLUMNS_SQL = (
+    "jobid, source, added_at, created_at, expires_at, created_date, job_type,"
+    " final_state, observations, last_observed_at"
+)
+_INGEST_TEMP_SQL = f"CREATE TEMP TABLE ingest_ids ({_INGEST_COLUMNS_SQL})"
+_INGEST_FILL_SQL = f"INSERT INTO temp.ingest_ids ({_INGEST_COLUMNS_SQL}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+# Known ids: _RECORD_SQL for all their captured (200) observations at once, its order and rules kept: the
+# last final state observed wins, else a final state stays and new/active becomes active.
+_INGEST_UPDATE_SQL = """
+UPDATE main.job_ids SET
+    state = CASE WHEN i.final_state IS NOT NULL THEN i.final_state
+                 WHEN job_ids.state IN ('new', 'active') THEN 'active' ELSE job_ids.state END,
+    fetch_count = job_ids.fetch_count + i.observations,
+    last_observed_at = i.last_observed_at,
+    last_http_status = 200,
+    captured = 1,
+    lease_until = CASE WHEN job_ids.lease_owner IS NULL THEN NULL ELSE job_ids.lease_until END
+FROM temp.ingest_ids AS i
+WHERE job_ids.jobid = i.jobid
+"""
+
+# New ids (run after the update, so every known id is skipped): ``add`` and ``record`` in one write.
+_INGEST_INSERT_SQL = """
+INSERT INTO main.job_ids (jobid, source, added_at, created_at, expires_at, created_date, job_type,
+                          state, fetch_count, last_observed_at, last_http_status, captured)
+SELECT jobid, source, added_at, created_at, expires_at, created_date, job_type,
+       coalesce(final_state, 'active'), observations, last_observed_at, 200, 1
+FROM temp.ingest_ids AS i
+WHERE NOT EXISTS (SELECT 1 FROM main.job_ids AS j WHERE j.jobid = i.jobid)
+"""
+
+_INGEST_BUMP_SQL = (
+    "INSERT INTO day_versions (created_date, version) SELECT DISTINCT created_date, 1 FROM temp.ingest_ids WHERE true"
+    " ON CONFLICT (created_date) DO UPDATE SET version = version + 1"
 )
 
 _RECORD_SQL = """
@@ -81,6 +153,36 @@ class AddResult:
 
     added: int
     already_known: int
+
+
+@dataclass(frozen=True)
+class DayVersion:
+    """How often a day's exported rows changed (``version``) and the version last exported (None: unknown)."""
+
+    version: int
+    exported_version: int | None
+
+    @property
+    def stale(self) -> bool:
+        return self.version != self.exported_version
+
+
+@dataclass(frozen=True)
+class DayExport:
+    """The ``job_ids`` lake rows of one day with the day's version, read in one snapshot."""
+
+    day: date
+    table: pa.Table
+    version: DayVersion
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    """Ids not final within AT_RISK_WINDOW of (or past) their deadline, and how many ids are due now."""
+
+    count: int
+    jobids: list[str]
+    due_now: int
 
 
 @dataclass(frozen=True)
@@ -133,7 +235,13 @@ class Registry:
             )
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT.total_seconds() * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
+            # A bulk write touches pages all over job_ids and its indexes: keep them cached, not spilled.
+            self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self._db.execute("PRAGMA temp_store = MEMORY")
+            migrate = not self._has_table("day_versions")
             self._db.executescript(DDL_PATH.read_text(encoding="utf-8"))
+            if migrate:
+                self._db.execute(_MIGRATE_DAY_VERSIONS)
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(f"cannot open the registry {self.path}: {exc}") from exc
 
@@ -150,28 +258,69 @@ class Registry:
 
     def add(self, ids: Iterable[JobId], source: str, now: datetime) -> AddResult:
         """Insert ids not yet known (state ``new``) in one transaction; known ids are left untouched."""
-        rows = {
-            j.jobid: (
+        by_day: dict[str, dict[str, tuple]] = {}
+        for j in ids:
+            day = j.created_date.isoformat()
+            by_day.setdefault(day, {})[j.jobid] = (
                 j.jobid,
                 source,
                 _ms(now),
                 _ms(j.created_at),
                 _ms(j.expires_at),
-                j.created_date.isoformat(),
+                day,
                 j.job_type,
             )
-            for j in ids
-        }
+        added = 0
         with self._write() as db:
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO job_ids"
-                " (jobid, source, added_at, created_at, expires_at, created_date, job_type)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows.values(),
-            )
-            added = db.total_changes - before
-        return AddResult(added=added, already_known=len(rows) - added)
+            for day, rows in by_day.items():
+                added_of_day = db.executemany(_ADD_SQL, rows.values()).rowcount
+                if added_of_day:
+                    db.execute(_BUMP_SQL, (day,))
+                added += added_of_day
+        return AddResult(added=added, already_known=sum(map(len, by_day.values())) - added)
+
+    def ingest_observed(self, rows: pa.Table, source: str, now: datetime) -> AddResult:
+        """Register the ids of saved records and record each row as one captured (200) observation.
+
+        The same end state as ``add`` of the rows' ids followed by ``record`` of one captured outcome per
+        row in observed_at order (ties in row order), in one transaction, but set-wise: each id is
+        written once. ``rows`` has jobid, created_at, expires_at, created_date (date32),
+        job_type, observed_at and state (completed, failed or active); timestamps are ms UTC.
+        """
+        _check_ingested(rows)
+        order = pc.sort_indices(rows, [("observed_at", "ascending")])  # stable: ties keep row order
+        rows = rows.select(list(_INGESTED_COLUMNS)).take(order)
+        ms = lambda name: rows.column(name).cast(_TS).cast(pa.int64()).to_pylist()  # noqa: E731
+        added_at = _ms(now)
+        ingested: dict[str, list] = {}  # jobid -> a temp.ingest_ids row
+        for jobid, created, expires, day, job_type, seen, state in zip(
+            rows.column("jobid").to_pylist(),
+            ms("created_at"),
+            ms("expires_at"),
+            rows.column("created_date").cast(pa.string()).to_pylist(),
+            rows.column("job_type").to_pylist(),
+            ms("observed_at"),
+            rows.column("state").to_pylist(),
+        ):
+            row = ingested.get(jobid)
+            if row is None:
+                final = None if state == "active" else state
+                ingested[jobid] = [jobid, source, added_at, created, expires, day, job_type, final, 1, seen]
+            else:
+                if state != "active":
+                    row[7] = state
+                row[8] += 1
+                row[9] = seen
+        with self._write() as db:
+            db.execute("DROP TABLE IF EXISTS temp.ingest_ids")
+            db.execute(_INGEST_TEMP_SQL)
+            # In key order: neighbouring ids share job_ids pages.
+            db.executemany(_INGEST_FILL_SQL, (ingested[jobid] for jobid in sorted(ingested)))
+            known = db.execute(_INGEST_UPDATE_SQL).rowcount
+            added = db.execute(_INGEST_INSERT_SQL).rowcount
+            db.execute(_INGEST_BUMP_SQL)
+            db.execute("DROP TABLE temp.ingest_ids")
+        return AddResult(added=added, already_known=known)
 
     @contextmanager
     def run_lock(self, owner: str) -> Iterator[None]:
@@ -272,6 +421,7 @@ class Registry:
             )
         with self._write() as db:
             db.executemany(_RECORD_SQL, params)
+            db.execute(_BUMP_IDS_SQL, (json.dumps(sorted({p["jobid"] for p in params})),))
 
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
@@ -296,46 +446,71 @@ class Registry:
 
     def summary(self, now: datetime) -> RegistrySummary:
         """Counts by state, due now, at risk (not final, deadline within 24 h or past) and lost."""
-        horizon = {"horizon": _ms(now + AT_RISK_WINDOW)}
-        at_risk_where = "state IN ('new', 'active') AND expires_at < :horizon"
         self.reclaim_dead_leases(now)
         with self._lock, self._snapshot() as db:
-            by_state = {state: 0 for state in STATES}
-            by_state.update(db.execute("SELECT state, COUNT(*) FROM job_ids GROUP BY state").fetchall())
-            due_now = db.execute(
-                f"SELECT COUNT(*) FROM job_ids WHERE {_DUE_WHERE}",
-                {"now": _ms(now), "owner": None, "dates": None},
-            ).fetchone()[0]
-            at_risk = db.execute(f"SELECT COUNT(*) FROM job_ids WHERE {at_risk_where}", horizon).fetchone()[0]
-            at_risk_ids = [
-                r[0]
-                for r in db.execute(
-                    f"SELECT jobid FROM job_ids WHERE {at_risk_where} ORDER BY expires_at, jobid LIMIT :n",
-                    {**horizon, "n": AT_RISK_LISTED},
-                )
-            ]
+            by_state = _count_by_state(db, None)
+            risk = _at_risk(db, now)
         return RegistrySummary(
             by_state=by_state,
-            due_now=due_now,
-            at_risk=at_risk,
+            due_now=risk.due_now,
+            at_risk=risk.count,
             lost=by_state["lost"],
             total=sum(by_state.values()),
-            at_risk_ids=at_risk_ids,
+            at_risk_ids=risk.jobids,
         )
+
+    def at_risk(self, now: datetime) -> AtRisk:
+        """Ids at risk and ids due now, over the whole registry; read through the state index only."""
+        self.reclaim_dead_leases(now)
+        with self._lock, self._snapshot() as db:
+            return _at_risk(db, now)
+
+    def count_by_state(self, created_dates: Collection[date] | None = None) -> dict[str, int]:
+        """Ids per state (every state listed), of `created_dates` only when given (read through their index)."""
+        with self._lock:
+            return _count_by_state(self._db, created_dates)
 
     def export_day(self, day: date) -> pa.Table:
         """The ``job_ids`` lake rows of one creation day, sorted by jobid."""
         with self._lock:
+            return _job_ids_table(self._db.execute(_EXPORT_SQL, (day.isoformat(),)).fetchall())
+
+    def export_versioned(self, day: date) -> DayExport:
+        """``export_day`` with the day's version read in the same snapshot (version 0 for an unknown day)."""
+        with self._lock, self._snapshot() as db:
+            found = db.execute(
+                "SELECT version, exported_version FROM day_versions WHERE created_date = ?", (day.isoformat(),)
+            ).fetchone()
+            rows = db.execute(_EXPORT_SQL, (day.isoformat(),)).fetchall()
+        return DayExport(day, _job_ids_table(rows), DayVersion(*found) if found else DayVersion(0, 0))
+
+    def mark_exported(self, day: date, version: int) -> None:
+        """Record that `lake/job_ids/` of `day` now holds the rows of `version` (from ``export_versioned``)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE day_versions SET exported_version = ? WHERE created_date = ?", (version, day.isoformat())
+            )
+
+    def day_versions(self, created_dates: Collection[date] | None = None) -> dict[date, DayVersion]:
+        """The version of every day the registry has held ids of (of `created_dates` only when given)."""
+        with self._lock:
             rows = self._db.execute(
-                "SELECT jobid, source, added_at, created_at, expires_at, job_type, state, fetch_count,"
-                " last_observed_at, last_http_status FROM job_ids WHERE created_date = ? ORDER BY jobid",
-                (day.isoformat(),),
+                "SELECT created_date, version, exported_version FROM day_versions"
+                " WHERE ?1 IS NULL OR created_date IN (SELECT value FROM json_each(?1)) ORDER BY created_date",
+                (_dates_json(created_dates),),
             ).fetchall()
-        columns = list(zip(*rows)) if rows else [[] for _ in JOB_IDS_SCHEMA]
-        return pa.table(
-            [pa.array(col, type=field.type) for col, field in zip(columns, JOB_IDS_SCHEMA)],
-            schema=JOB_IDS_SCHEMA,
-        )
+        return {date.fromisoformat(day): DayVersion(version, exported) for day, version, exported in rows}
+
+    def stale_days(self) -> list[date]:
+        """Days whose exported rows changed since `lake/job_ids/` was last written (or not known), oldest first.
+
+        One read of day_versions (a row per day): its cost follows the days, never the ids.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT created_date FROM day_versions WHERE exported_version IS NOT version ORDER BY created_date"
+            ).fetchall()
+        return [date.fromisoformat(r[0]) for r in rows]
 
     def days(self) -> list[date]:
         """Every creation day that holds at least one id, oldest first."""
@@ -366,6 +541,10 @@ class Registry:
             for r in rows
         ]
 
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return found.fetchone() is not None
+
     def _run_lock_path(self, owner: str) -> Path:
         return self.path.with_name(self.path.name + ".runs") / f"{owner}.lock"
 
@@ -389,6 +568,59 @@ class Registry:
             yield self._db
         finally:
             self._db.execute("COMMIT")
+
+
+_INGESTED_COLUMNS = ("jobid", "created_at", "expires_at", "created_date", "job_type", "observed_at", "state")
+
+
+def _check_ingested(rows: pa.Table) -> None:
+    """Reject rows ``ingest_observed`` cannot record: a missing column, a null, or an unknown state."""
+    missing = [name for name in _INGESTED_COLUMNS if name not in rows.column_names]
+    if missing:
+        raise ValueError(f"ingest_observed rows lack the columns {missing}; they need {list(_INGESTED_COLUMNS)}")
+    nulls = [name for name in _INGESTED_COLUMNS if rows.column(name).null_count]
+    if nulls:
+        raise ValueError(f"ingest_observed rows have nulls in {nulls}")
+    unknown = set(pc.unique(rows.column("state")).to_pylist()) - set(INGESTED_STATES)
+    if unknown:
+        raise ValueError(f"unknown ingested states {sorted(unknown)}; expected one of {list(INGESTED_STATES)}")
+
+
+def _at_risk(db: sqlite3.Connection, now: datetime) -> AtRisk:
+    horizon = {"horizon": _ms(now + AT_RISK_WINDOW)}
+    count = db.execute(f"SELECT COUNT(*) FROM job_ids WHERE {_AT_RISK_WHERE}", horizon).fetchone()[0]
+    jobids = [
+        r[0]
+        for r in db.execute(
+            f"SELECT jobid FROM job_ids WHERE {_AT_RISK_WHERE} ORDER BY expires_at, jobid LIMIT :n",
+            {**horizon, "n": AT_RISK_LISTED},
+        )
+    ]
+    due_now = db.execute(
+        f"SELECT COUNT(*) FROM job_ids WHERE {_DUE_WHERE}", {"now": _ms(now), "owner": None, "dates": None}
+    ).fetchone()[0]
+    return AtRisk(count=count, jobids=jobids, due_now=due_now)
+
+
+def _count_by_state(db: sqlite3.Connection, created_dates: Collection[date] | None) -> dict[str, int]:
+    counts = {state: 0 for state in STATES}
+    if created_dates is None:
+        rows = db.execute("SELECT state, COUNT(*) FROM job_ids GROUP BY state").fetchall()
+    else:
+        rows = db.execute(
+            "SELECT state, COUNT(*) FROM job_ids WHERE created_date IN (SELECT value FROM json_each(?)) GROUP BY state",
+            (_dates_json(created_dates),),
+        ).fetchall()
+    counts.update(rows)
+    return counts
+
+
+def _job_ids_table(rows: list[tuple]) -> pa.Table:
+    columns = list(zip(*rows)) if rows else [[] for _ in JOB_IDS_SCHEMA]
+    return pa.table(
+        [pa.array(col, type=field.type) for col, field in zip(columns, JOB_IDS_SCHEMA)],
+        schema=JOB_IDS_SCHEMA,
+    )
 
 
 def _ms(moment: datetime) -> int:

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.capture import RunSummary, days_to_catch_up
+from pipelines.capture import RunSummary, days_to_catch_up, warehouse_is_current
 from pipelines.config import Home, utcnow
 from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.partitions import range_tags
@@ -34,11 +34,17 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 
 
 def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> RunSummary:
-    """One pass: fetch every due id (the partitions that hold them, as one ranged run), flatten, load."""
+    """One pass: fetch every due id (the partitions that hold them, as one ranged run), flatten, load.
+
+    With nothing due, nothing to catch up and the warehouse current, no Dagster run is started at all: the
+    pass costs a few indexed registry reads and a stat per lake file.
+    """
     with Registry(home.ensure().registry_path) as registry:
         days = registry.partitions_with_due(utcnow())
     # A run killed after archiving answers leaves days no id is due in any more: they are finished here.
     days = sorted(set(days) | set(days_to_catch_up(home)))
+    if not days and warehouse_is_current(home):
+        return RunSummary(days=[])
     defs = build_defs(
         {"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource(bar=bar)}
     )
@@ -49,7 +55,7 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
                 run_config=QUIET_RUN_CONFIG, tags=range_tags(days), instance=instance, raise_on_error=False
             )
         else:
-            # Nothing to fetch: only let the warehouse catch up with lake days a locked load left behind.
+            # Nothing to fetch: only let the warehouse catch up with lake files a failed or locked load left.
             result = job.execute_in_process(
                 run_config=QUIET_RUN_CONFIG,
                 partition_key=utcnow().date().isoformat(),
@@ -59,7 +65,9 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
             )
     if not result.success:
         raise RunFailedError(_failure_message(result))
-    return RunSummary(days=days, fetch=_metadata(result, "raw"), warehouse=_metadata(result, "warehouse"))
+    return RunSummary(
+        days=days, fetch=_metadata(result, "raw"), warehouse=_metadata(result, "warehouse"), run_id=result.run_id
+    )
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:

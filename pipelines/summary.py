@@ -53,9 +53,20 @@ def print_registry_status(console: Console, home: Home, now: datetime) -> None:
 
 
 def print_run(console: Console, home: Home, run: RunSummary) -> None:
-    """What one sync did, then the summary tables."""
+    """What one sync did, then the summary tables (not when nothing ran: the lake is as the last sync left it)."""
     if not run.days:
-        console.print("Nothing due: no request sent.")
+        if run.run_id is None:
+            console.print(
+                "Nothing due: no request sent. No run started: the lake and the warehouse are up to date"
+                " (`mureka-etl status` shows the registry).",
+                highlight=False,
+            )
+            return
+        console.print(
+            f"Nothing due: no request sent. The warehouse caught up with "
+            f"{run.warehouse.get('days_loaded', 0)} lake files a previous load had left.",
+            highlight=False,
+        )
     else:
         fetch = run.fetch
         console.print(

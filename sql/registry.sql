@@ -20,3 +20,16 @@ CREATE TABLE IF NOT EXISTS job_ids (
 
 CREATE INDEX IF NOT EXISTS job_ids_state_expires ON job_ids (state, expires_at);
 CREATE INDEX IF NOT EXISTS job_ids_created_date ON job_ids (created_date);
+
+-- Only leased rows are indexed: finding the owners of live leases reads the leases, not the registry.
+CREATE INDEX IF NOT EXISTS job_ids_leased ON job_ids (lease_owner) WHERE lease_owner IS NOT NULL;
+
+-- One row per creation day: `version` counts the changes to the day's exported job_ids columns, and
+-- `exported_version` is the version last written to lake/job_ids/ (NULL: not known). A day is stale, and
+-- re-exported, while the two differ. Every Registry method that writes exported columns bumps the days it
+-- wrote in the same transaction (row triggers would double the cost of a bulk insert); leases bump nothing.
+CREATE TABLE IF NOT EXISTS day_versions (
+    created_date     TEXT    PRIMARY KEY,
+    version          INTEGER NOT NULL,
+    exported_version INTEGER
+) WITHOUT ROWID;

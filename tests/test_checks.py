@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets import checks as asset_checks
+from pipelines import checks, lake
 from pipelines.config import Home, utcnow
 from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.jobids import parse_jobid
@@ -54,7 +55,8 @@ def evaluate(name: str, home: Home) -> dg.AssetCheckResult:
     """Run the check group that holds check `name` directly, and return that check's result."""
     for group in asset_checks.CHECKS:
         if name in {key.name for key in group.check_keys}:
-            results = {r.check_name: r for r in group(home=HomeResource(root=str(home.root)))}
+            context = dg.build_asset_check_context()
+            results = {r.check_name: r for r in group(context, home=HomeResource(root=str(home.root)))}
             return results[name]
     raise KeyError(name)
 
@@ -79,6 +81,27 @@ def test_every_check_runs_in_the_capture_job_and_passes_on_clean_data(clean_capt
     assert set(evaluations) == {key.name for check in asset_checks.CHECKS for key in check.check_keys}
     failed = {name: e.metadata for name, e in evaluations.items() if not e.passed}
     assert failed == {}
+
+
+def test_in_a_run_the_checks_read_only_the_runs_days(clean_capture):
+    home, evaluations = clean_capture
+    days = lake.lake_days(home, "jobs")
+    scope = f"{days[0]}..{days[-1]}"
+    assert {e.check_name: e.metadata["days"].value for e in evaluations.values() if "days" in e.metadata} == {
+        name: scope for name in [*(c[0] for c in asset_checks.TABLE_CHECKS), "api_drift", "lost_jobs"]
+    }
+
+
+def test_a_day_outside_the_checked_days_is_not_read(home):
+    first, *others = lake.lake_days(home, "jobs")
+    path = lake.table_file(home, "jobs", first)
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)  # a duplicate key on the first day
+    found = checks.find(home, ["jobs_duplicate_keys"], others)["jobs_duplicate_keys"]
+    assert found.count == 0
+    assert checks.find(home, ["jobs_duplicate_keys"], [first])["jobs_duplicate_keys"].count == 1
+    assert checks.find(home, ["jobs_duplicate_keys"])["jobs_duplicate_keys"].count == 1
+    assert checks.find(home, ["jobs_duplicate_keys"], [])["jobs_duplicate_keys"].count == 0
 
 
 def test_duplicate_keys_fail_and_are_listed(home):

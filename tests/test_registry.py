@@ -239,3 +239,169 @@ def test_several_processes_share_the_file_without_double_claims(path):
         summary = reg.summary(NOW)
         assert summary.by_state["completed"] == 150
         assert reg.export_day(date(2026, 1, 20)).column("fetch_count").to_pylist() == [1] * 150
+
+
+# --- ingest_observed -------------------------------------------------------------------------------
+
+TS = pa.timestamp("ms", tz="UTC")
+FULL_ROW = (
+    "SELECT jobid, source, added_at, created_at, expires_at, created_date, job_type, state, fetch_count,"
+    " last_observed_at, last_http_status, captured, lease_until, lease_owner FROM job_ids ORDER BY jobid"
+)
+
+
+def observed_rows(observations: list[tuple]) -> pa.Table:
+    """ingest_observed rows from (parsed id, observed_at, state)."""
+    ids = [o[0] for o in observations]
+    return pa.table(
+        {
+            "jobid": pa.array([j.jobid for j in ids], pa.string()),
+            "created_at": pa.array([j.created_at for j in ids], TS),
+            "expires_at": pa.array([j.expires_at for j in ids], TS),
+            "created_date": pa.array([j.created_date for j in ids], pa.date32()),
+            "job_type": pa.array([j.job_type for j in ids], pa.string()),
+            "observed_at": pa.array([o[1] for o in observations], TS),
+            "state": pa.array([o[2] for o in observations], pa.string()),
+        }
+    )
+
+
+def prepare_known(reg: Registry, ids: list) -> None:
+    """Known ids in every starting state ingest meets: new, active, completed, lost, and leased."""
+    reg.add(ids, "cli", NOW - timedelta(days=1))
+    new, active, completed, lost, leased = ids[:5]
+    reg.record(
+        [
+            outcome(active.jobid, 200, "active", True, at=NOW - timedelta(hours=5)),
+            outcome(completed.jobid, 200, "completed", True, at=NOW - timedelta(hours=5)),
+            outcome(lost.jobid, 404, "lost", at=NOW - timedelta(hours=5)),
+        ]
+    )
+    reg.claim_due(NOW, "run-a", created_dates=[leased.created_date])
+
+
+def test_ingest_observed_ends_like_add_then_record(tmp_path):
+    known = [make_id(10, h) for h in range(5)]
+    known[4] = make_id(11, 1)  # the leased one: alone on its day, which prepare_known claims
+    fresh = [make_id(12, h, letter="t") for h in range(3)] + [make_id(13, 1)]
+    at = lambda minutes: NOW + timedelta(minutes=minutes)  # noqa: E731
+    observations = [
+        # several per id, not in time order, ties kept in row order; active never reopens a final state
+        (known[0], at(3), "active"), (known[0], at(1), "completed"),
+        (known[1], at(1), "failed"), (known[1], at(2), "active"),
+        (known[2], at(1), "active"),
+        (known[3], at(1), "completed"),
+        (known[4], at(1), "active"),
+        (fresh[0], at(2), "completed"), (fresh[0], at(2), "failed"),
+        (fresh[1], at(1), "active"), (fresh[1], at(0), "active"),
+        (fresh[2], at(5), "failed"),
+        (fresh[3], at(4), "active"), (fresh[3], at(4), "completed"), (fresh[3], at(9), "active"),
+    ]
+    ends = {}
+    for name in ("add_record", "ingest"):
+        with Registry(tmp_path / f"{name}.sqlite") as reg:
+            prepare_known(reg, known)
+            if name == "add_record":
+                ids = [o[0] for o in observations]
+                result = reg.add(ids, "ingest:x", NOW)
+                ordered = sorted(enumerate(observations), key=lambda p: (p[1][1], p[0]))
+                reg.record([outcome(o[0].jobid, 200, o[2], True, at=o[1]) for _, o in ordered])
+            else:
+                result = reg.ingest_observed(observed_rows(observations), "ingest:x", NOW)
+            assert result == AddResult(added=4, already_known=5)
+        db = sqlite3.connect(tmp_path / f"{name}.sqlite")
+        ends[name] = db.execute(FULL_ROW).fetchall()
+        db.close()
+    assert ends["ingest"] == ends["add_record"]
+    states = {row[0]: row[7] for row in ends["ingest"]}
+    assert [states[j.jobid] for j in known] == ["completed", "failed", "completed", "completed", "active"]
+    assert [states[j.jobid] for j in fresh] == ["failed", "active", "failed", "completed"]
+
+
+def test_ingest_observed_of_nothing_and_of_bad_rows(reg):
+    assert reg.ingest_observed(observed_rows([]), "x", NOW) == AddResult(added=0, already_known=0)
+    with pytest.raises(ValueError, match="unknown ingested states"):
+        reg.ingest_observed(observed_rows([(make_id(20, 1), NOW, "lost")]), "x", NOW)
+    with pytest.raises(ValueError, match="lack the columns"):
+        reg.ingest_observed(observed_rows([(make_id(20, 1), NOW, "active")]).drop_columns(["state"]), "x", NOW)
+    assert reg.summary(NOW).total == 0
+
+
+def test_later_fetch_of_an_ingested_id_expires_rather_than_loses_it(reg):
+    a = make_id(20, 1)
+    reg.ingest_observed(observed_rows([(a, NOW, "active")]), "x", NOW)
+    reg.record([outcome(a.jobid, 404, "lost", at=a.expires_at + timedelta(hours=1))])
+    assert reg.export_day(a.created_date).column("state").to_pylist() == ["expired"]
+
+
+# --- day versions ------------------------------------------------------------------------------------
+
+
+def stale(reg: Registry) -> list[int]:
+    return [d.day for d in reg.stale_days()]
+
+
+def export_all(reg: Registry) -> None:
+    for day in reg.stale_days():
+        reg.mark_exported(day, reg.export_versioned(day).version.version)
+
+
+def test_writes_of_exported_columns_make_their_day_stale_and_leases_do_not(reg):
+    a, b, c = make_id(20, 1), make_id(21, 1), make_id(21, 2)
+    assert reg.add([a, b], "cli", NOW) == AddResult(added=2, already_known=0)
+    assert stale(reg) == [20, 21]
+    export_all(reg)
+    assert stale(reg) == []
+
+    reg.add([a, b], "cli", NOW)  # already known: nothing written
+    claimed = reg.claim_due(NOW, "run-a")
+    reg.release([d.jobid for d in claimed], "run-a")
+    reg.reclaim_dead_leases(NOW)
+    assert stale(reg) == []
+
+    reg.record([outcome(a.jobid, 200, "active", True)])
+    assert stale(reg) == [20]
+    reg.add([a, c], "cli", NOW)
+    assert stale(reg) == [20, 21]
+    export_all(reg)
+    reg.ingest_observed(observed_rows([(b, NOW, "completed")]), "x", NOW)
+    assert stale(reg) == [21]
+
+
+def test_a_change_after_the_export_snapshot_keeps_the_day_stale(reg):
+    a = make_id(20, 1)
+    reg.add([a], "cli", NOW)
+    export = reg.export_versioned(a.created_date)
+    reg.record([outcome(a.jobid, 200, "active", True)])  # lands between the snapshot and the mark
+    reg.mark_exported(a.created_date, export.version.version)
+    assert stale(reg) == [20]
+    assert export.table.column("state").to_pylist() == ["new"]
+
+
+def test_a_registry_from_before_day_versions_rechecks_every_day_once(path):
+    with Registry(path) as reg:
+        reg.add([make_id(20, 1), make_id(21, 1)], "cli", NOW)
+        export_all(reg)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE day_versions")
+    db.execute("DROP INDEX job_ids_leased")
+    db.commit()
+    db.close()
+    with Registry(path) as reg:
+        versions = reg.day_versions()
+        assert {d.day for d in versions} == {20, 21}
+        assert all(v.exported_version is None and v.stale for v in versions.values())
+        export_all(reg)
+        assert stale(reg) == []
+    with Registry(path) as reg:  # opening again migrates nothing
+        assert stale(reg) == []
+
+
+def test_at_risk_and_counts_of_some_days(reg):
+    soon, lost, other = make_id(14, 13), make_id(10, 1), make_id(20, 1)
+    reg.add([soon, lost, other], "cli", NOW)
+    reg.record([outcome(lost.jobid, 404, "lost")])
+    risk = reg.at_risk(NOW)
+    assert (risk.count, risk.jobids, risk.due_now) == (1, [soon.jobid], 2)
+    assert reg.count_by_state([date(2026, 1, 10)]) == {s: 0 for s in STATES} | {"lost": 1}
+    assert sum(reg.count_by_state().values()) == 3
