@@ -3,8 +3,9 @@
 Records go the fetch path's way, through the same stage functions: registry (each id anchored on its record's
 `created`, so any date since the API opened is accepted; a completed or failed record makes the id final, so
 it is never fetched), raw archive (one observation per record, http_status 200, in a raw batch per input batch),
-then flatten, lake and warehouse for the days touched. Input is read in bounded batches (never whole), and each
-batch is archived and registered in a worker thread while the next one is parsed.
+then flatten, lake and warehouse for the days touched. Input is read in bounded batches (never whole); each batch
+is archived and registered in one worker thread and its days flattened in another while the next one is parsed,
+so the stages use both cores (`_Stages`).
 
 An ingested record's observed_at is its own latest time (`updated`, else `created`): when it was really seen
 is unknown, so a saved record never outranks a fresher fetched one, and ingesting a file twice adds no rows.
@@ -15,7 +16,7 @@ import io
 import sys
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,27 +26,30 @@ from typing import BinaryIO
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines import capture, lake
 from pipelines.config import Home, utcnow
 from pipelines.fetch import FINAL_STATUSES, RAW_BATCH_SCHEMA, new_batch_id
-from pipelines.jobids import InvalidJobId, JobId, parse_jobid, printable
-from pipelines.registry import Outcome, Registry
+from pipelines.jobids import RETENTION, SKEW, InvalidJobId, parse_jobid, printable
+from pipelines.registry import Registry
 from pipelines.warehouse import LoadResult
 
 STDIN = "-"
 BATCH_RECORDS = 50_000
+READ_BYTES = 1 << 22
 WAREHOUSE_ROWS = 250_000
 MAX_LISTED = 1000  # bad lines kept for the report; beyond that they are only counted
-_SQL = (Path(__file__).resolve().parent.parent / "sql" / "ingest_records.sql").read_text()
+_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_SQL = (_SQL_DIR / "ingest_records.sql").read_text()
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_EPOCH_ORDINAL = _EPOCH.date().toordinal()
+_TS = pa.timestamp("ms", tz="UTC")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 # (stage, done, total): stage "read" counts input bytes (total None when unknown, as for stdin),
-# "flatten" counts days, "warehouse" is 0/1.
+# "flatten" counts records flattened (total None), "warehouse" is 0/1.
 IngestProgress = Callable[[str, int, int | None], None]
 
 
@@ -98,11 +102,10 @@ class _Batch:
 
 @dataclass
 class _Prepared:
-    """A batch turned into what the registry and the raw archive take."""
+    """A batch turned into what the registry (`Registry.ingest_observed`) and the raw archive take."""
 
     batch_id: str
-    ids: list[JobId]
-    outcomes: list[Outcome]
+    observed: pa.Table
     raw: pa.Table
     source: str
 
@@ -124,25 +127,21 @@ def ingest(
     started = time.monotonic()
     home.ensure()
     report = IngestReport(run_id=new_batch_id(now()))
-    days: set[date] = set()
     con = duckdb.connect()
-    pending: Future | None = None
     try:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
-        with Registry(home.registry_path) as registry, ThreadPoolExecutor(1, thread_name_prefix="ingest") as pool:
+        con.execute((_SQL_DIR / "jobids.sql").read_text())
+        with Registry(home.registry_path) as registry, _Stages(home, registry, progress) as stages:
             for index, batch in enumerate(_batches(sources, stdin, batch_records, report, progress)):
                 prepared = _prepare(con, batch, f"{report.run_id}-{index:04d}", report, now)
-                if pending is not None:
-                    days |= pending.result()
-                pending = pool.submit(_commit, home, registry, prepared) if prepared is not None else None
                 if prepared is not None:
+                    stages.submit(prepared)
                     report.raw_batches.append(prepared.batch_id)
-            if pending is not None:
-                days |= pending.result()
+            stages.finish()
     finally:
         con.close()
-    report.days = sorted(days)
-    report.flatten = _flatten(home, report.days, progress)
+    report.days = sorted(stages.days)
+    report.flatten = stages.summary()
     capture.export_registry(home, report.days)
     if progress is not None:
         progress("warehouse", 0, 1)
@@ -175,7 +174,7 @@ def _batches(
         number = 0
         try:
             stream, position = _decompressed(raw)
-            for number, line in enumerate(stream, 1):
+            for number, line in _numbered_lines(stream):
                 line = line.strip()
                 if not line:
                     continue
@@ -202,6 +201,20 @@ def _batches(
         yield batch
     if progress is not None:
         progress("read", total or consumed, total or consumed)
+
+
+def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without its newline) of `stream`, read in READ_BYTES blocks: far cheaper than readline."""
+    number = 0
+    rest = b""
+    while block := stream.read(READ_BYTES):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            number += 1
+            yield number, line
+    if rest:
+        yield number + 1, rest
 
 
 def _total_bytes(sources: Sequence[str | Path]) -> int | None:
@@ -241,14 +254,6 @@ class _Counted(io.RawIOBase):
         self._read += len(data)
         return data
 
-    def readline(self, size: int | None = -1) -> bytes:
-        data = self._inner.readline(-1 if size is None else size)
-        self._read += len(data)
-        return data
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
-
     def tell(self) -> int:
         return self._read
 
@@ -256,97 +261,162 @@ class _Counted(io.RawIOBase):
 def _prepare(
     con: duckdb.DuckDBPyConnection, batch: _Batch, batch_id: str, report: IngestReport, now: Callable[[], datetime]
 ) -> _Prepared | None:
-    """Check each line (one JSON parse, in DuckDB) and its job id; the good ones as registry rows and raw rows."""
+    """Check each line and its job id in one DuckDB pass; the good ones as registry rows and raw rows.
+
+    Only lines the SQL fast path cannot settle (a bad line, or an id it cannot date) go through Python's
+    parse_jobid, one by one: it accepts what the fast path leaves to it, or names the reason for a bad id.
+    """
     lines = pa.table({"idx": pa.array(range(len(batch)), pa.int64()), "text": pa.array(batch.texts, pa.string())})
+    now_ms = (now() - _EPOCH) // timedelta(milliseconds=1)
+    params = {"now_ms": now_ms, "skew_ms": SKEW // timedelta(milliseconds=1), "final": sorted(FINAL_STATUSES)}
     con.register("lines", lines)
     try:
-        fields = con.sql(_SQL).to_arrow_table().to_pydict()
+        fields = con.sql(_SQL, params=params).to_arrow_table()
     finally:
         con.unregister("lines")
-    moment = now()
-    now_ms = (moment - _EPOCH) // timedelta(milliseconds=1)
-    keep: list[int] = []
-    ids: list[JobId] = []
-    observed_ms: list[int] = []
-    days: list[int] = []
-    outcomes: list[Outcome] = []
-    columns = zip(fields["problem"], fields["jobid"], fields["created_ms"], fields["updated_ms"], fields["status"])
-    for i, (problem, jobid, created_ms, updated_ms, status) in enumerate(columns):
-        if problem is None and jobid is None:
-            problem = "no jobid field"
-        if problem is None:
-            anchor = _EPOCH + timedelta(milliseconds=created_ms) if created_ms is not None else moment
-            try:
-                parsed = parse_jobid(jobid, anchor)
-            except InvalidJobId as error:
-                problem = f"bad jobid: {error.reason}"
-        if problem is not None:
-            report.bad(BadLine(batch.sources[i], batch.numbers[i], problem, printable(batch.texts[i])))
-            continue
-        seen_ms = updated_ms if updated_ms is not None else created_ms if created_ms is not None else now_ms
-        state = status if status in FINAL_STATUSES else "active"
-        keep.append(i)
-        ids.append(parsed)
-        observed_ms.append(seen_ms)
-        days.append(parsed.created_date.toordinal() - _EPOCH_ORDINAL)
-        outcomes.append(Outcome(parsed.jobid, _EPOCH + timedelta(milliseconds=seen_ms), 200, state, captured=True))
-        report.by_state[state] += 1
-    if not keep:
+    created_ms, job_type = fields.column("id_created_ms"), fields.column("job_type")
+    unsettled = pc.or_(pc.is_valid(fields.column("problem")), pc.is_null(created_ms))
+    keep = pc.invert(unsettled)
+    if pc.any(unsettled).as_py():
+        created, types, good = created_ms.to_pylist(), job_type.to_pylist(), keep.to_pylist()
+        for i in pc.indices_nonzero(unsettled).to_pylist():
+            row = fields.slice(i, 1).to_pylist()[0]
+            problem = row["problem"]
+            if problem is None:
+                anchor = _EPOCH + timedelta(milliseconds=row["created_ms"] if row["created_ms"] is not None else now_ms)
+                try:
+                    parsed = parse_jobid(row["jobid"], anchor)
+                except InvalidJobId as error:
+                    problem = f"bad jobid: {error.reason}"
+                else:
+                    created[i] = (parsed.created_at - _EPOCH) // timedelta(milliseconds=1)
+                    types[i], good[i] = parsed.job_type, True
+            if problem is not None:
+                report.bad(BadLine(batch.sources[i], batch.numbers[i], problem, printable(batch.texts[i])))
+        created_ms, job_type, keep = pa.array(created, pa.int64()), pa.array(types, pa.string()), pa.array(good)
+    kept = pc.sum(keep).as_py() or 0
+    if not kept:
         return None
-    report.records += len(keep)
-    taken = pa.array(keep, pa.int64())
+    report.records += kept
+    created_ms = created_ms.filter(keep)
+    states = fields.column("state").filter(keep)
+    report.by_state.update({entry["values"]: entry["counts"] for entry in pc.value_counts(states).to_pylist()})
+    jobids = fields.column("jobid").filter(keep)
+    observed_at = fields.column("observed_ms").filter(keep).cast(_TS)
+    created_date = created_ms.cast(pa.timestamp("ms")).cast(pa.date32())
+    observed = pa.table(
+        {
+            "jobid": jobids,
+            "created_at": created_ms.cast(_TS),
+            "expires_at": pc.add(created_ms, RETENTION // timedelta(milliseconds=1)).cast(_TS),
+            "created_date": created_date,
+            "job_type": job_type.filter(keep),
+            "observed_at": observed_at,
+            "state": states,
+        }
+    )
     raw = pa.table(
         {
-            "jobid": pa.array([j.jobid for j in ids], pa.string()),
-            "observed_at": pa.array(observed_ms, pa.int64()).cast(RAW_BATCH_SCHEMA.field("observed_at").type),
-            "http_status": pa.array([200] * len(keep), pa.int16()),
-            "body": lines.column("text").take(taken),
-            "batch_id": pa.array([batch_id] * len(keep), pa.string()),
-            "created_date": pa.array(days, pa.int32()).cast(pa.date32()),
+            "jobid": jobids,
+            "observed_at": observed_at,
+            "http_status": pa.array([200] * kept, pa.int16()),
+            "body": lines.column("text").filter(keep),
+            "batch_id": pa.array([batch_id] * kept, pa.string()),
+            "created_date": created_date,
         },
         schema=RAW_BATCH_SCHEMA,
     )
-    outcomes.sort(key=lambda o: o.observed_at)  # the latest record of an id is recorded last
-    return _Prepared(batch_id, ids, outcomes, raw, source=",".join(sorted(set(batch.sources))))
+    return _Prepared(batch_id, observed, raw, source=",".join(sorted(set(batch.sources))))
 
 
-def _commit(home: Home, registry: Registry, prepared: _Prepared) -> set[date]:
-    """Archive a batch in raw (one file per day), then register its ids and record them as observed."""
-    paths = lake.write_raw_batch(home, prepared.batch_id, prepared.raw)
-    registry.add(prepared.ids, source=f"ingest:{prepared.source}", now=utcnow())
-    registry.record(prepared.outcomes)
-    return {date.fromisoformat(path.parent.name.removeprefix("created_date=")) for path in paths}
+def _commit(home: Home, registry: Registry, prepared: _Prepared) -> Counter[date]:
+    """Archive a batch in raw (one file per day), then register its ids; returns the raw rows per day."""
+    lake.write_raw_batch(home, prepared.batch_id, prepared.raw)
+    registry.ingest_observed(prepared.observed, source=f"ingest:{prepared.source}", now=utcnow())
+    return Counter(prepared.raw.column("created_date").to_pylist())
 
 
-def _flatten(home: Home, days: list[date], progress: IngestProgress | None) -> capture.FlattenSummary:
-    """Flatten the touched days one at a time (memory bounded by the flatten groups), reporting progress.
+class _Stages:
+    """Archiving and flattening, each in its own thread, so that they overlap with parsing the next batch.
 
-    The warehouse takes the flattened days every WAREHOUSE_ROWS jobs: one load of everything would hold
-    the whole input in DuckDB's memory until it commits.
+    Batches are archived and registered in input order; after each, the days it touched are flattened once
+    their unflattened raw rows reach FLATTEN_ROWS and the rows already flattened (so a day's file is rewritten
+    a few times, each time at least doubling, whatever the input order). The warehouse takes the flattened days
+    every WAREHOUSE_ROWS jobs: one load of everything would hold the whole input in DuckDB's memory until it
+    commits. At most IN_FLIGHT batches wait, which bounds memory.
     """
-    total = capture.FlattenSummary(rows={table: 0 for table in capture.FLATTENED})
-    unloaded = 0
-    for done, day in enumerate(days):
-        if progress is not None:
-            progress("flatten", done, len(days))
-        one = capture.flatten_days(home, [day])
-        total.days_changed += one.days_changed
-        total.batches_applied += one.batches_applied
-        for table, rows in one.rows.items():
-            total.rows[table] = total.rows.get(table, 0) + rows
-        unloaded += one.rows.get("jobs", 0)
-        if unloaded >= WAREHOUSE_ROWS:
-            capture.load_warehouse(home)
-            unloaded = 0
-    if progress is not None:
-        progress("flatten", len(days), len(days))
-    return total
+
+    IN_FLIGHT = 2
+
+    def __init__(self, home: Home, registry: Registry, progress: IngestProgress | None) -> None:
+        self._home = home
+        self._registry = registry
+        self._progress = progress
+        self._archive = ThreadPoolExecutor(1, thread_name_prefix="ingest-archive")
+        self._flatten = ThreadPoolExecutor(1, thread_name_prefix="ingest-flatten")
+        self._waiting: deque[Future] = deque()
+        self._unflattened: Counter[date] = Counter()
+        self._day_rows: dict[date, dict[str, int]] = {}  # rows of each table's file after the day's last apply
+        self._changed: set[date] = set()
+        self._batches_applied = 0
+        self._flattened = 0
+        self._unloaded = 0
+        self.days: set[date] = set()
+
+    def __enter__(self) -> "_Stages":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pool in (self._archive, self._flatten):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, prepared: _Prepared) -> None:
+        """Archive, register and (when due) flatten a batch in the background; raises an earlier batch's error."""
+        while len(self._waiting) >= self.IN_FLIGHT:
+            self._waiting.popleft().result()
+        archived = self._archive.submit(_commit, self._home, self._registry, prepared)
+        self._waiting.append(self._flatten.submit(self._flatten_due, archived))
+
+    def finish(self) -> None:
+        """Wait for every batch, then flatten what is left of every day."""
+        while self._waiting:
+            self._waiting.popleft().result()
+        for day in sorted(day for day, rows in self._unflattened.items() if rows):
+            self._apply(day)
+
+    def summary(self) -> capture.FlattenSummary:
+        rows = {table: sum(day.get(table, 0) for day in self._day_rows.values()) for table in capture.FLATTENED}
+        return capture.FlattenSummary(sorted(self._changed), self._batches_applied, rows)
+
+    def _flatten_due(self, archived: Future) -> None:
+        for day, rows in archived.result().items():
+            self._unflattened[day] += rows
+            self.days.add(day)
+        for day in sorted(self._unflattened):
+            rows = self._unflattened[day]
+            if rows and rows >= max(lake.FLATTEN_ROWS, self._day_rows.get(day, {}).get("jobs", 0)):
+                self._apply(day)
+
+    def _apply(self, day: date) -> None:
+        result = lake.apply_pending(self._home, day)
+        applied = self._unflattened.pop(day, 0)
+        self._flattened += applied
+        self._unloaded += applied
+        self._day_rows[day] = result.rows
+        if result.batches_applied:
+            self._changed.add(day)
+            self._batches_applied += result.batches_applied
+        if self._progress is not None:
+            self._progress("flatten", self._flattened, None)
+        if self._unloaded >= WAREHOUSE_ROWS:
+            capture.load_warehouse(self._home)
+            self._unloaded = 0
 
 
 class IngestBar:
     """The CLI's progress display: input bytes read, then days flattened, then the warehouse load."""
 
-    LABELS = {"read": "reading MiB", "flatten": "flattening days", "warehouse": "loading warehouse"}
+    LABELS = {"read": "reading MiB", "flatten": "records flattened", "warehouse": "loading warehouse"}
 
     def __init__(self, console: Console | None = None) -> None:
         self._progress = Progress(

@@ -3,6 +3,7 @@
 import gzip
 import io
 import json
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -139,6 +140,24 @@ def test_running_records_stay_due(tmp_path):
     assert report.by_state["active"] == 5
     with Registry(home.registry_path) as registry:
         assert {d.jobid for d in registry.due(utcnow())} == {j.jobid for j in jobs[:5]}
+
+
+def test_days_flattened_while_reading_give_the_same_tables(tmp_path, old_jobs, monkeypatch):
+    """Shuffled input in small batches, a tiny flatten threshold: days are flattened several times mid-stream."""
+    at = datetime(2025, 3, 1, tzinfo=UTC)
+    in_order = Home(tmp_path / "in_order")
+    ingest(in_order, [write_records(tmp_path / "sorted.jsonl", old_jobs, at)])
+    monkeypatch.setattr(lake, "FLATTEN_ROWS", 3)
+    shuffled = Home(tmp_path / "shuffled")
+    lines = [record_line(job, at) for job in old_jobs]
+    random.Random(5).shuffle(lines)
+    path = tmp_path / "shuffled.jsonl"
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    report = ingest(shuffled, [path], batch_records=7)
+    raw_files = sum(len(lake.raw_batches(shuffled, day)) for day in report.days)
+    assert report.flatten.batches_applied == raw_files > len(report.days)
+    assert snapshot(shuffled) == snapshot(in_order)
+    assert counts(shuffled) == counts(in_order)
 
 
 def test_ingesting_twice_adds_no_rows(tmp_path, old_jobs):

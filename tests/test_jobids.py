@@ -173,3 +173,45 @@ def test_printable_escapes_and_shortens():
     shown = printable("x" * 500)
     assert len(shown) == 80 and shown.endswith("…")
     assert len(printable("\x01" * 500)) == 80
+
+
+def test_the_sql_fast_path_agrees_with_parse_jobid():
+    """sql/jobids.sql (bulk ingest) dates an id exactly as parse_jobid does, or leaves it to parse_jobid."""
+    import random
+
+    import duckdb
+
+    from pipelines.jobids import SKEW
+    from pipelines.warehouse import SQL_DIR
+
+    rng = random.Random(7)
+    stamps = ["0229120000000", "0228235959999", "0101000000000", "1231235959999", "0230120000000", "0431000000000",
+              "0101240000000", "0101006000000", "0101000060000", "1301000000000", "0000000000000"]
+    stamps += [f"{rng.randint(1, 12):02d}{rng.randint(1, 31):02d}{rng.randint(0, 23):02d}{rng.randint(0, 59):02d}"
+               f"{rng.randint(0, 59):02d}{rng.randint(0, 999):03d}" for _ in range(300)]
+    anchors = [datetime(2024, 12, 31, 23, tzinfo=UTC), datetime(2025, 1, 1, 0, 30, tzinfo=UTC),
+               datetime(2028, 2, 28, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC),
+               ANCHOR]
+    cases = [(jid(stamp, letter), anchor) for stamp in stamps for anchor in anchors for letter in "mt"]
+    cases += [(SEED, ANCHOR), ("not-an-id", ANCHOR), ("j" + "1" * 200, ANCHOR), (jid("0101000000000", "x"), ANCHOR)]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute((SQL_DIR / "jobids.sql").read_text())
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rows = con.execute(
+        "SELECT m_jobid_created_ms(j, a, $skew), m_jobid_type(j) FROM (SELECT unnest($ids) AS j, unnest($anchors) AS a)",
+        {"ids": [c[0] for c in cases], "anchors": [(a - epoch) // timedelta(milliseconds=1) for _, a in cases],
+         "skew": SKEW // timedelta(milliseconds=1)},
+    ).fetchall()
+    dated = 0
+    for (text, anchor), (created_ms, job_type) in zip(cases, rows):
+        try:
+            parsed = parse_jobid(text, anchor)
+        except InvalidJobId:
+            assert created_ms is None, text
+            continue
+        assert created_ms is not None, (text, anchor)  # every id parse_jobid accepts here is in the fast path
+        assert created_ms == (parsed.created_at - epoch) // timedelta(milliseconds=1), (text, anchor)
+        assert job_type == parsed.job_type
+        dated += 1
+    assert dated > 1000
