@@ -167,10 +167,11 @@ def test_hostile_values_never_crash():
         ' "version": 2.5, "genres": "rock", "duration_milliseconds": 1.5, "recall": "true"}]}}',
         '{"jobid": "y", "jobType": "tts", "status": "completed", "request": {"conversation": "not json", "voice_id": "12"},'
         ' "response": {"id": "18446744073709551615", "title": "' + "x" * 200_000 + '"}}',
+        '{"jobid": "z", "jobType": "music", "status": "compl',  # an object cut short: not JSON
     ]
     rows = [
         {"jobid": jobid, "observed_at": at, "http_status": 200, "body": body, "batch_id": "b1"}
-        for jobid, body in zip(("a", "x", "y"), bodies)
+        for jobid, body in zip(("a", "x", "y", "z"), bodies)
     ]
     out = flatten(raw_table(rows), DAY)
     jobs = by_key(out["jobs"], "jobid")
@@ -184,7 +185,8 @@ def test_hostile_values_never_crash():
     assert (speech["speech_id"], speech["voice_id"], speech["is_conversation"], speech["turn_count"]) == (None, 12, True, 0)
     assert len(speech["title"]) == 200_000
     assert out["speech_turns"].num_rows == 0
-    assert by_key(out["job_observations"], "jobid")["a"]["status"] is None
+    observations = by_key(out["job_observations"], "jobid")
+    assert observations["a"]["status"] is None and observations["z"]["status"] is None
 
 
 def test_empty_input():
