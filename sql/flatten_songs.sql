@@ -12,7 +12,10 @@ WITH items AS (
                    s.duration_milliseconds::VARCHAR, s.generate_at::VARCHAR, s.genres::VARCHAR, s.moods::VARCHAR,
                    s.machine_audit_state::VARCHAR, s.credit_type::VARCHAR, s.recall::VARCHAR,
                    s.is_regenerate::VARCHAR, s.regenerate_from::VARCHAR) IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY jobid, s.song_id, s.version ORDER BY song_index) = 1
+), firsts AS (
+    -- The first of each (song_id, version) by its index alone: deduplicating the rows themselves made DuckDB
+    -- carry every song struct through an arg_min aggregate, the most expensive step of flattening.
+    SELECT jobid, min(song_index) AS song_index FROM keyed GROUP BY jobid, song_id, version
 )
 SELECT
     jobid,
@@ -33,4 +36,4 @@ SELECT
     m_bool(s.recall) AS recall,
     m_bool(s.is_regenerate) AS is_regenerate,
     m_int(s.regenerate_from) AS regenerate_from
-FROM keyed;
+FROM keyed SEMI JOIN firsts USING (jobid, song_index);
