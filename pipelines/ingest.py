@@ -142,7 +142,6 @@ def ingest(
         con.close()
     report.days = sorted(stages.days)
     report.flatten = stages.summary()
-    capture.export_registry(home, report.days)
     if progress is not None:
         progress("warehouse", 0, 1)
     report.warehouse = capture.load_warehouse(home)
@@ -343,7 +342,8 @@ class _Stages:
     their unflattened raw rows reach FLATTEN_ROWS and the rows already flattened (so a day's file is rewritten
     a few times, each time at least doubling, whatever the input order). The warehouse takes the flattened days
     every WAREHOUSE_ROWS jobs: one load of everything would hold the whole input in DuckDB's memory until it
-    commits. At most IN_FLIGHT batches wait, which bounds memory.
+    commits. At most IN_FLIGHT batches wait, which bounds memory. Once every batch is registered, the registry
+    is exported to `lake/job_ids/` on the archive thread while the last days are flattened.
     """
 
     IN_FLIGHT = 2
@@ -361,7 +361,7 @@ class _Stages:
         self._batches_applied = 0
         self._flattened = 0
         self._unloaded = 0
-        self.days: set[date] = set()
+        self.days: set[date] = set()  # written by the archive thread only
 
     def __enter__(self) -> "_Stages":
         return self
@@ -374,24 +374,31 @@ class _Stages:
         """Archive, register and (when due) flatten a batch in the background; raises an earlier batch's error."""
         while len(self._waiting) >= self.IN_FLIGHT:
             self._waiting.popleft().result()
-        archived = self._archive.submit(_commit, self._home, self._registry, prepared)
+        archived = self._archive.submit(self._archive_batch, prepared)
         self._waiting.append(self._flatten.submit(self._flatten_due, archived))
 
     def finish(self) -> None:
-        """Wait for every batch, then flatten what is left of every day."""
+        """Wait for every batch, flatten what is left of every day and export the registry of the days."""
+        # Queued behind every batch on the archive thread: it starts once the registry holds them all.
+        exported = self._archive.submit(lambda: capture.export_registry(self._home, sorted(self.days)))
         while self._waiting:
             self._waiting.popleft().result()
         for day in sorted(day for day, rows in self._unflattened.items() if rows):
             self._apply(day)
+        exported.result()
 
     def summary(self) -> capture.FlattenSummary:
         rows = {table: sum(day.get(table, 0) for day in self._day_rows.values()) for table in capture.FLATTENED}
         return capture.FlattenSummary(sorted(self._changed), self._batches_applied, rows)
 
+    def _archive_batch(self, prepared: _Prepared) -> Counter[date]:
+        rows_by_day = _commit(self._home, self._registry, prepared)
+        self.days.update(rows_by_day)
+        return rows_by_day
+
     def _flatten_due(self, archived: Future) -> None:
         for day, rows in archived.result().items():
             self._unflattened[day] += rows
-            self.days.add(day)
         for day in sorted(self._unflattened):
             rows = self._unflattened[day]
             if rows and rows >= max(lake.FLATTEN_ROWS, self._day_rows.get(day, {}).get("jobs", 0)):

@@ -228,10 +228,10 @@ def _observed_by_jobid(jobs: pa.Table | None) -> dict[str, int]:
 
 
 def _replace_jobids(old: pa.Table | None, new: pa.Table, winners: pa.Array, sort_keys: list) -> pa.Table:
-    """The old rows of jobids that did not win plus the new rows of the winners, sorted by key."""
+    """The old rows of jobids that did not win plus the new rows of the winners, sorted by key (`new` is)."""
     taken = new.filter(pc.is_in(new.column("jobid"), value_set=winners))
     if old is None:
-        return taken.sort_by(sort_keys)
+        return taken  # a filter keeps flatten's order
     kept = old.filter(pc.invert(pc.is_in(old.column("jobid"), value_set=winners)))
     return pa.concat_tables([kept, taken]).sort_by(sort_keys)
 
