@@ -1,5 +1,9 @@
 """The DuckDB warehouse: loads changed lake days in one short transaction, and an in-memory lake reader.
 
+The load also keeps the summary behind v_song_durations (sql/song_durations/): per-day totals, replaced
+with their day, and an all-days histogram of whole seconds that each replaced day's rows leave and re-enter,
+so the view reads a few thousand rows instead of joining and unnesting every song.
+
 DuckDB lets one process open a database file for writing and then no other process may open it at all,
 so the writer takes a file lock first (one mureka-etl writer at a time), keeps its connection only for
 the load, and waits a bounded time for an outside holder (an analyst's session) before giving up.
@@ -21,6 +25,8 @@ from pipelines.lake import file_version, lake_days, table_file
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMA_SQL = SQL_DIR / "schema.sql"
 VIEWS_DIR = SQL_DIR / "views"
+SONG_DURATIONS_DIR = SQL_DIR / "song_durations"
+SONG_DURATION_SOURCES = ("songs", "jobs")  # the tables the song duration summary is computed from
 _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 2.0
 
@@ -50,7 +56,8 @@ class Warehouse:
         return self.path.with_name(self.path.name + ".writer.lock")
 
     def load_changed(self, home: Home, days: Collection[date] | None = None) -> LoadResult:
-        """Replace every (table, day) whose lake file version changed (or vanished), all in one transaction.
+        """Replace every (table, day) whose lake file version changed (or vanished), and the song duration
+        summary of the days whose songs or jobs were replaced, all in one transaction.
 
         Only `days` are considered when given. Raises WarehouseLockedError when another writer or an
         outside DuckDB session holds the file for longer than `lock_timeout` seconds.
@@ -71,8 +78,11 @@ class Warehouse:
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
+                    summarized = _has_table(con, "_song_duration_seconds")
                     con.execute(SCHEMA_SQL.read_text())
-                    loaded = _load_days(con, home, days)
+                    loaded = _load_days(con, home, days, summarized)
+                    if not summarized:  # a new warehouse, or one older than the summary tables
+                        rebuild_summaries(con)
                     self.apply_views(con)
                     counts = _counts(con)
                     con.execute("COMMIT")
@@ -120,14 +130,55 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(view.read_text())
 
 
-def _load_days(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None) -> int:
-    """Delete and re-insert each (table, day) whose file version differs from `_lake_loads`; returns how many."""
+def rebuild_summaries(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute the song duration summary of a warehouse from all its songs and jobs (creating its tables).
+
+    `load_changed` does it once for a warehouse that predates the summary, then keeps it day by day; call it
+    after filling the tables by other means (tests, benchmarks), before `apply_views`.
+    """
+    con.execute(SCHEMA_SQL.read_text())
+    con.execute("DELETE FROM _song_duration_days")
+    con.execute("DELETE FROM _song_duration_seconds")
+    found = con.execute("SELECT DISTINCT created_date FROM songs WHERE created_date IS NOT NULL").fetchall()
+    days = [day for (day,) in found]
+    _begin_song_duration_refresh(con, days, summarized=False)
+    _finish_song_duration_refresh(con, days)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A (table, day) whose lake file differs from the loaded one: its path and version (None: file gone)."""
+
+    table: str
+    day: date
+    path: Path
+    version: str | None
+
+
+def _load_days(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None, summarized: bool) -> int:
+    """Delete and re-insert each (table, day) whose file version differs from `_lake_loads`; returns how many.
+
+    When `summarized`, the song duration summary follows the replaced days of songs and jobs.
+    """
+    changes = _changes(con, home, days)
+    summary_days = sorted({c.day for c in changes if c.table in SONG_DURATION_SOURCES}) if summarized else []
+    if summary_days:
+        _begin_song_duration_refresh(con, summary_days, summarized=True)
+    for change in changes:
+        _replace(con, change)
+    if summary_days:
+        _finish_song_duration_refresh(con, summary_days)
+    return len(changes)
+
+
+def _changes(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None) -> list[_Change]:
+    """The (table, day) files whose version differs from the one `_lake_loads` records, tables in TABLES order."""
     recorded = {
         (table, day): version
         for table, day, version in con.execute("SELECT table_name, created_date, version FROM _lake_loads").fetchall()
     }
     wanted = set(days) if days is not None else None
-    changed = 0
+    changes = []
     for table in TABLES:
         candidates = set(lake_days(home, table)) | {day for name, day in recorded if name == table}
         if wanted is not None:
@@ -138,22 +189,53 @@ def _load_days(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date
                 version = file_version(path)
             except FileNotFoundError:
                 version = None
-            if version == recorded.get((table, day)):
-                continue
-            con.execute(f"DELETE FROM {table} WHERE created_date = ?", [day])
-            con.execute("DELETE FROM _lake_loads WHERE table_name = ? AND created_date = ?", [table, day])
-            if version is not None:
-                (rows,) = con.execute(
-                    f"INSERT INTO {table} BY NAME"
-                    " SELECT *, ?::DATE AS created_date FROM read_parquet(?, hive_partitioning = false)",
-                    [day, str(path)],
-                ).fetchone()
-                con.execute(
-                    "INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, version, rows]
-                )
-                crashpoint("warehouse_insert")
-            changed += 1
-    return changed
+            if version != recorded.get((table, day)):
+                changes.append(_Change(table, day, path, version))
+    return changes
+
+
+def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> None:
+    """Replace the warehouse rows of one (table, day) with its lake file (none if the file is gone)."""
+    table, day = change.table, change.day
+    con.execute(f"DELETE FROM {table} WHERE created_date = ?", [day])
+    con.execute("DELETE FROM _lake_loads WHERE table_name = ? AND created_date = ?", [table, day])
+    if change.version is not None:
+        (rows,) = con.execute(
+            f"INSERT INTO {table} BY NAME"
+            " SELECT *, ?::DATE AS created_date FROM read_parquet(?, hive_partitioning = false)",
+            [day, str(change.path)],
+        ).fetchone()
+        con.execute("INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, change.version, rows])
+        crashpoint("warehouse_insert")
+
+
+def _begin_song_duration_refresh(con: duckdb.DuckDBPyConnection, days: list[date], summarized: bool) -> None:
+    """Start refreshing the song duration summary of `days`: record them and, when the summary holds them
+    (`summarized`), their buckets as the tables hold them now, before they are replaced."""
+    con.execute((SONG_DURATIONS_DIR / "rows.sql").read_text())
+    con.execute((SONG_DURATIONS_DIR / "refresh_begin.sql").read_text())
+    for day in days:
+        con.execute("INSERT INTO _song_duration_refreshed VALUES ($day)", {"day": day})
+        if summarized:
+            _insert_buckets(con, "_song_duration_before", day)
+
+
+def _finish_song_duration_refresh(con: duckdb.DuckDBPyConnection, days: list[date]) -> None:
+    """Record the buckets of `days` as the tables hold them now and apply the change to the summary."""
+    for day in days:
+        _insert_buckets(con, "_song_duration_after", day)
+    con.execute((SONG_DURATIONS_DIR / "refresh_apply.sql").read_text())
+    con.execute((SONG_DURATIONS_DIR / "warehouse.sql").read_text())
+
+
+def _insert_buckets(con: duckdb.DuckDBPyConnection, table: str, day: date) -> None:
+    # One day per statement: the day filter then prunes the scans of songs and jobs to that day's rows.
+    con.execute(f"INSERT INTO {table} SELECT $day, * FROM _song_duration_buckets($day, $day)", {"day": day})
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' AND table_name = ?"
+    return bool(con.execute(sql, [name]).fetchone()[0])
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -180,6 +262,8 @@ def table_counts(path: Path) -> dict[str, int]:
 def open_lake(home: Home) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per table over the lake's Parquet files, plus sql/views/.
 
+    The song duration summary the warehouse keeps in tables is a view here, computed on each use.
+
     Reads never touch the warehouse file, so they cannot conflict with a run that writes it. A table
     without files yet is an empty view with the warehouse's column types.
     """
@@ -198,5 +282,7 @@ def open_lake(home: Home) -> duckdb.DuckDBPyConnection:
             )
         else:
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty.{table}")
+    con.execute((SONG_DURATIONS_DIR / "rows.sql").read_text())
+    con.execute((SONG_DURATIONS_DIR / "lake.sql").read_text())
     apply_views(con)
     return con

@@ -1,5 +1,6 @@
 """The analytics views against numbers computed by hand from tests/fixtures/analytics/data.sql, both over
-warehouse tables (a DuckDB file) and over the lake (Parquet files read by the query connection)."""
+warehouse tables (a DuckDB file) and over the lake (Parquet files read by the query connection); and
+v_song_durations, which reads a summary, against its definition computed directly from the songs."""
 
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -9,31 +10,32 @@ import pytest
 
 from pipelines.config import TABLES, Home
 from pipelines.query import connect_readonly
-from pipelines.warehouse import apply_views
+from pipelines.warehouse import apply_views, rebuild_summaries
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "analytics"
 VIEWS = sorted(p.stem for p in (ROOT / "sql" / "views").glob("*.sql"))
 
 
-def load_fixture(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the warehouse tables on `con` and insert the hand-made rows."""
+def load_fixture(con: duckdb.DuckDBPyConnection, data_sql: str | None = None) -> None:
+    """Create the warehouse tables on `con` and insert the hand-made rows (or those `data_sql` inserts)."""
     con.execute((ROOT / "sql" / "schema.sql").read_text())
-    con.execute((FIXTURES / "data.sql").read_text())
+    con.execute(data_sql or (FIXTURES / "data.sql").read_text())
 
 
-def build_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
-    """A warehouse DuckDB file at `path` holding the fixture and the views."""
+def build_warehouse(path: Path, data_sql: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A warehouse DuckDB file at `path` holding the fixture, its summaries and the views."""
     con = duckdb.connect(str(path))
-    load_fixture(con)
+    load_fixture(con, data_sql)
+    rebuild_summaries(con)
     apply_views(con)
     return con
 
 
-def build_lake(home: Home) -> None:
+def build_lake(home: Home, data_sql: str | None = None) -> None:
     """Write the fixture as the lake's `<table>/created_date=D/data.parquet` files."""
     with duckdb.connect() as con:
-        load_fixture(con)
+        load_fixture(con, data_sql)
         for table in TABLES:
             for (day,) in con.execute(f"SELECT DISTINCT created_date FROM {table}").fetchall():
                 folder = home.table_dir(table) / f"created_date={day.isoformat()}"
@@ -44,14 +46,18 @@ def build_lake(home: Home) -> None:
                 )
 
 
+def connect_to(kind: str, tmp_path: Path, data_sql: str | None = None) -> duckdb.DuckDBPyConnection:
+    """The views over the fixture (or `data_sql`'s rows) as a warehouse file or as a lake."""
+    if kind == "warehouse":
+        return build_warehouse(tmp_path / "warehouse.duckdb", data_sql)
+    home = Home(tmp_path / "home")
+    build_lake(home, data_sql)
+    return connect_readonly(home)
+
+
 @pytest.fixture(params=["warehouse", "lake"])
 def con(request, tmp_path):
-    if request.param == "warehouse":
-        connection = build_warehouse(tmp_path / "warehouse.duckdb")
-    else:
-        home = Home(tmp_path / "home")
-        build_lake(home)
-        connection = connect_readonly(home)
+    connection = connect_to(request.param, tmp_path)
     yield connection
     connection.close()
 
@@ -141,6 +147,83 @@ def test_song_durations_grain(con):
         ("V7.5", "(any)", 5), ("V7.5", "music/create-instrumental", 5), ("V7.6", "(any)", 8), ("V7.6", "music/create", 8),
     ]
     assert rows(con, "SELECT count(*) FROM v_song_durations WHERE genre <> '(any)' AND mood <> '(any)'") == [(0,)]
+
+
+# v_song_durations as its header defines it, with exact quantiles: the reference for the summary-based view.
+SONG_DURATIONS_EXACT = """
+WITH song AS (
+    SELECT coalesce(j.model, '(none)') AS model, coalesce(j.verb, '(none)') AS verb,
+           CASE WHEN len(s.genres) > 0 THEN s.genres ELSE ['(none)'] END AS genres,
+           CASE WHEN len(s.moods) > 0 THEN s.moods ELSE ['(none)'] END AS moods,
+           s.duration_milliseconds AS ms
+    FROM songs AS s LEFT JOIN jobs AS j USING (jobid)
+    WHERE s.duration_milliseconds IS NOT NULL
+),
+grains AS (
+    SELECT model, verb, '(any)' AS genre, '(any)' AS mood, ms FROM song
+    UNION ALL SELECT model, verb, unnest(genres), '(any)', ms FROM song
+    UNION ALL SELECT model, verb, '(any)', unnest(moods), ms FROM song
+)
+SELECT model, coalesce(verb, '(any)'), genre, mood, count(*), avg(ms), quantile_cont(ms, 0.5), quantile_cont(ms, 0.9),
+       max(ms)
+FROM grains
+GROUP BY GROUPING SETS ((model, verb, genre, mood), (model, genre, mood))
+ORDER BY ALL
+"""
+
+# 3,000 songs of 300 jobs over three days, most between 120 and 180 s, so a second holds about 50 songs of
+# different durations; some without job, model, verb, genres or moods, a NULL genre, one negative duration.
+MANY_SONGS = """
+INSERT INTO jobs (jobid, job_type, verb, model, created_date)
+SELECT 'j' || i, 'music', ['music/create', 'music/extend', NULL][1 + i % 3], ['V7.6', 'V7.5', 'O1', NULL][1 + i % 4],
+       DATE '2026-01-10' + (i % 3)::INTEGER
+FROM range(290) AS t(i);
+INSERT INTO songs (jobid, song_index, song_id, version, duration_milliseconds, genres, moods, created_date)
+SELECT 'j' || (i % 300), (i // 300)::INTEGER, 's' || i, '1',
+       CASE WHEN i = 7 THEN -1500 WHEN i % 97 = 0 THEN NULL WHEN i % 10 = 0 THEN 150000
+            ELSE 120000 + hash(i) % 60000 END,
+       [[], NULL, ['pop'], ['pop', 'rock'], ['jazz', NULL]][1 + i % 5], [['calm'], [], ['sad', 'calm']][1 + i % 3],
+       DATE '2026-01-10' + ((i % 300) % 3)::INTEGER
+FROM range(3000) AS t(i);
+"""
+
+
+@pytest.mark.parametrize("kind", ["warehouse", "lake"])
+def test_song_durations_within_a_second_of_the_exact_percentiles(kind, tmp_path):
+    con = connect_to(kind, tmp_path, MANY_SONGS)
+    exact = rows(con, SONG_DURATIONS_EXACT)
+    got = rows(con, "SELECT * FROM v_song_durations ORDER BY ALL")
+    con.close()
+    assert [r[:5] for r in got] == [r[:5] for r in exact]  # the same grains and counts
+    assert [r[8] for r in got] == [r[8] for r in exact]  # max
+    assert [r[5] for r in got] == [pytest.approx(r[5], rel=1e-12) for r in exact]  # mean
+    errors = [abs(g[i] - e[i]) for g, e in zip(got, exact) for i in (6, 7)]
+    assert max(errors) < 1000
+    assert max(errors) > 0  # seconds do hold several durations here: the bound is what is tested
+    assert ("(none)", "(none)", None, "(any)") in {r[:4] for r in got}
+
+
+# Seconds holding two songs, or several songs of one duration, give exact order statistics.
+EXACT_SECONDS = """
+INSERT INTO jobs (jobid, job_type, verb, model, created_date) VALUES ('m1', 'music', 'music/create', 'V7.6', '2026-01-10');
+INSERT INTO songs (jobid, song_index, song_id, version, duration_milliseconds, genres, moods, created_date)
+SELECT 'm1', i::INTEGER, 's' || i, '1', d, [g], ['m'], '2026-01-10'
+FROM (VALUES (0, 100100, 'two'), (1, 100900, 'two'), (2, 130500, 'two'), (3, 100100, 'same'), (4, 130500, 'same'),
+             (5, 130500, 'same'), (6, 130500, 'same'), (7, 130500, 'same'), (8, 130500, 'same')) AS t(i, d, g);
+"""
+
+
+@pytest.mark.parametrize("kind", ["warehouse", "lake"])
+def test_song_durations_exact_when_seconds_hold_two_songs_or_one_duration(kind, tmp_path):
+    con = connect_to(kind, tmp_path, EXACT_SECONDS)
+    # two: 100.1 100.9 130.5 s; p50 at rank 1, p90 at rank 1.8 = 100900 + 0.8 * 29600
+    assert song_row(con, "V7.6", "(any)", "two", "(any)") == [(3, pytest.approx(331500 / 3), 100900.0, 124580.0, 130500)]
+    # same: 100.1 then five times 130.5 s
+    assert song_row(con, "V7.6", "(any)", "same", "(any)") == [(6, pytest.approx(752600 / 6), 130500.0, 130500.0, 130500)]
+    # mood m: all nine songs; both percentiles fall in the second of six 130.5 s songs
+    assert rows(con, "SELECT p50_ms, p90_ms FROM v_song_durations WHERE verb = '(any)' AND genre = '(any)' AND mood = 'm'") \
+        == rows(con, "SELECT quantile_cont(duration_milliseconds, 0.5), quantile_cont(duration_milliseconds, 0.9) FROM songs")
+    con.close()
 
 
 def test_speech_durations(con):

@@ -1,4 +1,5 @@
-"""Warehouse loads into a real DuckDB file: idempotence, changed and vanished days, locks, the lake reader."""
+"""Warehouse loads into a real DuckDB file: idempotence, changed and vanished days, the song duration summary,
+locks, the lake reader."""
 
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from pipelines import lake
 from pipelines.config import TABLES, Home
-from pipelines.warehouse import Warehouse, WarehouseLockedError, open_lake, table_counts
+from pipelines.warehouse import Warehouse, WarehouseLockedError, open_lake, rebuild_summaries, table_counts
 from tests.test_flatten import DAY, M1, raw_rows
 from tests.test_lake import with_day
 
@@ -145,3 +146,76 @@ def test_writer_lock_held_by_another_process(home, hold_lock):
     hold_lock("writer")
     with pytest.raises(WarehouseLockedError, match="another mureka-etl writer"):
         Warehouse(home.warehouse_path, lock_timeout=0.2).load_changed(home)
+
+
+def song_duration_summary(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple], list[tuple]]:
+    return (con.execute("SELECT * FROM _song_duration_days ORDER BY ALL").fetchall(),
+            con.execute("SELECT * FROM _song_duration_seconds ORDER BY ALL").fetchall())
+
+
+def assert_summary_equals_a_rebuild(path) -> tuple[list[tuple], list[tuple]]:
+    """The summary the loads kept equals the one recomputed from the warehouse's songs and jobs; returns it."""
+    con = duckdb.connect(str(path))
+    try:
+        kept = song_duration_summary(con)
+        con.execute("BEGIN TRANSACTION")
+        rebuild_summaries(con)
+        assert song_duration_summary(con) == kept
+        con.execute("ROLLBACK")
+        return kept
+    finally:
+        con.close()
+
+
+def song_durations(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return con.execute("SELECT * FROM v_song_durations").fetchall()
+
+
+def test_song_duration_summary_follows_changed_and_vanished_days(home):
+    other = date(2026, 1, 22)
+    warehouse = Warehouse(home.warehouse_path)
+    warehouse.load_changed(home)
+    days, seconds = assert_summary_equals_a_rebuild(home.warehouse_path)
+    assert sum(r[5] for r in days if r[3:5] == ("(any)", "(any)")) == FULL["songs"] == sum(r[5] for r in seconds if r[2:4] == ("(any)", "(any)"))
+
+    late = [dict(r, observed_at=r["observed_at"].replace(hour=12), batch_id="b03") for r in raw_rows({"b02"})]
+    lake.write_raw_batch(home, "b03", with_day(late))
+    lake.write_raw_batch(home, "b04", with_day(raw_rows({"b01"}), other))
+    lake.apply_pending(home, DAY)
+    lake.apply_pending(home, other)
+    warehouse.load_changed(home)
+    assert_summary_equals_a_rebuild(home.warehouse_path)
+
+    lake.table_file(home, "jobs", DAY).unlink()  # the day's songs lose their model and verb
+    warehouse.load_changed(home)
+    days, _ = assert_summary_equals_a_rebuild(home.warehouse_path)
+    assert {r[1:3] for r in days} == {("(none)", "(none)")}
+    con = duckdb.connect(str(home.warehouse_path), read_only=True)
+    over_lake = open_lake(home)
+    try:
+        assert song_durations(con) == song_durations(over_lake)
+    finally:
+        con.close()
+        over_lake.close()
+
+    lake.table_file(home, "songs", DAY).unlink()
+    warehouse.load_changed(home)
+    assert assert_summary_equals_a_rebuild(home.warehouse_path) == ([], [])
+
+
+def test_a_warehouse_older_than_the_summary_gets_it_built(home):
+    warehouse = Warehouse(home.warehouse_path)
+    warehouse.load_changed(home)
+    con = duckdb.connect(str(home.warehouse_path))
+    expected = song_durations(con)
+    con.execute("DROP VIEW v_song_durations; DROP VIEW _song_durations")
+    con.execute("DROP TABLE _song_duration_days; DROP TABLE _song_duration_seconds")
+    con.close()
+
+    assert warehouse.load_changed(home).days_loaded == 0
+    assert_summary_equals_a_rebuild(home.warehouse_path)
+    con = duckdb.connect(str(home.warehouse_path), read_only=True)
+    try:
+        assert song_durations(con) == expected
+    finally:
+        con.close()
