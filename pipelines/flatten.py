@@ -11,7 +11,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipelines.registry import JOB_IDS_SCHEMA
 
@@ -159,8 +158,8 @@ def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         con.register("raw_input", raw)
         con.execute(_sql("macros"))
-        docs = con.sql(_sql("docs")).to_arrow_table()
-        con.register("docs", docs.filter(pc.is_valid(docs.column("doc"))))
+        con.register("parsed_docs", con.sql(_sql("docs")).to_arrow_table())
+        con.execute("CREATE TEMP VIEW docs AS SELECT * FROM parsed_docs WHERE doc IS NOT NULL")  # no copy
         songs = con.sql(_sql("songs")).to_arrow_table()
         con.register("song_rows", songs)
         tables = {name: songs if name == "songs" else con.sql(_sql(name)).to_arrow_table() for name in _OUTPUTS}

@@ -38,7 +38,7 @@ from pipelines.registry import Registry
 from pipelines.warehouse import LoadResult
 
 STDIN = "-"
-BATCH_RECORDS = 50_000
+BATCH_RECORDS = 25_000  # lake.FLATTEN_ROWS: a batch is then one flatten group, the memory unit
 READ_BYTES = 1 << 22
 WAREHOUSE_ROWS = 250_000
 MAX_LISTED = 1000  # bad lines kept for the report; beyond that they are only counted
@@ -338,15 +338,17 @@ def _commit(home: Home, registry: Registry, prepared: _Prepared) -> Counter[date
 class _Stages:
     """Archiving and flattening, each in its own thread, so that they overlap with parsing the next batch.
 
-    Batches are archived and registered in input order; after each, the days it touched are flattened once
-    their unflattened raw rows reach FLATTEN_ROWS and the rows already flattened (so a day's file is rewritten
-    a few times, each time at least doubling, whatever the input order). The warehouse takes the flattened days
-    every WAREHOUSE_ROWS jobs: one load of everything would hold the whole input in DuckDB's memory until it
-    commits. At most IN_FLIGHT batches wait, which bounds memory. Once every batch is registered, the registry
-    is exported to `lake/job_ids/` on the archive thread while the last days are flattened.
+    Batches are archived and registered in input order; after each, a day is flattened once the batch just
+    archived does not touch it (input sorted by time: each day is flattened once, whole), or once its
+    unflattened raw rows reach BIG_APPLY and the rows already flattened (any order: a day's file is rewritten
+    a few times, each time at least doubling). A third thread loads the warehouse every WAREHOUSE_ROWS
+    flattened jobs, beside the flattening; one load of everything at the end would be a long serial tail. At
+    most IN_FLIGHT batches wait, which bounds memory. Once every batch is registered, the registry is
+    exported to `lake/job_ids/` on the archive thread while the last days are flattened.
     """
 
     IN_FLIGHT = 2
+    BIG_APPLY = 100_000
 
     def __init__(self, home: Home, registry: Registry, progress: IngestProgress | None) -> None:
         self._home = home
@@ -354,6 +356,8 @@ class _Stages:
         self._progress = progress
         self._archive = ThreadPoolExecutor(1, thread_name_prefix="ingest-archive")
         self._flatten = ThreadPoolExecutor(1, thread_name_prefix="ingest-flatten")
+        self._load = ThreadPoolExecutor(1, thread_name_prefix="ingest-warehouse")
+        self._loading: Future | None = None
         self._waiting: deque[Future] = deque()
         self._unflattened: Counter[date] = Counter()
         self._day_rows: dict[date, dict[str, int]] = {}  # rows of each table's file after the day's last apply
@@ -367,7 +371,7 @@ class _Stages:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for pool in (self._archive, self._flatten):
+        for pool in (self._archive, self._flatten, self._load):
             pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, prepared: _Prepared) -> None:
@@ -386,6 +390,8 @@ class _Stages:
         for day in sorted(day for day, rows in self._unflattened.items() if rows):
             self._apply(day)
         exported.result()
+        if self._loading is not None:
+            self._loading.result()
 
     def summary(self) -> capture.FlattenSummary:
         rows = {table: sum(day.get(table, 0) for day in self._day_rows.values()) for table in capture.FLATTENED}
@@ -397,11 +403,12 @@ class _Stages:
         return rows_by_day
 
     def _flatten_due(self, archived: Future) -> None:
-        for day, rows in archived.result().items():
+        touched = archived.result()
+        for day, rows in touched.items():
             self._unflattened[day] += rows
         for day in sorted(self._unflattened):
             rows = self._unflattened[day]
-            if rows and rows >= max(lake.FLATTEN_ROWS, self._day_rows.get(day, {}).get("jobs", 0)):
+            if rows and (day not in touched or rows >= max(self.BIG_APPLY, self._day_rows.get(day, {}).get("jobs", 0))):
                 self._apply(day)
 
     def _apply(self, day: date) -> None:
@@ -415,8 +422,10 @@ class _Stages:
             self._batches_applied += result.batches_applied
         if self._progress is not None:
             self._progress("flatten", self._flattened, None)
-        if self._unloaded >= WAREHOUSE_ROWS:
-            capture.load_warehouse(self._home)
+        if self._unloaded >= WAREHOUSE_ROWS and (self._loading is None or self._loading.done()):
+            if self._loading is not None:
+                self._loading.result()  # raises a failed load's error
+            self._loading = self._load.submit(capture.load_warehouse, self._home)
             self._unloaded = 0
 
 

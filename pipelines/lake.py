@@ -138,9 +138,10 @@ def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
     """Flatten the raw batches of `day` not yet applied to its lake tables and upsert them.
 
     With `rebuild`, the day is recomputed from all raw batches, ignoring the existing files; the result
-    is byte-for-byte deterministic. Pending batches are flattened in groups of about FLATTEN_ROWS rows,
-    each upserted in memory like an incremental apply; the files are written once at the end. Every
-    (table, day) lock is held for the whole call.
+    is byte-for-byte deterministic. Pending batches are flattened in groups of about FLATTEN_ROWS rows
+    (one at a time: DuckDB's working set follows the group), then merged with the day's files in one pass
+    as if upserted group by group, and the files are written once. Every (table, day) lock is held for the
+    whole call.
     """
     with _day_locks(home, day):
         batches_of_day = raw_batches(home, day)
@@ -161,24 +162,15 @@ def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
         if not todo and not rebuild:
             return ApplyResult(day, 0, {t: (c[0].num_rows if c[0] is not None else 0) for t, c in current.items()})
 
-        tables = {table: old for table, (old, _) in current.items()}
-        for group in _groups(batches_of_day, todo):
-            new = flatten(read_raw(home, day, group), day)
-            winners = _winning_jobids(new["jobs"], _observed_by_jobid(tables["jobs"]))
-            for table in FLATTENED:
-                if not pending[table] and not rebuild:
-                    continue
-                if table == "job_observations":
-                    tables[table] = _merge_observations(tables[table], new[table])
-                else:
-                    tables[table] = _replace_jobids(tables[table], new[table], winners, SORT_KEYS[table])
+        groups = [flatten(read_raw(home, day, group), day) for group in _groups(batches_of_day, todo)]
+        olds = {table: old for table, (old, _) in current.items()}
+        merged = _merge_day(olds, groups, [table for table in FLATTENED if pending[table] or rebuild])
         for table in FLATTENED:
             old, applied = current[table]
-            if not pending[table] and not rebuild:
+            if table not in merged:
                 rows[table] = old.num_rows if old is not None else 0
                 continue
-            merged = tables[table] if tables[table] is not None else SCHEMAS[table].empty_table()
-            rows[table] = _write_table(merged, files[table], sorted(applied | set(todo)))
+            rows[table] = _write_table(merged[table], files[table], sorted(applied | set(todo)))
         return ApplyResult(day, len(todo), rows)
 
 
@@ -213,32 +205,73 @@ def _groups(files: dict[str, Path], todo: list[str]) -> Iterator[list[str]]:
         yield group
 
 
-def _winning_jobids(new_jobs: pa.Table, reference: dict[str, int]) -> pa.Array:
-    """Jobids whose new observation is at least as recent as the one already in the jobs file."""
-    ids = new_jobs.column("jobid").to_pylist()
-    observed = new_jobs.column("observed_at").cast(pa.int64()).to_pylist()
-    won = [jobid for jobid, at in zip(ids, observed) if jobid not in reference or at >= reference[jobid]]
-    return pa.array(won, pa.string())
+def _merge_day(
+    old: dict[str, pa.Table | None], groups: list[dict[str, pa.Table]], tables: list[str]
+) -> dict[str, pa.Table]:
+    """The day's `tables` after applying the flattened `groups`, in order, over the `old` ones.
+
+    A jobid's rows come from the source (the old file or a group) holding its latest observation, a later
+    source winning a tie, exactly as upserting the groups one by one; job_observations is the union of all.
+    Merging once, rather than group by group, keeps the cost linear in the day's size.
+    """
+    winners = _winners([old["jobs"], *(group["jobs"] for group in groups)])
+    merged = {}
+    for table in tables:
+        parts = [old[table], *(group[table] for group in groups)]
+        if table == "job_observations":
+            present = [part for part in parts if part is not None]
+            merged[table] = _merge_observations(pa.concat_tables(present)) if present else None
+        else:
+            merged[table] = _winning_rows(parts, winners, SORT_KEYS[table])
+        if merged[table] is None:
+            merged[table] = SCHEMAS[table].empty_table()
+    return merged
 
 
-def _observed_by_jobid(jobs: pa.Table | None) -> dict[str, int]:
-    if jobs is None:
-        return {}
-    return dict(zip(jobs.column("jobid").to_pylist(), jobs.column("observed_at").cast(pa.int64()).to_pylist()))
+def _tagged(parts: list[pa.Table | None], columns: list[str] | None = None) -> pa.Table | None:
+    """The parts present, concatenated, each row tagged with its part's position (`src`)."""
+    tagged = [
+        (part if columns is None else part.select(columns)).append_column(
+            "src", pa.array([src] * part.num_rows, pa.int32())
+        )
+        for src, part in enumerate(parts)
+        if part is not None
+    ]
+    return pa.concat_tables(tagged) if tagged else None
 
 
-def _replace_jobids(old: pa.Table | None, new: pa.Table, winners: pa.Array, sort_keys: list) -> pa.Table:
-    """The old rows of jobids that did not win plus the new rows of the winners, sorted by key (`new` is)."""
-    taken = new.filter(pc.is_in(new.column("jobid"), value_set=winners))
-    if old is None:
-        return taken  # a filter keeps flatten's order
-    kept = old.filter(pc.invert(pc.is_in(old.column("jobid"), value_set=winners)))
-    return pa.concat_tables([kept, taken]).sort_by(sort_keys)
+def _winners(jobs_parts: list[pa.Table | None]) -> pa.Table | None:
+    """(jobid, src) of the part holding each jobid's latest observation; None when no jobid is in two parts."""
+    tagged = _tagged(jobs_parts, ["jobid", "observed_at"])
+    if tagged is None or pc.count_distinct(tagged.column("jobid")).as_py() == tagged.num_rows:
+        return None
+    ordered = tagged.sort_by([("jobid", "ascending"), ("observed_at", "descending"), ("src", "descending")])
+    return ordered.filter(_first_of_each(ordered.column("jobid"))).select(["jobid", "src"])
 
 
-def _merge_observations(old: pa.Table | None, new: pa.Table) -> pa.Table:
-    """Union on (jobid, observed_at); a repeated key keeps the row of the greatest batch_id."""
-    merged = new if old is None else pa.concat_tables([old, new])
+def _winning_rows(parts: list[pa.Table | None], winners: pa.Table | None, sort_keys: list) -> pa.Table | None:
+    """The rows of each jobid from its winning part (rows of jobids no jobs row names are kept), sorted by key."""
+    present = [part for part in parts if part is not None]
+    if len(present) <= 1:
+        return present[0] if present else None  # a part is sorted already
+    tagged = _tagged(parts)
+    if winners is not None:
+        at = pc.index_in(tagged.column("jobid"), value_set=winners.column("jobid"))
+        winning_src = pc.take(winners.column("src"), at)
+        tagged = tagged.filter(pc.or_kleene(pc.is_null(at), pc.equal(winning_src, tagged.column("src"))))
+    return tagged.drop_columns(["src"]).sort_by(sort_keys)
+
+
+def _first_of_each(keys: pa.ChunkedArray) -> pa.Array:
+    """True at the first row of each run of equal (sorted) keys."""
+    if len(keys) == 0:
+        return pa.array([], pa.bool_())
+    differs = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+    return pa.concat_arrays([pa.array([True]), pc.fill_null(differs, True).combine_chunks()])
+
+
+def _merge_observations(merged: pa.Table) -> pa.Table:
+    """Observations unique on (jobid, observed_at); a repeated key keeps the row of the greatest batch_id."""
     if merged.num_rows == 0:
         return merged
     merged = merged.sort_by([("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "descending")])

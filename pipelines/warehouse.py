@@ -27,6 +27,7 @@ SCHEMA_SQL = SQL_DIR / "schema.sql"
 VIEWS_DIR = SQL_DIR / "views"
 SONG_DURATIONS_DIR = SQL_DIR / "song_durations"
 SONG_DURATION_SOURCES = ("songs", "jobs")  # the tables the song duration summary is computed from
+LOAD_MEMORY_LIMIT = "256MB"
 _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 2.0
 
@@ -120,6 +121,9 @@ class Warehouse:
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, _MAX_RETRY_DELAY)
         con.execute("SET TimeZone = 'UTC'")
+        # Bounded, so that a load beside a running ingest keeps the process within its memory target; DuckDB
+        # writes large inserts to the file before they commit, so a load of any size fits.
+        con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
         return con
 
 

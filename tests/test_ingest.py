@@ -13,6 +13,7 @@ import pytest
 from pipelines import lake
 from pipelines.cli import main
 from pipelines.config import Home, utcnow
+from pipelines import ingest as ingest_module
 from pipelines.ingest import ingest
 from pipelines.registry import Registry
 from pipelines.runner import run_capture
@@ -148,6 +149,7 @@ def test_days_flattened_while_reading_give_the_same_tables(tmp_path, old_jobs, m
     in_order = Home(tmp_path / "in_order")
     ingest(in_order, [write_records(tmp_path / "sorted.jsonl", old_jobs, at)])
     monkeypatch.setattr(lake, "FLATTEN_ROWS", 3)
+    monkeypatch.setattr(ingest_module._Stages, "BIG_APPLY", 3)
     shuffled = Home(tmp_path / "shuffled")
     lines = [record_line(job, at) for job in old_jobs]
     random.Random(5).shuffle(lines)
