@@ -47,14 +47,15 @@ def cmd_ids_add(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from pipelines.ingest import IngestBar, ingest
+    from pipelines.ingest import BATCH_RECORDS, IngestBar, ingest
 
     home = Home.from_env()
+    batch_records = args.batch_size or BATCH_RECORDS
     if args.quiet:
-        report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=args.batch_size)
+        report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records)
     else:
         with IngestBar() as bar:
-            report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=args.batch_size, progress=bar)
+            report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records, progress=bar)
     for bad in report.bad_lines:
         errors.print(f"skipped {bad}", markup=False, highlight=False)
     if report.bad_count > len(report.bad_lines):
@@ -178,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="load saved job records (JSON lines, gzip ok) or - for stdin: registry, lake, warehouse")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--batch-size", type=int, default=50_000, help="records per batch (bounds memory; default 50000)")
+    p.add_argument("--batch-size", type=int, help="records per batch (bounds memory; default 25000)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_ingest)
 
