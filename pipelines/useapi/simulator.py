@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import re
+import signal
 import socket
 import struct
 import tempfile
@@ -251,6 +252,9 @@ class Simulator:
             )
 
         def run() -> None:
+            # Ctrl-C and SIGTERM must reach the main thread: a signal the kernel hands to this thread would not
+            # wake a main thread blocked on a lock, which then never runs the handler.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(serve())
