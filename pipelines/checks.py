@@ -11,12 +11,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import duckdb
-
-from pipelines.config import TABLES, Home
-from pipelines.lake import table_file
+from pipelines.config import Home
 from pipelines.registry import AtRisk, Registry
-from pipelines.warehouse import SCHEMA_SQL, SQL_DIR, open_lake
+from pipelines.warehouse import SQL_DIR, open_lake
 
 CHECKS_DIR = SQL_DIR / "checks"
 SAMPLE_ROWS = 20
@@ -66,7 +63,7 @@ def find(home: Home, names: Sequence[str], days: Collection[date] | None = None)
         if not path.is_file():
             raise UnknownCheckError(f"no check query {path}; known: {', '.join(check_names())}")
         queries[name] = path.read_text(encoding="utf-8")
-    con = open_lake(home) if days is None else open_days(home, days)
+    con = open_lake(home, days)
     try:
         results = {}
         for name, sql in queries.items():
@@ -76,27 +73,6 @@ def find(home: Home, names: Sequence[str], days: Collection[date] | None = None)
         return results
     finally:
         con.close()
-
-
-def open_days(home: Home, days: Collection[date]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per lake table over the files of `days` only (an empty view for a
-    table without any): what it costs follows the days, not the history."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE SCHEMA _empty; SET schema = '_empty'")
-    con.execute(SCHEMA_SQL.read_text())
-    con.execute("SET schema = 'main'")
-    for table in TABLES:
-        files = [path for day in sorted(days) if (path := table_file(home, table, day)).is_file()]
-        if files:
-            listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in files)
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], hive_partitioning = true,"
-                " hive_types = {'created_date': DATE}, union_by_name = true)"
-            )
-        else:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty.{table}")
-    return con
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,15 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute(sql, [name]).fetchone()[0])
 
 
+def _lake_files(home: Home, table: str, days: Collection[date] | None) -> str | None:
+    """The SQL literal read_parquet takes for `table`'s files (of `days` when given); None when there are none."""
+    quote = lambda path: "'" + str(path).replace("'", "''") + "'"  # noqa: E731
+    if days is None:
+        return quote(home.table_dir(table) / "*" / "*.parquet") if lake_days(home, table) else None
+    files = [path for day in sorted(days) if (path := table_file(home, table, day)).is_file()]
+    return "[" + ", ".join(map(quote, files)) + "]" if files else None
+
+
 def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     present = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
     return {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES if table in present}
@@ -263,10 +272,12 @@ def table_counts(path: Path) -> dict[str, int]:
         con.close()
 
 
-def open_lake(home: Home) -> duckdb.DuckDBPyConnection:
+def open_lake(home: Home, days: Collection[date] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per table over the lake's Parquet files, plus sql/views/.
 
-    The song duration summary the warehouse keeps in tables is a view here, computed on each use.
+    With `days`, the views read the files of those days only: what it costs follows the days, not the
+    history (the run-scoped checks). The song duration summary the warehouse keeps in tables is a view
+    here, computed on each use.
 
     Reads never touch the warehouse file, so they cannot conflict with a run that writes it. A table
     without files yet is an empty view with the warehouse's column types.
@@ -277,11 +288,10 @@ def open_lake(home: Home) -> duckdb.DuckDBPyConnection:
     con.execute(SCHEMA_SQL.read_text())
     con.execute("SET schema = 'main'")
     for table in TABLES:
-        folder = home.table_dir(table)
-        if lake_days(home, table):
-            pattern = str(folder / "*" / "*.parquet").replace("'", "''")
+        source = _lake_files(home, table, days)
+        if source is not None:
             con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true,"
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet({source}, hive_partitioning = true,"
                 " hive_types = {'created_date': DATE}, union_by_name = true)"
             )
         else:
