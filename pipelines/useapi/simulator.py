@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, write_ids_file
 
 DEFAULT_TOKEN = "user:777-simulatortoken"
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the simulator CLI
 API_PREFIX = "/v1/mureka"
 JOBS_PATH = API_PREFIX + "/jobs"
 JOB_PREFIX = JOBS_PATH + "/"
@@ -254,7 +255,7 @@ class Simulator:
         def run() -> None:
             # Ctrl-C and SIGTERM must reach the main thread: a signal the kernel hands to this thread would not
             # wake a main thread blocked on a lock, which then never runs the handler.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(serve())
@@ -549,6 +550,12 @@ def main(argv: list[str] | None = None) -> int:
                          user=token_user(args.token) or "777")
     ids_out = args.ids_out or Path(tempfile.gettempdir()) / f"mureka-simulator-{args.port}-ids.txt"
     write_ids_file(jobs, ids_out)
+    # Ctrl-C and SIGTERM are taken synchronously with sigwait below: blocked before any thread starts (every
+    # thread inherits the mask, so none can swallow them) and set to their default action (an "ignore" inherited
+    # from the parent process would drop them before they could be waited for).
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     sim = Simulator(jobs, token=args.token, clock=clock, faults=faults, seed=args.seed)
     try:
         base_url = sim.start(args.port)
@@ -561,9 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  job ids written to {ids_out.resolve()}")
     print("Press Ctrl-C to stop.", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        signal.sigwait(STOP_SIGNALS)
     finally:
         sim.stop()
     return 0
