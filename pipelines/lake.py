@@ -262,12 +262,15 @@ def _winning_rows(parts: list[pa.Table | None], winners: pa.Table | None, sort_k
     return tagged.drop_columns(["src"]).sort_by(sort_keys)
 
 
-def _first_of_each(keys: pa.ChunkedArray) -> pa.Array:
-    """True at the first row of each run of equal (sorted) keys."""
-    if len(keys) == 0:
+def _first_of_each(*keys: pa.ChunkedArray) -> pa.Array:
+    """True at the first row of each run of rows with equal keys (rows sorted by them)."""
+    if len(keys[0]) == 0:
         return pa.array([], pa.bool_())
-    differs = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-    return pa.concat_arrays([pa.array([True]), pc.fill_null(differs, True).combine_chunks()])
+    differs = [pc.fill_null(pc.not_equal(key.slice(1), key.slice(0, len(key) - 1)), True) for key in keys]
+    new_run = differs[0]
+    for other in differs[1:]:
+        new_run = pc.or_(new_run, other)
+    return pa.concat_arrays([pa.array([True]), new_run.combine_chunks()])
 
 
 def _merge_observations(merged: pa.Table) -> pa.Table:
@@ -275,13 +278,7 @@ def _merge_observations(merged: pa.Table) -> pa.Table:
     if merged.num_rows == 0:
         return merged
     merged = merged.sort_by([("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "descending")])
-    jobids, observed = merged.column("jobid"), merged.column("observed_at")
-    same_as_previous = pc.and_(
-        pc.equal(jobids.slice(1), jobids.slice(0, len(jobids) - 1)),
-        pc.equal(observed.slice(1), observed.slice(0, len(observed) - 1)),
-    )
-    keep = pa.concat_arrays([pa.array([True]), pc.invert(pc.fill_null(same_as_previous, False)).combine_chunks()])
-    return merged.filter(keep)
+    return merged.filter(_first_of_each(merged.column("jobid"), merged.column("observed_at")))
 
 
 def _write_table(table: pa.Table, path: Path, applied: list[str]) -> int:
