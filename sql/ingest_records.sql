@@ -17,7 +17,8 @@ WITH fields AS (
         f[1] AS jobid,
         epoch_ms(TRY_CAST(f[2] AS TIMESTAMPTZ)) AS created_ms,
         epoch_ms(TRY_CAST(f[3] AS TIMESTAMPTZ)) AS updated_ms,
-        f[4] AS status
+        f[4] AS status,
+        m_jobid_parts(f[1]) AS parts
     FROM fields
 )
 SELECT
@@ -25,8 +26,8 @@ SELECT
     problem,
     jobid,
     created_ms,
-    m_jobid_created_ms(jobid, coalesce(created_ms, $now_ms), $skew_ms) AS id_created_ms,
-    m_jobid_type(jobid) AS job_type,
+    m_jobid_created_ms(parts, coalesce(created_ms, $now_ms), $skew_ms) AS id_created_ms,
+    m_jobid_type(parts) AS job_type,
     coalesce(updated_ms, created_ms, $now_ms) AS observed_ms,
     CASE WHEN list_contains($final, status) THEN status ELSE 'active' END AS state
 FROM typed

@@ -199,7 +199,8 @@ def test_the_sql_fast_path_agrees_with_parse_jobid():
     con.execute((SQL_DIR / "jobids.sql").read_text())
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     rows = con.execute(
-        "SELECT m_jobid_created_ms(j, a, $skew), m_jobid_type(j) FROM (SELECT unnest($ids) AS j, unnest($anchors) AS a)",
+        "SELECT m_jobid_created_ms(p, a, $skew), m_jobid_type(p) FROM"
+        " (SELECT m_jobid_parts(j) AS p, a FROM (SELECT unnest($ids) AS j, unnest($anchors) AS a))",
         {"ids": [c[0] for c in cases], "anchors": [(a - epoch) // timedelta(milliseconds=1) for _, a in cases],
          "skew": SKEW // timedelta(milliseconds=1)},
     ).fetchall()
