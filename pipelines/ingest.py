@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipelines import capture, lake
 from pipelines.config import Home, utcnow
 from pipelines.fetch import FINAL_STATUSES, RAW_BATCH_SCHEMA, new_batch_id
+from pipelines.flatten import flatten
 from pipelines.jobids import RETENTION, SKEW, InvalidJobId, parse_jobid, printable
 from pipelines.registry import Registry
 from pipelines.warehouse import LoadResult
@@ -336,34 +337,43 @@ def _commit(home: Home, registry: Registry, prepared: _Prepared) -> Counter[date
 
 
 class _Stages:
-    """Archiving and flattening, each in its own thread, so that they overlap with parsing the next batch.
+    """Archiving, flattening and applying in worker threads, so that they overlap with parsing the next batch.
 
-    Batches are archived and registered in input order; after each, a day is flattened once the batch just
-    archived does not touch it (input sorted by time: each day is flattened once, whole), or once its
-    unflattened raw rows reach BIG_APPLY and the rows already flattened (any order: a day's file is rewritten
-    a few times, each time at least doubling). A third thread loads the warehouse every WAREHOUSE_ROWS
-    flattened jobs, beside the flattening; one load of everything at the end would be a long serial tail. At
-    most IN_FLIGHT batches wait, which bounds memory. Once every batch is registered, the registry is
-    exported to `lake/job_ids/` on the archive thread while the last days are flattened.
+    Each batch is archived and registered on one thread, in input order, while two others flatten it from
+    memory (the rows just archived: raw is not read back), one DuckDB thread each. After a batch is archived,
+    a day is applied to the lake (merged with its files and written) once the batch does not touch it (input
+    sorted by time: each day is applied once, whole), or once its unapplied raw rows reach BIG_APPLY and the
+    rows already applied (any order: a day's file is rewritten a few times, each time at least doubling).
+    Flattened batches wait in memory for their day's apply up to HOLD_ROWS raw rows; beyond that the day
+    holding most lets go of them and its apply flattens them again from raw (only unsorted input gets there).
+    A further thread loads the warehouse every WAREHOUSE_ROWS applied jobs, beside the rest; one load of
+    everything at the end would be a long serial tail. At most IN_FLIGHT batches wait, which bounds memory.
+    Once every batch is registered, the registry is exported to `lake/job_ids/` on the archive thread while
+    the last days are applied.
     """
 
-    IN_FLIGHT = 2
+    IN_FLIGHT = 3
+    FLATTEN_THREADS = 2
     BIG_APPLY = 100_000
+    HOLD_ROWS = 150_000
 
     def __init__(self, home: Home, registry: Registry, progress: IngestProgress | None) -> None:
         self._home = home
         self._registry = registry
         self._progress = progress
         self._archive = ThreadPoolExecutor(1, thread_name_prefix="ingest-archive")
-        self._flatten = ThreadPoolExecutor(1, thread_name_prefix="ingest-flatten")
+        self._flatten = ThreadPoolExecutor(self.FLATTEN_THREADS, thread_name_prefix="ingest-flatten")
+        self._applier = ThreadPoolExecutor(1, thread_name_prefix="ingest-apply")
         self._load = ThreadPoolExecutor(1, thread_name_prefix="ingest-warehouse")
         self._loading: Future | None = None
         self._waiting: deque[Future] = deque()
-        self._unflattened: Counter[date] = Counter()
+        self._unapplied: Counter[date] = Counter()
+        self._held: dict[date, dict[str, dict[str, pa.Table]]] = {}  # day -> batch id -> flattened tables
+        self._held_rows: Counter[date] = Counter()
         self._day_rows: dict[date, dict[str, int]] = {}  # rows of each table's file after the day's last apply
         self._changed: set[date] = set()
         self._batches_applied = 0
-        self._flattened = 0
+        self._applied = 0
         self._unloaded = 0
         self.days: set[date] = set()  # written by the archive thread only
 
@@ -371,23 +381,25 @@ class _Stages:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for pool in (self._archive, self._flatten, self._load):
+        for pool in (self._archive, self._flatten, self._applier, self._load):
             pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, prepared: _Prepared) -> None:
-        """Archive, register and (when due) flatten a batch in the background; raises an earlier batch's error."""
+        """Archive, register, flatten and (when due) apply a batch in the background; raises an earlier
+        batch's error."""
         while len(self._waiting) >= self.IN_FLIGHT:
             self._waiting.popleft().result()
         archived = self._archive.submit(self._archive_batch, prepared)
-        self._waiting.append(self._flatten.submit(self._flatten_due, archived))
+        flattened = self._flatten.submit(_flatten_batch, prepared.raw)
+        self._waiting.append(self._applier.submit(self._apply_due, prepared.batch_id, archived, flattened))
 
     def finish(self) -> None:
-        """Wait for every batch, flatten what is left of every day and export the registry of the days."""
+        """Wait for every batch, apply what is left of every day and export the registry of the days."""
         # Queued behind every batch on the archive thread: it starts once the registry holds them all.
         exported = self._archive.submit(lambda: capture.export_registry(self._home, sorted(self.days)))
         while self._waiting:
             self._waiting.popleft().result()
-        for day in sorted(day for day, rows in self._unflattened.items() if rows):
+        for day in sorted(day for day, rows in self._unapplied.items() if rows):
             self._apply(day)
         exported.result()
         if self._loading is not None:
@@ -402,31 +414,48 @@ class _Stages:
         self.days.update(rows_by_day)
         return rows_by_day
 
-    def _flatten_due(self, archived: Future) -> None:
-        touched = archived.result()
+    def _apply_due(self, batch_id: str, archived: Future, flattened: Future) -> None:
+        touched = archived.result()  # the batch is in raw before any lake file lists it as applied
+        for day, tables in flattened.result().items():
+            self._held.setdefault(day, {})[batch_id] = tables
+            self._held_rows[day] += touched[day]
         for day, rows in touched.items():
-            self._unflattened[day] += rows
-        for day in sorted(self._unflattened):
-            rows = self._unflattened[day]
+            self._unapplied[day] += rows
+        for day in sorted(self._unapplied):
+            rows = self._unapplied[day]
             if rows and (day not in touched or rows >= max(self.BIG_APPLY, self._day_rows.get(day, {}).get("jobs", 0))):
                 self._apply(day)
+        while self._held_rows.total() > self.HOLD_ROWS:
+            day = max(self._held_rows, key=self._held_rows.__getitem__)
+            self._held.pop(day)
+            self._held_rows.pop(day)
 
     def _apply(self, day: date) -> None:
-        result = lake.apply_pending(self._home, day)
-        applied = self._unflattened.pop(day, 0)
-        self._flattened += applied
+        self._held_rows.pop(day, None)
+        result = lake.apply_pending(self._home, day, flattened=self._held.pop(day, {}))
+        applied = self._unapplied.pop(day, 0)
+        self._applied += applied
         self._unloaded += applied
         self._day_rows[day] = result.rows
         if result.batches_applied:
             self._changed.add(day)
             self._batches_applied += result.batches_applied
         if self._progress is not None:
-            self._progress("flatten", self._flattened, None)
+            self._progress("flatten", self._applied, None)
         if self._unloaded >= WAREHOUSE_ROWS and (self._loading is None or self._loading.done()):
             if self._loading is not None:
                 self._loading.result()  # raises a failed load's error
             self._loading = self._load.submit(capture.load_warehouse, self._home)
             self._unloaded = 0
+
+
+def _flatten_batch(raw: pa.Table) -> dict[date, dict[str, pa.Table]]:
+    """What `flatten` gives for a raw batch's rows of each of its days (one DuckDB thread)."""
+    days = raw.column("created_date")
+    return {
+        day: flatten(raw.filter(pc.equal(days, pa.scalar(day, pa.date32()))), day, threads=1)
+        for day in sorted(pc.unique(days).to_pylist())
+    }
 
 
 class IngestBar:

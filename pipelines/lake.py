@@ -9,7 +9,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -134,7 +134,9 @@ def write_job_ids(home: Home, day: date, table: pa.Table) -> Path:
     return path
 
 
-def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
+def apply_pending(
+    home: Home, day: date, rebuild: bool = False, flattened: Mapping[str, dict[str, pa.Table]] | None = None
+) -> ApplyResult:
     """Flatten the raw batches of `day` not yet applied to its lake tables and upsert them.
 
     With `rebuild`, the day is recomputed from all raw batches, ignoring the existing files; the result
@@ -142,6 +144,9 @@ def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
     (one at a time: DuckDB's working set follows the group), then merged with the day's files in one pass
     as if upserted group by group, and the files are written once. Every (table, day) lock is held for the
     whole call.
+
+    `flattened` may hold, by batch id, what `flatten` gives for a pending batch's raw rows of the day (a
+    caller that had them in memory, as ingest does): those batches are not read and flattened again.
     """
     with _day_locks(home, day):
         batches_of_day = raw_batches(home, day)
@@ -162,7 +167,7 @@ def apply_pending(home: Home, day: date, rebuild: bool = False) -> ApplyResult:
         if not todo and not rebuild:
             return ApplyResult(day, 0, {t: (c[0].num_rows if c[0] is not None else 0) for t, c in current.items()})
 
-        groups = [flatten(read_raw(home, day, group), day) for group in _groups(batches_of_day, todo)]
+        groups = _flattened_groups(home, day, batches_of_day, todo, flattened or {})
         olds = {table: old for table, (old, _) in current.items()}
         merged = _merge_day(olds, groups, [table for table in FLATTENED if pending[table] or rebuild])
         for table in FLATTENED:
@@ -189,6 +194,28 @@ def pending_days(home: Home) -> list[date]:
         if set(raw_batches(home, day)) - set(json.loads(metadata.get(APPLIED_KEY, b"[]"))):
             days.append(day)
     return days
+
+
+def _flattened_groups(
+    home: Home, day: date, files: dict[str, Path], todo: list[str], given: Mapping[str, dict[str, pa.Table]]
+) -> list[dict[str, pa.Table]]:
+    """The flattened tables of the `todo` batches in batch order: a given batch as given, the others read
+    from raw and flattened in groups."""
+    groups: list[dict[str, pa.Table]] = []
+    unflattened: list[str] = []  # consecutive batches not given, flattened together
+
+    def flatten_unflattened() -> None:
+        groups.extend(flatten(read_raw(home, day, group), day) for group in _groups(files, unflattened))
+        unflattened.clear()
+
+    for batch in todo:
+        if batch in given:
+            flatten_unflattened()
+            groups.append(given[batch])
+        else:
+            unflattened.append(batch)
+    flatten_unflattened()
+    return groups
 
 
 def _groups(files: dict[str, Path], todo: list[str]) -> Iterator[list[str]]:

@@ -3,7 +3,7 @@
 -- JSON for the lossless m_* coercions; `request` as its JSON text for jobs.request_json) and `keys` the key
 -- lists of the record, its request, its response and its first ten songs (for jobs.extra_fields; the API
 -- returns at most four songs). Input: the Arrow table `raw_input` (raw lake schema). flatten.py keeps the
--- result as the Arrow table `docs` (cheaper than a DuckDB temp table, which compresses what it stores).
+-- result as an uncompressed temp table that the view `docs` reads (cheaper than an Arrow table or compression).
 -- The latest is chosen before parsing (a window over the parsed structs costs several times the parse), so
 -- a malformed latest body gives the job no row (TRY); fetch and ingest never archive one, as they check
 -- every 200. Arrays and scalars are not objects, and neither is a response without keys.
