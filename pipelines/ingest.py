@@ -3,9 +3,9 @@
 Records go the fetch path's way, through the same stage functions: registry (each id anchored on its record's
 `created`, so any date since the API opened is accepted; a completed or failed record makes the id final, so
 it is never fetched), raw archive (one observation per record, http_status 200, in a raw batch per input batch),
-then flatten, lake and warehouse for the days touched. Input is read in bounded batches (never whole); each batch
-is archived and registered in one worker thread and its days flattened in another while the next one is parsed,
-so the stages use both cores (`_Stages`).
+then flatten, lake and warehouse for the days touched. Input is read in bounded batches (never whole); while the
+next batch is parsed, worker threads archive, register and flatten the last ones, so the stages use both cores
+(`_Stages`).
 
 An ingested record's observed_at is its own latest time (`updated`, else `created`): when it was really seen
 is unknown, so a saved record never outranks a fresher fetched one, and ingesting a file twice adds no rows.
@@ -48,6 +48,7 @@ _SQL = (_SQL_DIR / "ingest_records.sql").read_text()
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TS = pa.timestamp("ms", tz="UTC")
 _GZIP_MAGIC = b"\x1f\x8b"
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of other (Unicode) spaces is not empty
 
 # (stage, done, total): stage "read" counts input bytes (total None when unknown, as for stdin),
 # "flatten" counts records flattened (total None), "warehouse" is 0/1.
@@ -130,7 +131,7 @@ def ingest(
     report = IngestReport(run_id=new_batch_id(now()))
     con = duckdb.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
+        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false; SET threads = 1")  # the other stages use the cores
         con.execute((_SQL_DIR / "jobids.sql").read_text())
         with Registry(home.registry_path) as registry, _Stages(home, registry, progress) as stages:
             for index, batch in enumerate(_batches(sources, stdin, batch_records, report, progress)):
@@ -174,23 +175,18 @@ def _batches(
         number = 0
         try:
             stream, position = _decompressed(raw)
-            for number, line in _numbered_lines(stream):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError:
-                    report.bad(BadLine(name, number, "not UTF-8 text", printable(line.decode("utf-8", "replace"))))
-                    continue
-                batch.sources.append(name)
-                batch.numbers.append(number)
-                batch.texts.append(text)
-                if len(batch) >= size:
-                    if progress is not None:
-                        progress("read", consumed + position(), total)
-                    yield batch
-                    batch = _Batch()
+            for numbers, texts, number in _block_lines(stream, name, report):
+                while texts:
+                    take = size - len(batch)
+                    batch.sources.extend([name] * min(take, len(texts)))
+                    batch.numbers.extend(numbers[:take])
+                    batch.texts.extend(texts[:take])
+                    numbers, texts = numbers[take:], texts[take:]
+                    if len(batch) >= size:
+                        if progress is not None:
+                            progress("read", consumed + position(), total)
+                        yield batch
+                        batch = _Batch()
         except (OSError, EOFError, zlib.error) as error:
             report.source_errors.append(f"{name}: unreadable after line {number}: {error}")
         finally:
@@ -203,18 +199,53 @@ def _batches(
         progress("read", total or consumed, total or consumed)
 
 
-def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(line number, line without its newline) of `stream`, read in READ_BYTES blocks: far cheaper than readline."""
+def _block_lines(stream: BinaryIO, name: str, report: IngestReport) -> Iterator[tuple[list[int], list[str], int]]:
+    """Per READ_BYTES block of `stream`: the numbers and texts of its non-empty lines (stripped, decoded), and the
+    number of its last line. A block is decoded and split whole, far cheaper than line by line; only a block
+    holding a line that is not UTF-8 is decoded per line, to report that line."""
     number = 0
     rest = b""
-    while block := stream.read(READ_BYTES):
-        lines = (rest + block).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            number += 1
-            yield number, line
-    if rest:
-        yield number + 1, rest
+    while True:
+        block = stream.read(READ_BYTES)
+        if block:
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            data, rest = data[:cut], data[cut:]
+        else:
+            data, rest = rest, b""  # the last line, when the input does not end with a newline
+        if not data:
+            if block:
+                continue  # no line ends in this block yet
+            return
+        terminated = data.endswith(b"\n")
+        try:
+            lines = data.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            numbers, texts = _lines_one_by_one(data.split(b"\n")[: -1 if terminated else None], number, name, report)
+            count = data.count(b"\n") + (not terminated)
+        else:
+            if terminated:
+                lines.pop()
+            stripped = [line.strip(_ASCII_SPACE) for line in lines]
+            numbers = [n for n, text in enumerate(stripped, number + 1) if text]
+            texts = [text for text in stripped if text]
+            count = len(lines)
+        number += count
+        yield numbers, texts, number
+
+
+def _lines_one_by_one(lines: list[bytes], number: int, name: str, report: IngestReport) -> tuple[list[int], list[str]]:
+    numbers, texts = [], []
+    for n, line in enumerate(lines, number + 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            texts.append(line.decode("utf-8"))
+            numbers.append(n)
+        except UnicodeDecodeError:
+            report.bad(BadLine(name, n, "not UTF-8 text", printable(line.decode("utf-8", "replace"))))
+    return numbers, texts
 
 
 def _total_bytes(sources: Sequence[str | Path]) -> int | None:
@@ -329,18 +360,14 @@ def _prepare(
     return _Prepared(batch_id, observed, raw, source=",".join(sorted(set(batch.sources))))
 
 
-def _commit(home: Home, registry: Registry, prepared: _Prepared) -> Counter[date]:
-    """Archive a batch in raw (one file per day), then register its ids; returns the raw rows per day."""
-    lake.write_raw_batch(home, prepared.batch_id, prepared.raw)
-    registry.ingest_observed(prepared.observed, source=f"ingest:{prepared.source}", now=utcnow())
-    return Counter(prepared.raw.column("created_date").to_pylist())
 
 
 class _Stages:
     """Archiving, flattening and applying in worker threads, so that they overlap with parsing the next batch.
 
-    Each batch is archived and registered on one thread, in input order, while two others flatten it from
-    memory (the rows just archived: raw is not read back), one DuckDB thread each. After a batch is archived,
+    Each batch is archived in raw on one thread and then registered on another (raw first: the registry
+    marks a saved record final, so its raw rows must be on disk), in input order, while two threads flatten
+    it from memory (the rows archived: raw is not read back), one DuckDB thread each. After a batch is archived,
     a day is applied to the lake (merged with its files and written) once the batch does not touch it (input
     sorted by time: each day is applied once, whole), or once its unapplied raw rows reach BIG_APPLY and the
     rows already applied (any order: a day's file is rewritten a few times, each time at least doubling).
@@ -362,11 +389,12 @@ class _Stages:
         self._registry = registry
         self._progress = progress
         self._archive = ThreadPoolExecutor(1, thread_name_prefix="ingest-archive")
+        self._register = ThreadPoolExecutor(1, thread_name_prefix="ingest-register")
         self._flatten = ThreadPoolExecutor(self.FLATTEN_THREADS, thread_name_prefix="ingest-flatten")
         self._applier = ThreadPoolExecutor(1, thread_name_prefix="ingest-apply")
         self._load = ThreadPoolExecutor(1, thread_name_prefix="ingest-warehouse")
         self._loading: Future | None = None
-        self._waiting: deque[Future] = deque()
+        self._waiting: deque[Future] = deque()  # the applies and registrations of the batches in flight
         self._unapplied: Counter[date] = Counter()
         self._held: dict[date, dict[str, dict[str, pa.Table]]] = {}  # day -> batch id -> flattened tables
         self._held_rows: Counter[date] = Counter()
@@ -381,22 +409,23 @@ class _Stages:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for pool in (self._archive, self._flatten, self._applier, self._load):
+        for pool in (self._archive, self._register, self._flatten, self._applier, self._load):
             pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, prepared: _Prepared) -> None:
         """Archive, register, flatten and (when due) apply a batch in the background; raises an earlier
         batch's error."""
-        while len(self._waiting) >= self.IN_FLIGHT:
+        while len(self._waiting) >= 2 * self.IN_FLIGHT:
             self._waiting.popleft().result()
         archived = self._archive.submit(self._archive_batch, prepared)
+        self._waiting.append(self._register.submit(self._register_batch, prepared, archived))
         flattened = self._flatten.submit(_flatten_batch, prepared.raw)
         self._waiting.append(self._applier.submit(self._apply_due, prepared.batch_id, archived, flattened))
 
     def finish(self) -> None:
         """Wait for every batch, apply what is left of every day and export the registry of the days."""
-        # Queued behind every batch on the archive thread: it starts once the registry holds them all.
-        exported = self._archive.submit(lambda: capture.export_registry(self._home, sorted(self.days)))
+        # Queued behind every batch on the register thread: it starts once the registry holds them all.
+        exported = self._register.submit(lambda: capture.export_registry(self._home, sorted(self.days)))
         while self._waiting:
             self._waiting.popleft().result()
         for day in sorted(day for day, rows in self._unapplied.items() if rows):
@@ -410,9 +439,15 @@ class _Stages:
         return capture.FlattenSummary(sorted(self._changed), self._batches_applied, rows)
 
     def _archive_batch(self, prepared: _Prepared) -> Counter[date]:
-        rows_by_day = _commit(self._home, self._registry, prepared)
+        """Archive a batch in raw (one file per day); returns its raw rows per day."""
+        lake.write_raw_batch(self._home, prepared.batch_id, prepared.raw)
+        rows_by_day = Counter(prepared.raw.column("created_date").to_pylist())
         self.days.update(rows_by_day)
         return rows_by_day
+
+    def _register_batch(self, prepared: _Prepared, archived: Future) -> None:
+        archived.result()
+        self._registry.ingest_observed(prepared.observed, source=f"ingest:{prepared.source}", now=utcnow())
 
     def _apply_due(self, batch_id: str, archived: Future, flattened: Future) -> None:
         touched = archived.result()  # the batch is in raw before any lake file lists it as applied

@@ -66,13 +66,16 @@ def test_ingest_yields_the_same_tables_as_fetch(tmp_path):
     assert len(snapshot(fetched)["songs"]) > 100
 
 
-def test_bad_lines_are_reported_by_number_and_skipped(tmp_path, old_jobs):
+@pytest.mark.parametrize("block_bytes", [None, 64], ids=["4MiB-blocks", "64B-blocks"])
+def test_bad_lines_are_reported_by_number_and_skipped(tmp_path, old_jobs, monkeypatch, block_bytes):
+    if block_bytes:  # lines then straddle the blocks the reader decodes whole
+        monkeypatch.setattr(ingest_module, "READ_BYTES", block_bytes)
     path = tmp_path / "mixed.jsonl"
     good = [record_line(j, datetime(2025, 3, 1, tzinfo=UTC)) for j in old_jobs[:3]]
     lines = [
         good[0].encode(),
         b"not json at all",
-        b"",
+        b" \t\r",
         b"[1, 2, 3]",
         b'{"status": "completed"}',
         good[1].encode(),
@@ -81,7 +84,7 @@ def test_bad_lines_are_reported_by_number_and_skipped(tmp_path, old_jobs):
         b'{"jobid": "j0121061432017475905m-u777-a1-bot:mureka", "status": "completed"',
         good[2].encode(),
     ]
-    path.write_bytes(b"\n".join(lines) + b"\n")
+    path.write_bytes(b"\n".join(lines))  # the last line without its newline
     home = Home(tmp_path / "home")
     report = ingest(home, [path])
     assert report.records == 3
