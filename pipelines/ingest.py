@@ -39,9 +39,9 @@ from pipelines.registry import Registry
 from pipelines.warehouse import LoadResult
 
 STDIN = "-"
-BATCH_RECORDS = 25_000  # lake.FLATTEN_ROWS: a batch is then one flatten group, the memory unit
+BATCH_RECORDS = 20_000  # flattened whole, two at a time: the memory unit (25k peaked near 1.5 GB at 1M records)
 READ_BYTES = 1 << 22
-WAREHOUSE_ROWS = 250_000
+WAREHOUSE_ROWS = 100_000
 MAX_LISTED = 1000  # bad lines kept for the report; beyond that they are only counted
 _SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _SQL = (_SQL_DIR / "ingest_records.sql").read_text()
@@ -373,13 +373,13 @@ class _Stages:
     rows already applied (any order: a day's file is rewritten a few times, each time at least doubling).
     Flattened batches wait in memory for their day's apply up to HOLD_ROWS raw rows; beyond that the day
     holding most lets go of them and its apply flattens them again from raw (only unsorted input gets there).
-    A further thread loads the warehouse every WAREHOUSE_ROWS applied jobs, beside the rest; one load of
-    everything at the end would be a long serial tail. At most IN_FLIGHT batches wait, which bounds memory.
-    Once every batch is registered, the registry is exported to `lake/job_ids/` on the archive thread while
-    the last days are applied.
+    A further thread loads the warehouse every WAREHOUSE_ROWS applied jobs, beside the rest, and the register
+    thread exports a day's registry rows to `lake/job_ids/` once a batch no longer touches it: work left for
+    the end is a serial tail. At most IN_FLIGHT batches wait, which bounds memory. Once every batch is
+    registered, the days not exported yet are, while the last days are applied.
     """
 
-    IN_FLIGHT = 3
+    IN_FLIGHT = 2
     FLATTEN_THREADS = 2
     BIG_APPLY = 100_000
     HOLD_ROWS = 150_000
@@ -403,6 +403,7 @@ class _Stages:
         self._batches_applied = 0
         self._applied = 0
         self._unloaded = 0
+        self._registering: set[date] = set()  # the days of the last batch registered, not yet exported
         self.days: set[date] = set()  # written by the archive thread only
 
     def __enter__(self) -> "_Stages":
@@ -446,8 +447,11 @@ class _Stages:
         return rows_by_day
 
     def _register_batch(self, prepared: _Prepared, archived: Future) -> None:
-        archived.result()
+        touched = set(archived.result())
         self._registry.ingest_observed(prepared.observed, source=f"ingest:{prepared.source}", now=utcnow())
+        if left := self._registering - touched:
+            capture.export_registry(self._home, sorted(left))
+        self._registering = touched
 
     def _apply_due(self, batch_id: str, archived: Future, flattened: Future) -> None:
         touched = archived.result()  # the batch is in raw before any lake file lists it as applied

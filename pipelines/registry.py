@@ -7,6 +7,7 @@ holds leases; the kernel drops it when the process dies, so the leases of a kill
 reclaimed at once instead of holding its ids back until they run out.
 """
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -87,44 +88,24 @@ _ADD_SQL = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
-# ingest_observed works set-wise from a temp table holding one row per id: its ``add`` columns, the last
-# final state observed (NULL if every observation was active), the observations and the last observed_at.
-_INGEST_COLUMNS_SQL = (
-    "jobid, source, added_at, created_at, expires_at, created_date, job_type,"
-    " final_state, observations, last_observed_at"
-)
-_INGEST_TEMP_SQL = f"CREATE TEMP TABLE ingest_ids ({_INGEST_COLUMNS_SQL})"
-_INGEST_FILL_SQL = f"INSERT INTO temp.ingest_ids ({_INGEST_COLUMNS_SQL}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-# Known ids: _RECORD_SQL for all their captured (200) observations at once, its order and rules kept: the
-# last final state observed wins, else a final state stays and new/active becomes active.
-_INGEST_UPDATE_SQL = """
-UPDATE main.job_ids SET
-    state = CASE WHEN i.final_state IS NOT NULL THEN i.final_state
-                 WHEN job_ids.state IN ('new', 'active') THEN 'active' ELSE job_ids.state END,
-    fetch_count = job_ids.fetch_count + i.observations,
-    last_observed_at = i.last_observed_at,
+# ingest_observed: one row per id (its ``add`` columns, the last final state observed or NULL when every
+# observation was active, the observations and the last observed_at), upserted in key order. A known id gets
+# _RECORD_SQL for all its captured (200) observations at once, its order and rules kept: the last final state
+# observed wins, else a final state stays and new/active becomes active.
+_INGEST_UPSERT_SQL = """
+INSERT INTO job_ids (jobid, source, added_at, created_at, expires_at, created_date, job_type,
+                     state, fetch_count, last_observed_at, last_http_status, captured)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, 'active'), ?9, ?10, 200, 1)
+ON CONFLICT (jobid) DO UPDATE SET
+    state = CASE WHEN ?8 IS NOT NULL THEN ?8 WHEN state IN ('new', 'active') THEN 'active' ELSE state END,
+    fetch_count = fetch_count + ?9,
+    last_observed_at = ?10,
     last_http_status = 200,
     captured = 1,
-    lease_until = CASE WHEN job_ids.lease_owner IS NULL THEN NULL ELSE job_ids.lease_until END
-FROM temp.ingest_ids AS i
-WHERE job_ids.jobid = i.jobid
+    lease_until = CASE WHEN lease_owner IS NULL THEN NULL ELSE lease_until END
 """
 
-# New ids (run after the update, so every known id is skipped): ``add`` and ``record`` in one write.
-_INGEST_INSERT_SQL = """
-INSERT INTO main.job_ids (jobid, source, added_at, created_at, expires_at, created_date, job_type,
-                          state, fetch_count, last_observed_at, last_http_status, captured)
-SELECT jobid, source, added_at, created_at, expires_at, created_date, job_type,
-       coalesce(final_state, 'active'), observations, last_observed_at, 200, 1
-FROM temp.ingest_ids AS i
-WHERE NOT EXISTS (SELECT 1 FROM main.job_ids AS j WHERE j.jobid = i.jobid)
-"""
-
-_INGEST_BUMP_SQL = (
-    "INSERT INTO day_versions (created_date, version) SELECT DISTINCT created_date, 1 FROM temp.ingest_ids WHERE true"
-    " ON CONFLICT (created_date) DO UPDATE SET version = version + 1"
-)
+_COUNT_KNOWN_SQL = "SELECT count(*) FROM job_ids WHERE jobid IN (SELECT value FROM json_each(?))"
 
 _RECORD_SQL = """
 UPDATE job_ids SET
@@ -290,36 +271,29 @@ class Registry:
         _check_ingested(rows)
         order = pc.sort_indices(rows, [("observed_at", "ascending")])  # stable: ties keep row order
         rows = rows.select(list(_INGESTED_COLUMNS)).take(order)
-        ms = lambda name: rows.column(name).cast(_TS).cast(pa.int64()).to_pylist()  # noqa: E731
+        final = pc.if_else(pc.equal(rows.column("state"), "active"), pa.scalar(None, pa.string()), rows.column("state"))
+        # first/last follow row order (no threads); last skips nulls: the last final state observed
+        per_id = (
+            rows.append_column("final", final)
+            .group_by("jobid", use_threads=False)
+            .aggregate([("created_at", "first"), ("expires_at", "first"), ("created_date", "first"),
+                        ("job_type", "first"), ("final", "last"), ("jobid", "count"), ("observed_at", "last")])
+            .sort_by("jobid")  # in key order: neighbouring ids share job_ids pages
+        )
+        ms = lambda name: per_id.column(name).cast(_TS).cast(pa.int64()).to_pylist()  # noqa: E731
+        ids = per_id.column("jobid").to_pylist()
+        days = per_id.column("created_date_first").cast(pa.string()).to_pylist()
         added_at = _ms(now)
-        ingested: dict[str, list] = {}  # jobid -> a temp.ingest_ids row
-        for jobid, created, expires, day, job_type, seen, state in zip(
-            rows.column("jobid").to_pylist(),
-            ms("created_at"),
-            ms("expires_at"),
-            rows.column("created_date").cast(pa.string()).to_pylist(),
-            rows.column("job_type").to_pylist(),
-            ms("observed_at"),
-            rows.column("state").to_pylist(),
-        ):
-            row = ingested.get(jobid)
-            if row is None:
-                final = None if state == "active" else state
-                ingested[jobid] = [jobid, source, added_at, created, expires, day, job_type, final, 1, seen]
-            else:
-                if state != "active":
-                    row[7] = state
-                row[8] += 1
-                row[9] = seen
+        upserts = zip(
+            ids, itertools.repeat(source), itertools.repeat(added_at), ms("created_at_first"), ms("expires_at_first"),
+            days, per_id.column("job_type_first").to_pylist(), per_id.column("final_last").to_pylist(),
+            per_id.column("jobid_count").to_pylist(), ms("observed_at_last"),
+        )
         with self._write() as db:
-            db.execute("DROP TABLE IF EXISTS temp.ingest_ids")
-            db.execute(_INGEST_TEMP_SQL)
-            # In key order: neighbouring ids share job_ids pages.
-            db.executemany(_INGEST_FILL_SQL, (ingested[jobid] for jobid in sorted(ingested)))
-            known = db.execute(_INGEST_UPDATE_SQL).rowcount
-            added = db.execute(_INGEST_INSERT_SQL).rowcount
-            db.execute(_INGEST_BUMP_SQL)
-            db.execute("DROP TABLE temp.ingest_ids")
+            known = db.execute(_COUNT_KNOWN_SQL, (json.dumps(ids),)).fetchone()[0] if ids else 0
+            db.executemany(_INGEST_UPSERT_SQL, upserts)
+            db.executemany(_BUMP_SQL, ((day,) for day in sorted(set(days))))
+        added = len(ids) - known
         return AddResult(added=added, already_known=known)
 
     @contextmanager
