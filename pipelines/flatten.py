@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.registry import JOB_IDS_SCHEMA
 
@@ -176,8 +177,25 @@ def flatten(raw: pa.Table, created_date: date, threads: int | None = None) -> di
 
 
 def _typed(table: pa.Table, name: str) -> pa.Table:
-    """DuckDB's result cast to the lake schema (epoch milliseconds become timestamps), sorted by key."""
+    """DuckDB's result cast to the lake schema (epoch milliseconds become timestamps), sorted by key (the SQL
+    sorts already; this makes sure, as DuckDB and pyarrow could order some values differently)."""
     schema = SCHEMAS[name]
     arrays = [table.column(field.name).cast(field.type) for field in schema]
-    typed = pa.Table.from_arrays(arrays, schema=schema)
-    return typed.sort_by(SORT_KEYS[name]) if typed.num_rows > 1 else typed
+    return sort_rows(pa.Table.from_arrays(arrays, schema=schema), SORT_KEYS[name])
+
+
+def sort_rows(table: pa.Table, sort_keys: list) -> pa.Table:
+    """`table` sorted by `sort_keys` (stable); as it is when it already is, which saves the copy a sort makes."""
+    if table.num_rows < 2 or any(table.column(name).null_count for name, _ in sort_keys):
+        return table.sort_by(sort_keys) if table.num_rows > 1 else table
+    in_order = None  # row i + 1 does not sort before row i, on the keys compared so far
+    for name, order in reversed(sort_keys):  # last key first: each earlier key decides unless it ties
+        column = table.column(name)
+        before, after = column.slice(0, len(column) - 1), column.slice(1)
+        if order == "descending":
+            before, after = after, before
+        if in_order is None:
+            in_order = pc.less_equal(before, after)
+        else:
+            in_order = pc.or_(pc.less(before, after), pc.and_(pc.equal(before, after), in_order))
+    return table if pc.all(in_order).as_py() else table.sort_by(sort_keys)

@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
-from pipelines.flatten import RAW_SCHEMA, SCHEMAS, SORT_KEYS, flatten
+from pipelines.flatten import RAW_SCHEMA, SCHEMAS, SORT_KEYS, flatten, sort_rows
 
 APPLIED_KEY = b"mureka.applied_batches"
 DATA_FILE = "data.parquet"
@@ -292,7 +292,7 @@ def _winning_rows(parts: list[pa.Table | None], winners: pa.Table | None, sort_k
         at = pc.index_in(tagged.column("jobid"), value_set=winners.column("jobid"))
         winning_src = pc.take(winners.column("src"), at)
         tagged = tagged.filter(pc.or_kleene(pc.is_null(at), pc.equal(winning_src, tagged.column("src"))))
-    return _sorted(tagged.drop_columns(["src"]), sort_keys)
+    return sort_rows(tagged.drop_columns(["src"]), sort_keys)
 
 
 def _first_of_each(*keys: pa.ChunkedArray) -> pa.Array:
@@ -310,28 +310,8 @@ def _merge_observations(merged: pa.Table) -> pa.Table:
     """Observations unique on (jobid, observed_at); a repeated key keeps the row of the greatest batch_id."""
     if merged.num_rows == 0:
         return merged
-    merged = _sorted(merged, [("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "descending")])
+    merged = sort_rows(merged, [("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "descending")])
     return merged.filter(_first_of_each(merged.column("jobid"), merged.column("observed_at")))
-
-
-def _sorted(table: pa.Table, sort_keys: list) -> pa.Table:
-    """`table` sorted by `sort_keys` (stable); as it is when it already is, which saves the copy a sort makes:
-    the parts of a day merged in time order (sorted input) usually follow each other in key order."""
-    if table.num_rows < 2 or any(table.column(name).null_count for name, _ in sort_keys):
-        return table.sort_by(sort_keys) if table.num_rows > 1 else table
-    in_order = None  # row i + 1 does not sort before row i, on the keys compared so far
-    for name, order in reversed(sort_keys):  # last key first: each earlier key decides unless it ties
-        column = table.column(name)
-        before, after = column.slice(0, len(column) - 1), column.slice(1)
-        if order == "descending":
-            before, after = after, before
-        if in_order is None:
-            in_order = pc.less_equal(before, after)
-        else:
-            in_order = pc.or_(pc.less(before, after), pc.and_(pc.equal(before, after), in_order))
-    if pc.all(in_order).as_py():
-        return table
-    return table.sort_by(sort_keys)
 
 
 def _write_table(table: pa.Table, path: Path, applied: list[str]) -> int:

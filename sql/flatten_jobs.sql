@@ -32,4 +32,5 @@ SELECT
     ]))) AS extra_fields,
     doc.request AS request_json
 FROM docs
-LEFT JOIN (SELECT jobid, count(*) AS n FROM song_rows GROUP BY jobid) AS song_counts USING (jobid);
+LEFT JOIN (SELECT jobid, count(*) AS n FROM song_rows GROUP BY jobid) AS song_counts USING (jobid)
+ORDER BY jobid;  -- flatten.SORT_KEYS: sorting here costs half what sorting the Arrow result does

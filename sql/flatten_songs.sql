@@ -36,4 +36,5 @@ SELECT
     m_bool(s.recall) AS recall,
     m_bool(s.is_regenerate) AS is_regenerate,
     m_int(s.regenerate_from) AS regenerate_from
-FROM keyed SEMI JOIN firsts USING (jobid, song_index);
+FROM keyed SEMI JOIN firsts USING (jobid, song_index)
+ORDER BY jobid, song_id, version, song_index;  -- flatten.SORT_KEYS: sorting here costs half what sorting the Arrow result does

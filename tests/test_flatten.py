@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.flatten import RAW_SCHEMA, SCHEMAS, flatten
+from pipelines.flatten import RAW_SCHEMA, SCHEMAS, flatten, sort_rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 DAY = date(2026, 1, 21)
@@ -192,3 +192,22 @@ def test_hostile_values_never_crash():
 def test_empty_input():
     out = flatten(raw_table([]), DAY)
     assert all(table.num_rows == 0 for table in out.values())
+
+
+def test_sort_rows_skips_the_sort_only_when_rows_are_already_in_key_order():
+    """flatten.sort_rows returns exactly what a stable sort_by would, sorted input or not (ties and descending keys)."""
+    import random
+
+    rng = random.Random(3)
+    skipped = 0
+    for _ in range(2000):
+        n = rng.randint(0, 12)
+        table = pa.table({"a": [rng.choice("abc") for _ in range(n)], "b": [rng.randint(0, 2) for _ in range(n)],
+                          "row": list(range(n))})
+        keys = [("a", "ascending"), ("b", rng.choice(["ascending", "descending"]))]
+        if rng.random() < 0.5:
+            table = table.sort_by(keys)
+        result = sort_rows(table, keys)
+        assert result.equals(table.sort_by(keys)), (table.to_pydict(), keys)
+        skipped += result is table
+    assert skipped > 900  # the sorted half (and short tables) come back as they are

@@ -173,21 +173,3 @@ def test_write_job_ids_and_file_version(home):
     lake.write_job_ids(home, DAY, SCHEMAS["job_ids"].empty_table())
     assert not path.exists()
 
-
-def test_merge_skips_the_sort_only_when_rows_are_already_in_key_order():
-    """lake._sorted returns exactly what a stable sort_by would, sorted input or not (ties and descending keys)."""
-    import random
-
-    rng = random.Random(3)
-    skipped = 0
-    for _ in range(2000):
-        n = rng.randint(0, 12)
-        table = pa.table({"a": [rng.choice("abc") for _ in range(n)], "b": [rng.randint(0, 2) for _ in range(n)],
-                          "row": list(range(n))})
-        keys = [("a", "ascending"), ("b", rng.choice(["ascending", "descending"]))]
-        if rng.random() < 0.5:
-            table = table.sort_by(keys)
-        result = lake._sorted(table, keys)
-        assert result.equals(table.sort_by(keys)), (table.to_pydict(), keys)
-        skipped += result is table
-    assert skipped > 900  # the sorted half (and short tables) come back as they are
