@@ -135,7 +135,8 @@ def ingest(
         con.execute((_SQL_DIR / "jobids.sql").read_text())
         with Registry(home.registry_path) as registry, _Stages(home, registry, progress) as stages:
             for index, batch in enumerate(_batches(sources, stdin, batch_records, report, progress)):
-                prepared = _prepare(con, batch, f"{report.run_id}-{index:04d}", report, now)
+                # Six digits: batch ids sort in input order (the lake's apply order) up to a million batches.
+                prepared = _prepare(con, batch, f"{report.run_id}-{index:06d}", report, now)
                 if prepared is not None:
                     stages.submit(prepared)
                     report.raw_batches.append(prepared.batch_id)
@@ -403,6 +404,7 @@ class _Stages:
         self._batches_applied = 0
         self._applied = 0
         self._unloaded = 0
+        self._through: str | None = None  # the last batch handed to the applier
         self._registering: set[date] = set()  # the days of the last batch registered, not yet exported
         self.days: set[date] = set()  # written by the archive thread only
 
@@ -455,6 +457,7 @@ class _Stages:
 
     def _apply_due(self, batch_id: str, archived: Future, flattened: Future) -> None:
         touched = archived.result()  # the batch is in raw before any lake file lists it as applied
+        self._through = batch_id  # batches archived ahead of this one wait for their own turn (and flatten)
         for day, tables in flattened.result().items():
             self._held.setdefault(day, {})[batch_id] = tables
             self._held_rows[day] += touched[day]
@@ -471,7 +474,7 @@ class _Stages:
 
     def _apply(self, day: date) -> None:
         self._held_rows.pop(day, None)
-        result = lake.apply_pending(self._home, day, flattened=self._held.pop(day, {}))
+        result = lake.apply_pending(self._home, day, flattened=self._held.pop(day, {}), until=self._through)
         applied = self._unapplied.pop(day, 0)
         self._applied += applied
         self._unloaded += applied

@@ -141,7 +141,11 @@ def write_job_ids(home: Home, day: date, table: pa.Table) -> Path:
 
 
 def apply_pending(
-    home: Home, day: date, rebuild: bool = False, flattened: Mapping[str, dict[str, pa.Table]] | None = None
+    home: Home,
+    day: date,
+    rebuild: bool = False,
+    flattened: Mapping[str, dict[str, pa.Table]] | None = None,
+    until: str | None = None,
 ) -> ApplyResult:
     """Flatten the raw batches of `day` not yet applied to its lake tables and upsert them.
 
@@ -152,7 +156,8 @@ def apply_pending(
     whole call.
 
     `flattened` may hold, by batch id, what `flatten` gives for a pending batch's raw rows of the day (a
-    caller that had them in memory, as ingest does): those batches are not read and flattened again.
+    caller that had them in memory, as ingest does): those batches are not read and flattened again. With
+    `until`, pending batches with a greater id are left for a later call (ingest's batches archived ahead).
     """
     with _day_locks(home, day):
         batches_of_day = raw_batches(home, day)
@@ -168,7 +173,7 @@ def apply_pending(
                 if current[table][0] is None:
                     current[table] = (None, set(current["jobs"][1]))
         pending = {table: batches - applied for table, (_, applied) in current.items()}
-        todo = sorted(set().union(*pending.values()))
+        todo = sorted(b for b in set().union(*pending.values()) if rebuild or until is None or b <= until)
         rows: dict[str, int] = {}
         if not todo and not rebuild:
             return ApplyResult(day, 0, {t: (c[0].num_rows if c[0] is not None else 0) for t, c in current.items()})

@@ -13,6 +13,7 @@ import pytest
 from pipelines import lake
 from pipelines.cli import main
 from pipelines.config import Home, utcnow
+from pipelines.flatten import flatten
 from pipelines import ingest as ingest_module
 from pipelines.ingest import ingest
 from pipelines.registry import Registry
@@ -146,13 +147,19 @@ def test_running_records_stay_due(tmp_path):
         assert {d.jobid for d in registry.due(utcnow())} == {j.jobid for j in jobs[:5]}
 
 
-def test_days_flattened_while_reading_give_the_same_tables(tmp_path, old_jobs, monkeypatch):
-    """Shuffled input in small batches, a tiny flatten threshold: days are flattened several times mid-stream."""
+@pytest.mark.parametrize("hold_rows", [None, 4], ids=["batches-held", "batches-dropped"])
+def test_days_flattened_while_reading_give_the_same_tables(tmp_path, old_jobs, monkeypatch, hold_rows):
+    """Shuffled input in small batches, a tiny apply threshold: days are applied several times mid-stream, from
+    the batches flattened in memory, or (with little room to hold them) partly flattened again from raw."""
     at = datetime(2025, 3, 1, tzinfo=UTC)
     in_order = Home(tmp_path / "in_order")
     ingest(in_order, [write_records(tmp_path / "sorted.jsonl", old_jobs, at)])
     monkeypatch.setattr(lake, "FLATTEN_ROWS", 3)
     monkeypatch.setattr(ingest_module._Stages, "BIG_APPLY", 3)
+    if hold_rows is not None:
+        monkeypatch.setattr(ingest_module._Stages, "HOLD_ROWS", hold_rows)
+    from_raw = []
+    monkeypatch.setattr(lake, "flatten", lambda raw, day: from_raw.append(day) or flatten(raw, day))
     shuffled = Home(tmp_path / "shuffled")
     lines = [record_line(job, at) for job in old_jobs]
     random.Random(5).shuffle(lines)
@@ -161,6 +168,7 @@ def test_days_flattened_while_reading_give_the_same_tables(tmp_path, old_jobs, m
     report = ingest(shuffled, [path], batch_records=7)
     raw_files = sum(len(lake.raw_batches(shuffled, day)) for day in report.days)
     assert report.flatten.batches_applied == raw_files > len(report.days)
+    assert (len(from_raw) > 0) == (hold_rows is not None)
     assert snapshot(shuffled) == snapshot(in_order)
     assert counts(shuffled) == counts(in_order)
 
