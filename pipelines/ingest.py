@@ -14,6 +14,7 @@ is unknown, so a saved record never outranks a fresher fetched one, and ingestin
 import gzip
 import io
 import sys
+import threading
 import time
 import zlib
 from collections import Counter, deque
@@ -33,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipelines import capture, lake
 from pipelines.config import Home, utcnow
 from pipelines.fetch import FINAL_STATUSES, RAW_BATCH_SCHEMA, new_batch_id
-from pipelines.flatten import flatten
+from pipelines.flatten import Flattener
 from pipelines.jobids import RETENTION, SKEW, InvalidJobId, parse_jobid, printable
 from pipelines.registry import Registry
 from pipelines.warehouse import LoadResult
@@ -491,11 +492,16 @@ class _Stages:
             self._unloaded = 0
 
 
+_flatteners = threading.local()  # a Flattener per flatten thread
+
+
 def _flatten_batch(raw: pa.Table) -> dict[date, dict[str, pa.Table]]:
     """What `flatten` gives for a raw batch's rows of each of its days (one DuckDB thread)."""
+    if not hasattr(_flatteners, "session"):
+        _flatteners.session = Flattener(threads=1)
     days = raw.column("created_date")
     return {
-        day: flatten(raw.filter(pc.equal(days, pa.scalar(day, pa.date32()))), day, threads=1)
+        day: _flatteners.session.flatten(raw.filter(pc.equal(days, pa.scalar(day, pa.date32()))), day)
         for day in sorted(pc.unique(days).to_pylist())
     }
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.flatten import RAW_SCHEMA, SCHEMAS, flatten, sort_rows
+from pipelines.flatten import RAW_SCHEMA, SCHEMAS, Flattener, flatten, sort_rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 DAY = date(2026, 1, 21)
@@ -192,6 +192,19 @@ def test_hostile_values_never_crash():
 def test_empty_input():
     out = flatten(raw_table([]), DAY)
     assert all(table.num_rows == 0 for table in out.values())
+
+
+def test_a_reused_flattener_gives_what_a_fresh_one_does(out):
+    """A Flattener keeps nothing of one batch into the next (ingest keeps one per thread)."""
+    batches = sorted({row["batch_id"] for row in raw_rows()})
+    with Flattener(threads=1) as flattener:
+        assert all(table.equals(out[name]) for name, table in flattener.flatten(raw_table(raw_rows()), DAY).items())
+        for batch in (batches[-1], batches[0]):
+            alone = raw_table(raw_rows({batch}))
+            reused, fresh = flattener.flatten(alone, DAY), flatten(alone, DAY)
+            assert all(reused[name].equals(fresh[name]) for name in fresh)
+            assert reused["jobs"].num_rows < out["jobs"].num_rows
+        assert all(table.num_rows == 0 for table in flattener.flatten(raw_table([]), DAY).values())
 
 
 def test_sort_rows_skips_the_sort_only_when_rows_are_already_in_key_order():
