@@ -134,7 +134,7 @@ def ingest(
     try:
         con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false; SET threads = 1")  # the other stages use the cores
         con.execute((_SQL_DIR / "jobids.sql").read_text())
-        with Registry(home.registry_path) as registry, _Stages(home, registry, progress) as stages:
+        with Registry(home.registry_path, bulk=True) as registry, _Stages(home, registry, progress) as stages:
             for index, batch in enumerate(_batches(sources, stdin, batch_records, report, progress)):
                 # Six digits: batch ids sort in input order (the lake's apply order) up to a million batches.
                 prepared = _prepare(con, batch, f"{report.run_id}-{index:06d}", report, now)
@@ -375,9 +375,9 @@ class _Stages:
     rows already applied (any order: a day's file is rewritten a few times, each time at least doubling).
     Flattened batches wait in memory for their day's apply up to HOLD_ROWS raw rows; beyond that the day
     holding most lets go of them and its apply flattens them again from raw (only unsorted input gets there).
-    A further thread loads the warehouse every WAREHOUSE_ROWS applied jobs, beside the rest, and the register
-    thread exports a day's registry rows to `lake/job_ids/` once a batch no longer touches it: work left for
-    the end is a serial tail. At most IN_FLIGHT batches wait, which bounds memory. Once every batch is
+    A further thread loads the warehouse every WAREHOUSE_ROWS applied jobs, beside the rest, and the archive
+    thread exports a day's registry rows to `lake/job_ids/` once a registered batch no longer touches it: work
+    left for the end is a serial tail. At most IN_FLIGHT batches wait, which bounds memory. Once every batch is
     registered, the days not exported yet are, while the last days are applied.
     """
 
@@ -407,6 +407,7 @@ class _Stages:
         self._unloaded = 0
         self._through: str | None = None  # the last batch handed to the applier
         self._registering: set[date] = set()  # the days of the last batch registered, not yet exported
+        self._exports: list[Future] = []  # appended by the register thread
         self.days: set[date] = set()  # written by the archive thread only
 
     def __enter__(self) -> "_Stages":
@@ -435,6 +436,8 @@ class _Stages:
         for day in sorted(day for day, rows in self._unapplied.items() if rows):
             self._apply(day)
         exported.result()
+        for export in self._exports:
+            export.result()  # raises a failed export's error
         if self._loading is not None:
             self._loading.result()
 
@@ -452,8 +455,8 @@ class _Stages:
     def _register_batch(self, prepared: _Prepared, archived: Future) -> None:
         touched = set(archived.result())
         self._registry.ingest_observed(prepared.observed, source=f"ingest:{prepared.source}", now=utcnow())
-        if left := self._registering - touched:
-            capture.export_registry(self._home, sorted(left))
+        if left := self._registering - touched:  # exported on the archive thread, which has time to spare
+            self._exports.append(self._archive.submit(capture.export_registry, self._home, sorted(left)))
         self._registering = touched
 
     def _apply_due(self, batch_id: str, archived: Future, flattened: Future) -> None:

@@ -32,6 +32,7 @@ AT_RISK_WINDOW = timedelta(hours=24)
 AT_RISK_LISTED = 50
 BUSY_TIMEOUT = timedelta(seconds=30)
 CACHE_KIB = 64 * 1024
+BULK_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL (SQLite's default checkpoints every 1,000 pages)
 DDL_PATH = Path(__file__).parents[1] / "sql" / "registry.sql"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -203,7 +204,9 @@ class RegistrySummary:
 class Registry:
     """The job-id registry in one SQLite file; a context manager holding one connection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, bulk: bool = False) -> None:
+        """Open (creating or migrating) the registry at `path`. A `bulk` connection (ingest) lets the WAL grow
+        to BULK_CHECKPOINT_PAGES before copying it into the database: fewer, larger checkpoints."""
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
@@ -216,6 +219,8 @@ class Registry:
             )
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT.total_seconds() * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
+            if bulk:
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
             # A bulk write touches pages all over job_ids and its indexes: keep them cached, not spilled.
             self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._db.execute("PRAGMA temp_store = MEMORY")
