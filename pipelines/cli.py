@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipelines.config import DEFAULT_BASE_URL, Home, utcnow
+from pipelines.config import DEFAULT_BASE_URL, INGEST_BATCH_RECORDS, Home, utcnow
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 console = Console(soft_wrap=True)
@@ -47,10 +47,10 @@ def cmd_ids_add(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from pipelines.ingest import BATCH_RECORDS, IngestBar, ingest
+    from pipelines.ingest import IngestBar, ingest
 
     home = Home.from_env()
-    batch_records = args.batch_size or BATCH_RECORDS
+    batch_records = args.batch_size or INGEST_BATCH_RECORDS
     if args.quiet:
         report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records)
     else:
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="load saved job records (JSON lines, gzip ok) or - for stdin: registry, lake, warehouse")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--batch-size", type=int, help="records per batch (bounds memory; default 25000)")
+    p.add_argument("--batch-size", type=int, help=f"records per batch (bounds memory; default {INGEST_BATCH_RECORDS})")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_ingest)
 

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines import capture, lake
-from pipelines.config import Home, utcnow
+from pipelines.config import INGEST_BATCH_RECORDS, Home, utcnow
 from pipelines.fetch import FINAL_STATUSES, RAW_BATCH_SCHEMA, new_batch_id
 from pipelines.flatten import Flattener
 from pipelines.jobids import RETENTION, SKEW, InvalidJobId, parse_jobid, printable
@@ -40,7 +40,6 @@ from pipelines.registry import Registry
 from pipelines.warehouse import LoadResult
 
 STDIN = "-"
-BATCH_RECORDS = 20_000  # flattened whole, two at a time: the memory unit (25k peaked near 1.5 GB at 1M records)
 READ_BYTES = 1 << 22
 WAREHOUSE_ROWS = 100_000
 MAX_LISTED = 1000  # bad lines kept for the report; beyond that they are only counted
@@ -93,7 +92,7 @@ class IngestReport:
 
 @dataclass
 class _Batch:
-    """Up to `BATCH_RECORDS` decoded non-empty lines, with where each came from."""
+    """Up to `INGEST_BATCH_RECORDS` decoded non-empty lines, with where each came from."""
 
     sources: list[str] = field(default_factory=list)
     numbers: list[int] = field(default_factory=list)
@@ -118,7 +117,7 @@ def ingest(
     sources: Sequence[str | Path],
     *,
     stdin: BinaryIO | None = None,
-    batch_records: int = BATCH_RECORDS,
+    batch_records: int = INGEST_BATCH_RECORDS,
     progress: IngestProgress | None = None,
     now: Callable[[], datetime] = utcnow,
 ) -> IngestReport:
