@@ -146,22 +146,22 @@ def _sql(name: str) -> str:
     return (_SQL / f"flatten_{name}.sql").read_text().strip().rstrip(";")
 
 
-def flatten(raw: pa.Table, created_date: date, threads: int | None = None) -> dict[str, pa.Table]:
+def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
     """The lake tables (all but job_ids) of the raw rows of one creation day `created_date`.
 
     job_observations has one row per raw row; jobs, songs, speech and speech_turns come from the latest
     (observed_at, then batch_id) 200 observation per jobid whose body is a JSON object. Every table is
     sorted by SORT_KEYS. The day names the partition the rows belong to; it does not change the result.
-    `threads` caps DuckDB's threads (default: one per core).
     """
-    with Flattener(threads) as flattener:
+    with Flattener() as flattener:
         return flattener.flatten(raw, created_date)
 
 
 class Flattener:
     """A DuckDB session that runs `flatten` again and again: a caller flattening many batches keeps one (per
-    thread), which spares a database's set-up and half the fresh memory each batch costs. Callers that
-    flatten in several threads of their own pass threads=1, which spends less CPU on the same work."""
+    thread), which spares a database's set-up and half the fresh memory each batch costs. `threads` caps
+    DuckDB's threads (default: one per core); callers that flatten in several threads of their own pass 1,
+    which spends less CPU on the same work."""
 
     def __init__(self, threads: int | None = None) -> None:
         self._con = duckdb.connect()

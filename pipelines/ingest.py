@@ -398,7 +398,6 @@ class _Stages:
         self._waiting: deque[Future] = deque()  # the applies and registrations of the batches in flight
         self._unapplied: Counter[date] = Counter()
         self._held: dict[date, dict[str, dict[str, pa.Table]]] = {}  # day -> batch id -> flattened tables
-        self._held_rows: Counter[date] = Counter()
         self._day_rows: dict[date, dict[str, int]] = {}  # rows of each table's file after the day's last apply
         self._changed: set[date] = set()
         self._batches_applied = 0
@@ -463,20 +462,18 @@ class _Stages:
         self._through = batch_id  # batches archived ahead of this one wait for their own turn (and flatten)
         for day, tables in flattened.result().items():
             self._held.setdefault(day, {})[batch_id] = tables
-            self._held_rows[day] += touched[day]
         for day, rows in touched.items():
             self._unapplied[day] += rows
         for day in sorted(self._unapplied):
             rows = self._unapplied[day]
             if rows and (day not in touched or rows >= max(self.BIG_APPLY, self._day_rows.get(day, {}).get("jobs", 0))):
                 self._apply(day)
-        while self._held_rows.total() > self.HOLD_ROWS:
-            day = max(self._held_rows, key=self._held_rows.__getitem__)
-            self._held.pop(day)
-            self._held_rows.pop(day)
+        held = {day: _raw_rows(batches) for day, batches in self._held.items()}
+        while held and sum(held.values()) > self.HOLD_ROWS:
+            day = max(held, key=held.__getitem__)
+            del self._held[day], held[day]
 
     def _apply(self, day: date) -> None:
-        self._held_rows.pop(day, None)
         result = lake.apply_pending(self._home, day, flattened=self._held.pop(day, {}), until=self._through)
         applied = self._unapplied.pop(day, 0)
         self._applied += applied
@@ -492,6 +489,11 @@ class _Stages:
                 self._loading.result()  # raises a failed load's error
             self._loading = self._load.submit(capture.load_warehouse, self._home)
             self._unloaded = 0
+
+
+def _raw_rows(batches: dict[str, dict[str, pa.Table]]) -> int:
+    """The raw rows behind flattened batches: job_observations has a row for each."""
+    return sum(tables["job_observations"].num_rows for tables in batches.values())
 
 
 _flatteners = threading.local()  # a Flattener per flatten thread
