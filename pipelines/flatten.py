@@ -137,6 +137,7 @@ SORT_KEYS: dict[str, list[tuple[str, str]]] = {
     "job_ids": [("jobid", "ascending")],
 }
 
+_SONG_KEY = ["jobid", "song_id", "version"]  # a song repeated in one answer is kept once, at its first index
 _SQL = Path(__file__).resolve().parent.parent / "sql"
 _OUTPUTS = ("songs", "speech", "speech_turns", "jobs", "job_observations")
 
@@ -189,10 +190,10 @@ class Flattener:
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_docs AS {_sql('docs')}")
             con.execute("CREATE OR REPLACE TEMP VIEW docs AS SELECT * FROM parsed_docs WHERE doc IS NOT NULL")
-            songs = con.sql(_sql("songs")).to_arrow_table()
+            songs = first_rows(_typed(con.sql(_sql("songs")).to_arrow_table(), "songs"), _SONG_KEY)
             con.register("song_rows", songs)
-            tables = {name: songs if name == "songs" else con.sql(_sql(name)).to_arrow_table() for name in _OUTPUTS}
-            return {name: _typed(table, name) for name, table in tables.items()}
+            others = {name: _typed(con.sql(_sql(name)).to_arrow_table(), name) for name in _OUTPUTS if name != "songs"}
+            return {"songs": songs, **others}
         finally:
             con.execute("DROP TABLE IF EXISTS parsed_docs")
             con.unregister("song_rows")
@@ -222,3 +223,19 @@ def sort_rows(table: pa.Table, sort_keys: list) -> pa.Table:
         else:
             in_order = pc.or_(pc.less(before, after), pc.and_(pc.equal(before, after), in_order))
     return table if pc.all(in_order).as_py() else table.sort_by(sort_keys)
+
+
+def first_rows(table: pa.Table, key: list[str]) -> pa.Table:
+    """The first row of each run of rows equal on `key` (nulls equal to nulls): on a table sorted by `key` and
+    then a tie-breaker, the first of each key. As it is when no two neighbours are equal (no copy)."""
+    if table.num_rows < 2:
+        return table
+    same = None  # row i + 1 equals row i on the key columns compared so far
+    for name in key:
+        column = table.column(name)
+        before, after = column.slice(0, len(column) - 1), column.slice(1)
+        equal = pc.or_(pc.fill_null(pc.equal(before, after), False), pc.and_(pc.is_null(before), pc.is_null(after)))
+        same = equal if same is None else pc.and_(same, equal)
+    if not pc.any(same).as_py():
+        return table
+    return table.filter(pa.chunked_array([pa.array([True]), *pc.invert(same).chunks]))

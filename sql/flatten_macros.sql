@@ -19,10 +19,11 @@ END;
 CREATE OR REPLACE TEMP MACRO m_ts(text) AS epoch_ms(TRY_CAST(text AS TIMESTAMPTZ));
 
 -- A list of texts (items as their JSON text when not strings); a lone string is a one-element list.
-CREATE OR REPLACE TEMP MACRO m_text_list(j) AS CASE json_type(j)
-    WHEN 'ARRAY' THEN from_json(j, '["VARCHAR"]')
-    WHEN 'VARCHAR' THEN [j ->> '$']
-END;
+-- The cast takes arrays as from_json(j, '["VARCHAR"]') does, without json_type's second parse of each value.
+CREATE OR REPLACE TEMP MACRO m_text_list(j) AS coalesce(
+    TRY_CAST(j AS VARCHAR[]),
+    CASE WHEN json_type(j) = 'VARCHAR' THEN [j ->> '$'] END
+);
 
 -- request.conversation: an array, or a JSON string holding one (POST /speech sends a string).
 CREATE OR REPLACE TEMP MACRO m_conversation(j) AS CASE json_type(j)

@@ -1,4 +1,5 @@
--- songs: one row per song object of a music job's response.songs; a repeated (song_id, version) keeps the first.
+-- songs: one row per song object of a music job's response.songs; a repeated (song_id, version) is dropped by
+-- flatten.first_rows after this sort (cheaper there than a GROUP BY and a join here).
 -- An item with none of the documented fields (a number, string, list, or an object of unknown keys only)
 -- parses to a struct of nulls and gives no row.
 WITH items AS (
@@ -12,10 +13,6 @@ WITH items AS (
                    s.duration_milliseconds::VARCHAR, s.generate_at::VARCHAR, s.genres::VARCHAR, s.moods::VARCHAR,
                    s.machine_audit_state::VARCHAR, s.credit_type::VARCHAR, s.recall::VARCHAR,
                    s.is_regenerate::VARCHAR, s.regenerate_from::VARCHAR) IS NOT NULL
-), firsts AS (
-    -- The first of each (song_id, version) by its index alone: deduplicating the rows themselves made DuckDB
-    -- carry every song struct through an arg_min aggregate, the most expensive step of flattening.
-    SELECT jobid, min(song_index) AS song_index FROM keyed GROUP BY jobid, song_id, version
 )
 SELECT
     jobid,
@@ -36,5 +33,5 @@ SELECT
     m_bool(s.recall) AS recall,
     m_bool(s.is_regenerate) AS is_regenerate,
     m_int(s.regenerate_from) AS regenerate_from
-FROM keyed SEMI JOIN firsts USING (jobid, song_index)
+FROM keyed
 ORDER BY jobid, song_id, version, song_index;  -- flatten.SORT_KEYS: sorting here costs half what sorting the Arrow result does

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.flatten import RAW_SCHEMA, SCHEMAS, Flattener, flatten, sort_rows
+from pipelines.flatten import RAW_SCHEMA, SCHEMAS, Flattener, first_rows, flatten, sort_rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 DAY = date(2026, 1, 21)
@@ -224,3 +224,26 @@ def test_sort_rows_skips_the_sort_only_when_rows_are_already_in_key_order():
         assert result.equals(table.sort_by(keys)), (table.to_pydict(), keys)
         skipped += result is table
     assert skipped > 900  # the sorted half (and short tables) come back as they are
+
+
+def test_first_rows_keeps_the_first_of_each_key_with_nulls_equal():
+    """flatten.first_rows on sorted tables equals a Python group-by that keeps each key's first row."""
+    import random
+
+    rng = random.Random(5)
+    untouched = 0
+    for _ in range(1000):
+        n = rng.randint(0, 10)
+        table = pa.table({"a": [rng.choice(["x", "y", None]) for _ in range(n)],
+                          "b": [rng.choice([1, 2, None]) for _ in range(n)], "row": list(range(n))},
+                         schema=pa.schema([("a", pa.string()), ("b", pa.int64()), ("row", pa.int64())]))
+        table = table.sort_by([("a", "ascending"), ("b", "ascending"), ("row", "ascending")])
+        result = first_rows(table, ["a", "b"])
+        seen, expected = set(), []
+        for row in table.to_pylist():
+            if (row["a"], row["b"]) not in seen:
+                seen.add((row["a"], row["b"]))
+                expected.append(row)
+        assert result.to_pylist() == expected, table.to_pydict()
+        untouched += result is table
+    assert untouched > 100  # tables without a repeated key come back as they are
