@@ -28,6 +28,11 @@ VIEWS_DIR = SQL_DIR / "views"
 SONG_DURATIONS_DIR = SQL_DIR / "song_durations"
 SONG_DURATION_SOURCES = ("songs", "jobs")  # the tables the song duration summary is computed from
 LOAD_MEMORY_LIMIT = "256MB"
+# A quarter of DuckDB's default (122,880): a load's rows then fill whole row groups, which the insert compresses
+# as it writes them, instead of a ~100k-row day that fills none and is compressed at commit, then again when
+# the next load appends to its row group. Loading ten 100k-job days: 44-48 -> 29-31 CPU-s, file 3% smaller,
+# views as fast. DuckDB does not keep the size in the file: every writer attaches with it (`_connect`).
+ROW_GROUP_SIZE = 30_720
 _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 2.0
 
@@ -104,10 +109,13 @@ class Warehouse:
         """A read-write connection, retried with backoff while another process holds the file's lock."""
         delay = _FIRST_RETRY_DELAY
         while True:
+            con = duckdb.connect()
             try:
-                con = duckdb.connect(str(self.path))
+                con.execute(f"ATTACH {_literal(self.path)} AS warehouse (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+                con.execute("USE warehouse")
                 break
             except duckdb.IOException as error:
+                con.close()
                 if "lock" not in str(error).lower():
                     raise
                 remaining = deadline - time.monotonic()
@@ -237,6 +245,11 @@ def _insert_buckets(con: duckdb.DuckDBPyConnection, table: str, day: date) -> No
     con.execute(f"INSERT INTO {table} SELECT $day, * FROM _song_duration_buckets($day, $day)", {"day": day})
 
 
+def _literal(path: Path) -> str:
+    """`path` as an SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     sql = "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' AND table_name = ?"
     return bool(con.execute(sql, [name]).fetchone()[0])
@@ -244,11 +257,10 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def _lake_files(home: Home, table: str, days: Collection[date] | None) -> str | None:
     """The SQL literal read_parquet takes for `table`'s files (of `days` when given); None when there are none."""
-    quote = lambda path: "'" + str(path).replace("'", "''") + "'"  # noqa: E731
     if days is None:
-        return quote(home.table_dir(table) / "*" / "*.parquet") if lake_days(home, table) else None
+        return _literal(home.table_dir(table) / "*" / "*.parquet") if lake_days(home, table) else None
     files = [path for day in sorted(days) if (path := table_file(home, table, day)).is_file()]
-    return "[" + ", ".join(map(quote, files)) + "]" if files else None
+    return "[" + ", ".join(map(_literal, files)) + "]" if files else None
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

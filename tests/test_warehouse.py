@@ -219,3 +219,25 @@ def test_a_warehouse_older_than_the_summary_gets_it_built(home):
         assert song_durations(con) == expected
     finally:
         con.close()
+
+
+def test_loads_write_row_groups_of_the_warehouse_size(tmp_path):
+    """Loads attach the file with ROW_GROUP_SIZE (DuckDB keeps no size in the file): 40,000 rows of a day make
+    two row groups, where DuckDB's default would make one."""
+    import pyarrow as pa
+
+    from pipelines.registry import JOB_IDS_SCHEMA
+    from pipelines.warehouse import ROW_GROUP_SIZE
+
+    home = Home(tmp_path).ensure()
+    rows = 40_000
+    columns = {field.name: pa.nulls(rows, field.type) for field in JOB_IDS_SCHEMA}
+    columns["jobid"] = pa.array([f"j{i:08d}" for i in range(rows)])
+    lake.write_job_ids(home, DAY, pa.table(columns, schema=JOB_IDS_SCHEMA))
+    Warehouse(home.warehouse_path).load_changed(home)
+    con = duckdb.connect(str(home.warehouse_path), read_only=True)
+    try:
+        groups = con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('job_ids')").fetchone()[0]
+    finally:
+        con.close()
+    assert rows > ROW_GROUP_SIZE and groups == -(-rows // ROW_GROUP_SIZE) == 2
