@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py            # ingest 100k and 1M (+ DuckDB reference), fetch 20k, views
     .venv/bin/python benchmarks/run.py --quick    # the same at a smoke-test size
+    .venv/bin/python benchmarks/run.py --repeat 1 # one run per ingest size instead of the median of three
 
 Generated data and homes live in benchmarks/out/ (gitignored); the record files are reused between runs.
 """
@@ -12,6 +13,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -163,6 +165,17 @@ def _child(name: str, *args: object) -> dict:
     return result
 
 
+def _median_seconds(runs: list[dict]) -> float:
+    return statistics.median(run["seconds"] for run in runs)
+
+
+def _spread(runs: list[dict]) -> str:
+    """The median run time and, over several runs, their range: "88.1 s, runs 86.0-93.4 s"."""
+    times = sorted(run["seconds"] for run in runs)
+    median = f"{statistics.median(times):.1f} s"
+    return median if len(times) == 1 else f"median {median}, runs {times[0]:.1f}-{times[-1]:.1f} s"
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -187,6 +200,8 @@ def machine() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every stage")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each ingest and reference size, interleaved; medians count (default 3)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,14 +225,17 @@ def main() -> int:
     for n in sizes:
         records_file(OUT, n)
     for n in sizes:
-        ours = _child("ingest", n)
-        ref = _child("reference", n)
-        ratio = ours["per_s"] / ref["per_s"]
+        # Interleaved, so that a slow spell of the host weighs on both sides; the medians are compared.
+        ours, ref = [], []
+        for _ in range(args.repeat):
+            ours.append(_child("ingest", n))
+            ref.append(_child("reference", n))
+        ours_s, ref_s = _median_seconds(ours), _median_seconds(ref)
         add(f"ingest {n:,} records (lake + warehouse)",
-            f"{ours['per_s']:,.0f} rec/s ({ours['seconds']:.1f} s), peak {ours['peak_mb']:,.0f} MB",
-            f"{ratio:.2f}x reference (must >= 0.5x, aim 0.8x); RSS must <= 1.5 GB")
+            f"{n / ours_s:,.0f} rec/s ({_spread(ours)}), peak {max(r['peak_mb'] for r in ours):,.0f} MB",
+            f"{ref_s / ours_s:.2f}x reference (must >= 0.5x, aim 0.8x); RSS must <= 1.5 GB")
         add(f"  DuckDB SQL reference {n:,} (read_json+UNNEST)",
-            f"{ref['per_s']:,.0f} rec/s ({ref['seconds']:.1f} s), peak {ref['peak_mb']:,.0f} MB", "")
+            f"{n / ref_s:,.0f} rec/s ({_spread(ref)}), peak {max(r['peak_mb'] for r in ref):,.0f} MB", "")
     for jobs, latency in ((fetch_jobs[0], 0), (fetch_jobs[1], 100)):
         fetched = _child("fetch", jobs, float(latency), concurrency)
         target = ">= 300 jobs/s (aim 600)" if not latency else f">= {0.8 * fetched['ideal']:.0f} jobs/s (0.8 x {fetched['ideal']:.0f})"
@@ -231,18 +249,20 @@ def main() -> int:
     for view, timing in views["views"].items():
         add(f"view {view} ({sizes[-1]:,} jobs)", f"{timing['ms']:.0f} ms ({timing['rows']:,} rows)", "< 1 s (aim 200 ms)")
 
-    _write_results(info, rows, args.quick)
+    _write_results(info, rows, args.quick, args.repeat)
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 
-def _write_results(info: dict[str, str], rows: list[tuple[str, str, str]], quick: bool) -> None:
+def _write_results(info: dict[str, str], rows: list[tuple[str, str, str]], quick: bool, repeat: int) -> None:
     command = "make bench" + (" (benchmarks/run.py --quick)" if quick else " (benchmarks/run.py)")
     lines = [
         "# mureka-etl benchmark results",
         "",
         f"Produced by `{command}`. Each stage ran in its own process; record files are seeded",
         "(benchmarks/datagen.py: the simulator's corpus at 100,000 jobs a day from 2025-01-01).",
+        f"Ingest and its DuckDB reference ran {repeat} time(s) each per size, interleaved; rates and ratios are",
+        "of the median times (this VM's speed drifts by 10% or more between runs minutes apart).",
         "",
         "## Machine",
         "",
