@@ -2,7 +2,7 @@
 and never a second queued run for the same day."""
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -15,23 +15,22 @@ from pipelines.schedules import CRON_ENV, DEFAULT_CRON, build_capture_schedule
 from pipelines.useapi.corpus import generate_jobs
 from tests.conftest import register
 
-TICK = datetime(2026, 11, 29, 12, 15, tzinfo=timezone.utc)
-
-
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         yield instance
 
 
-def tick(home: Home, instance: dg.DagsterInstance):
+def tick(home: Home, instance: dg.DagsterInstance, at: datetime | None = None):
+    """Evaluate the schedule at `at` (default now: after every job the test created, so that each creation
+    day is a partition that exists at the tick)."""
     repository = defs.get_repository_def()
     schedule = repository.get_schedule_def("capture_schedule")
     # Entered, so its resources are torn down here: a context left to the garbage collector can leave
     # Dagster's current-instance state pointing at a closed test instance for later tests.
     with dg.build_schedule_context(
         instance=instance,
-        scheduled_execution_time=TICK,
+        scheduled_execution_time=at or utcnow(),
         resources={"home": HomeResource(root=str(home.root))},
         repository_def=repository,
     ) as context:
@@ -41,11 +40,12 @@ def tick(home: Home, instance: dg.DagsterInstance):
 def test_one_request_per_day_with_due_ids_nearest_deadline_first(home, instance):
     corpus = generate_jobs(60, 3, utcnow(), days=5)
     register(home, corpus)
-    data = tick(home, instance)
+    at = utcnow()
+    data = tick(home, instance, at)
     days = sorted({job.created.date() for job in corpus})
     keys = [r.partition_key for r in data.run_requests]
     assert keys == [d.isoformat() for d in days]  # the oldest day holds the nearest deadline
-    assert all(r.run_key == f"{r.partition_key}@{TICK.isoformat()}" for r in data.run_requests)
+    assert all(r.run_key == f"{r.partition_key}@{at.isoformat()}" for r in data.run_requests)
     assert defs.get_repository_def().get_schedule_def("capture_schedule").job_name == CAPTURE_JOB
 
 
