@@ -170,7 +170,7 @@ def _median_seconds(runs: list[dict]) -> float:
 
 
 def _spread(runs: list[dict]) -> str:
-    """The median run time and, over several runs, their range: "88.1 s, runs 86.0-93.4 s"."""
+    """The median run time and, over several runs, their range: "median 88.1 s, runs 86.0-93.4 s"."""
     times = sorted(run["seconds"] for run in runs)
     median = f"{statistics.median(times):.1f} s"
     return median if len(times) == 1 else f"median {median}, runs {times[0]:.1f}-{times[-1]:.1f} s"

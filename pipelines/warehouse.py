@@ -29,9 +29,9 @@ SONG_DURATIONS_DIR = SQL_DIR / "song_durations"
 SONG_DURATION_SOURCES = ("songs", "jobs")  # the tables the song duration summary is computed from
 LOAD_MEMORY_LIMIT = "256MB"
 # A quarter of DuckDB's default (122,880): a load's rows then fill whole row groups, which the insert compresses
-# as it writes them, instead of a ~100k-row day that fills none and is compressed at commit, then again when
-# the next load appends to its row group. Loading ten 100k-job days: 44-48 -> 29-31 CPU-s, file 3% smaller,
-# views as fast. DuckDB does not keep the size in the file: every writer attaches with it (`_connect`).
+# as it writes them, instead of a ~100k-row day that fills none and is all compressed by the commit's
+# checkpoint. Loading ten 100k-job days: 44-48 -> 29-31 CPU-s, file 3% smaller, views as fast. DuckDB does not
+# keep the size in the file: every writer attaches with it (`_connect`).
 ROW_GROUP_SIZE = 30_720
 _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 2.0

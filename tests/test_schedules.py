@@ -15,6 +15,7 @@ from pipelines.schedules import CRON_ENV, DEFAULT_CRON, build_capture_schedule
 from pipelines.useapi.corpus import generate_jobs
 from tests.conftest import register
 
+
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
