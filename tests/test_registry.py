@@ -303,12 +303,11 @@ def test_ingest_observed_ends_like_add_then_record(tmp_path):
             prepare_known(reg, known)
             if name == "add_record":
                 ids = [o[0] for o in observations]
-                result = reg.add(ids, "ingest:x", NOW)
+                assert reg.add(ids, "ingest:x", NOW) == AddResult(added=4, already_known=5)
                 ordered = sorted(enumerate(observations), key=lambda p: (p[1][1], p[0]))
                 reg.record([outcome(o[0].jobid, 200, o[2], True, at=o[1]) for _, o in ordered])
             else:
-                result = reg.ingest_observed(observed_rows(observations), "ingest:x", NOW)
-            assert result == AddResult(added=4, already_known=5)
+                assert reg.ingest_observed(observed_rows(observations), "ingest:x", NOW) == 9
         db = sqlite3.connect(tmp_path / f"{name}.sqlite")
         ends[name] = db.execute(FULL_ROW).fetchall()
         db.close()
@@ -319,7 +318,7 @@ def test_ingest_observed_ends_like_add_then_record(tmp_path):
 
 
 def test_ingest_observed_of_nothing_and_of_bad_rows(reg):
-    assert reg.ingest_observed(observed_rows([]), "x", NOW) == AddResult(added=0, already_known=0)
+    assert reg.ingest_observed(observed_rows([]), "x", NOW) == 0
     with pytest.raises(ValueError, match="unknown ingested states"):
         reg.ingest_observed(observed_rows([(make_id(20, 1), NOW, "lost")]), "x", NOW)
     with pytest.raises(ValueError, match="lack the columns"):
