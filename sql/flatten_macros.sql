@@ -2,17 +2,28 @@
 -- Lossless only: a value that cannot be converted exactly becomes NULL (lake/raw keeps the original).
 
 -- int64 from an integer, an integral number or a string holding an integer literal.
-CREATE OR REPLACE TEMP MACRO m_int(j) AS CASE json_type(j)
+CREATE OR REPLACE TEMP MACRO m_int_parsed(j) AS CASE json_type(j)
     WHEN 'BIGINT' THEN TRY_CAST(j AS BIGINT)
     WHEN 'UBIGINT' THEN TRY_CAST(j AS BIGINT)
     WHEN 'DOUBLE' THEN CASE WHEN j::DOUBLE = trunc(j::DOUBLE) THEN TRY_CAST(j::DOUBLE AS BIGINT) END
     WHEN 'VARCHAR' THEN CASE WHEN regexp_full_match(j ->> '$', '\s*[-+]?\d{1,19}\s*') THEN TRY_CAST(trim(j ->> '$') AS BIGINT) END
 END;
 
-CREATE OR REPLACE TEMP MACRO m_bool(j) AS CASE json_type(j)
-    WHEN 'BOOLEAN' THEN j::BOOLEAN
-    WHEN 'UBIGINT' THEN CASE j ->> '$' WHEN '0' THEN false WHEN '1' THEN true END
-    WHEN 'VARCHAR' THEN CASE lower(j ->> '$') WHEN 'true' THEN true WHEN 'false' THEN false END
+-- Most values are plain integers, whose JSON text casts and casts back unchanged: they skip json_type's parse.
+-- (The round trip keeps 1.5, which the cast alone would round to 2, on the parsing path.)
+CREATE OR REPLACE TEMP MACRO m_int(j) AS CASE
+    WHEN TRY_CAST(j::VARCHAR AS BIGINT)::VARCHAR = j::VARCHAR THEN TRY_CAST(j::VARCHAR AS BIGINT)
+    ELSE m_int_parsed(j)
+END;
+
+-- A boolean from true/false, 0/1 or a string "true"/"false" (any case); JSON's own true and false skip the parse.
+CREATE OR REPLACE TEMP MACRO m_bool(j) AS CASE j::VARCHAR
+    WHEN 'true' THEN true
+    WHEN 'false' THEN false
+    ELSE CASE json_type(j)
+        WHEN 'UBIGINT' THEN CASE j ->> '$' WHEN '0' THEN false WHEN '1' THEN true END
+        WHEN 'VARCHAR' THEN CASE lower(j ->> '$') WHEN 'true' THEN true WHEN 'false' THEN false END
+    END
 END;
 
 -- Milliseconds since the epoch of an ISO-8601 text (naive times are UTC: the session time zone).

@@ -247,3 +247,30 @@ def test_first_rows_keeps_the_first_of_each_key_with_nulls_equal():
         assert result.to_pylist() == expected, table.to_pydict()
         untouched += result is table
     assert untouched > 100  # tables without a repeated key come back as they are
+
+
+def test_integer_and_boolean_coercions_are_lossless():
+    """m_int's shortcut for plain integers agrees with its parsing path (m_int_parsed) on every JSON value, and
+    m_bool keeps its documented mapping. Values as from_json's JSON columns hold them."""
+    import random
+
+    rng = random.Random(11)
+    texts = ["1", "-1", "0", "-0", "1.0", "1.5", "-2.5", "0.5", "2", "1e3", "1E3", "1e-3", "2.0e1", "9223372036854775807",
+             "9223372036854775808", "-9223372036854775808", "-9223372036854775809", "18446744073709551616",
+             '"12"', '" 12 "', '"+12"', '"1.5"', '"abc"', "true", "false", '"true"', '"FALSE"', '"0"', '"1"',
+             "null", "[]", "{}", "[1]", '{"a": 1}', "100000000000000000000", "1.7976931348623157e308"]
+    texts += [json.dumps(rng.choice([rng.randint(-10**19, 10**19), rng.random() * 10 ** rng.randint(-3, 20),
+                                     str(rng.randint(-10**6, 10**6)), rng.randint(0, 3)])) for _ in range(500)]
+    with Flattener(threads=1) as flattener:
+        con = flattener._con
+        got = con.execute(
+            "SELECT t, m_int(j) IS NOT DISTINCT FROM m_int_parsed(j), m_int(j), m_bool(j)"
+            " FROM (SELECT t, from_json(json_object('v', json(t)), '{\"v\": \"JSON\"}').v AS j FROM unnest($texts) AS u(t))",
+            {"texts": texts},
+        ).fetchall()
+    assert [row[0] for row in got if not row[1]] == []
+    ints = {row[0]: row[2] for row in got}
+    assert (ints["1.0"], ints["1.5"], ints["1e3"], ints['"+12"'], ints["9223372036854775808"]) == (1, None, 1000, 12, None)
+    bools = {row[0]: row[3] for row in got}
+    assert [bools[t] for t in ("true", "false", "1", "0", '"FALSE"', '"1"', "2", "null")] == [
+        True, False, True, False, False, None, None, None]
