@@ -18,11 +18,13 @@ import sys
 import threading
 import time
 import zlib
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,14 +95,32 @@ class IngestReport:
 
 @dataclass
 class _Batch:
-    """Up to `INGEST_BATCH_RECORDS` decoded non-empty lines, with where each came from."""
+    """Up to `INGEST_BATCH_RECORDS` non-empty lines (stripped UTF-8 text, in Arrow chunks), with where each came
+    from: its source and line number."""
 
     sources: list[str] = field(default_factory=list)
-    numbers: list[int] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
+    numbers: list[pa.Array] = field(default_factory=list)
+    texts: list[pa.Array] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.sources)
+
+    def add(self, source: str, numbers: pa.Array, texts: pa.Array) -> None:
+        self.sources.extend([source] * len(texts))
+        self.numbers.append(numbers)
+        self.texts.append(texts)
+
+    def line(self, i: int) -> tuple[str, int, str]:
+        """The source, number and text of the i-th line of the whole batch."""
+        return self.sources[i], self.all_numbers[i].as_py(), self.all_texts[i].as_py()
+
+    @cached_property
+    def all_numbers(self) -> pa.ChunkedArray:
+        return pa.chunked_array(self.numbers, pa.int64())
+
+    @cached_property
+    def all_texts(self) -> pa.ChunkedArray:
+        return pa.chunked_array(self.texts, pa.string())
 
 
 @dataclass
@@ -184,11 +204,9 @@ def _batches(
         try:
             stream, position = _decompressed(raw)
             for numbers, texts, number in _block_lines(stream, name, report):
-                while texts:
+                while len(texts):
                     take = size - len(batch)
-                    batch.sources.extend([name] * min(take, len(texts)))
-                    batch.numbers.extend(numbers[:take])
-                    batch.texts.extend(texts[:take])
+                    batch.add(name, numbers[:take], texts[:take])
                     numbers, texts = numbers[take:], texts[take:]
                     if len(batch) >= size:
                         if progress is not None:
@@ -201,48 +219,72 @@ def _batches(
             consumed += position()
             if raw is not stdin and raw is not sys.stdin.buffer:
                 raw.close()
-    if batch.texts:
+    if len(batch):
         yield batch
     if progress is not None:
         progress("read", total or consumed, total or consumed)
 
 
-def _block_lines(stream: BinaryIO, name: str, report: IngestReport) -> Iterator[tuple[list[int], list[str], int]]:
-    """Per READ_BYTES block of `stream`: the numbers and texts of its non-empty lines (stripped, decoded), and the
-    number of its last line. A block is decoded and split whole, far cheaper than line by line; only a block
-    holding a line that is not UTF-8 is decoded per line, to report that line."""
+def _block_lines(stream: BinaryIO, name: str, report: IngestReport) -> Iterator[tuple[pa.Array, pa.Array, int]]:
+    """Per READ_BYTES block of `stream`: the numbers (int64) and texts (string) of its non-empty lines, stripped,
+    and the number of its last line. The whole lines of a block are split and checked in Arrow where they were
+    read, without a copy or a Python object per line; only a piece holding a line that is not UTF-8 is decoded
+    line by line, to report that line."""
     number = 0
-    rest = b""
+    rest: list[bytes] = []  # the start of a line that continues in the next block
     while True:
         block = stream.read(READ_BYTES)
+        first = block.find(b"\n")
+        if block and first < 0:
+            rest.append(block)  # no line ends in this block yet
+            continue
         if block:
-            data = rest + block
-            cut = data.rfind(b"\n") + 1
-            data, rest = data[:cut], data[cut:]
+            head, cut = b"".join([*rest, block[: first + 1]]), block.rfind(b"\n") + 1
+            pieces = [(head, 0, len(head)), (block, first + 1, cut)]  # the block's lines are not copied
+            rest = [block[cut:]]
         else:
-            data, rest = rest, b""  # the last line, when the input does not end with a newline
-        if not data:
-            if block:
-                continue  # no line ends in this block yet
+            last = b"".join(rest)  # the last line, when the input does not end with a newline
+            pieces = [(last, 0, len(last))]
+        for data, start, stop in pieces:
+            if start == stop:
+                continue
+            try:
+                numbers, texts, count = _split_lines(data, start, stop, number)
+            except (pa.ArrowInvalid, OverflowError):  # not UTF-8, or a piece too long for 32-bit offsets
+                piece = data[start:stop]
+                terminated = piece.endswith(b"\n")
+                lines = piece.split(b"\n")[: -1 if terminated else None]
+                numbers, texts = _lines_one_by_one(lines, number, name, report)
+                count = len(lines)
+            number += count
+            yield numbers, texts, number
+        if not block:
             return
-        terminated = data.endswith(b"\n")
-        try:
-            lines = data.decode("utf-8").split("\n")
-        except UnicodeDecodeError:
-            numbers, texts = _lines_one_by_one(data.split(b"\n")[: -1 if terminated else None], number, name, report)
-            count = data.count(b"\n") + (not terminated)
-        else:
-            if terminated:
-                lines.pop()
-            stripped = [line.strip(_ASCII_SPACE) for line in lines]
-            numbers = [n for n, text in enumerate(stripped, number + 1) if text]
-            texts = [text for text in stripped if text]
-            count = len(lines)
-        number += count
-        yield numbers, texts, number
 
 
-def _lines_one_by_one(lines: list[bytes], number: int, name: str, report: IngestReport) -> tuple[list[int], list[str]]:
+def _split_lines(data: bytes, start: int, stop: int, number: int) -> tuple[pa.Array, pa.Array, int]:
+    """The numbers and stripped texts of the non-empty lines of data[start:stop] (whole lines, the first
+    numbered `number` + 1), and how many lines it holds. Raises pa.ArrowInvalid when the piece is not UTF-8."""
+    if stop - start >= 2**31:
+        raise OverflowError("piece too long for 32-bit offsets")
+    offsets, find = [0], data.find
+    end = find(b"\n", start, stop)
+    while end >= 0:  # a loop of find() costs less than a NumPy mask of the piece
+        offsets.append(end + 1 - start)
+        end = find(b"\n", end + 1, stop)
+    if offsets[-1] != stop - start:
+        offsets.append(stop - start)  # a last line without its newline
+    count = len(offsets) - 1
+    buffers = [pa.py_buffer(array("i", offsets)), pa.py_buffer(data).slice(start, stop - start)]
+    lines = pa.StringArray.from_buffers(count, *buffers)  # each line with its newline, stripped below
+    lines.validate(full=True)  # UTF-8
+    texts = pc.utf8_trim(lines, _ASCII_SPACE)
+    kept = pc.greater(pc.binary_length(texts), 0)
+    numbers = pc.add(pc.indices_nonzero(kept), number + 1).cast(pa.int64())
+    return numbers, texts if len(numbers) == count else texts.filter(kept), count
+
+
+def _lines_one_by_one(lines: list[bytes], number: int, name: str, report: IngestReport) -> tuple[pa.Array, pa.Array]:
     numbers, texts = [], []
     for n, line in enumerate(lines, number + 1):
         line = line.strip()
@@ -253,7 +295,7 @@ def _lines_one_by_one(lines: list[bytes], number: int, name: str, report: Ingest
             numbers.append(n)
         except UnicodeDecodeError:
             report.bad(BadLine(name, n, "not UTF-8 text", printable(line.decode("utf-8", "replace"))))
-    return numbers, texts
+    return pa.array(numbers, pa.int64()), pa.array(texts, pa.string())
 
 
 def _total_bytes(sources: Sequence[str | Path]) -> int | None:
@@ -305,7 +347,7 @@ def _prepare(
     Only lines the SQL fast path cannot settle (a bad line, or an id it cannot date) go through Python's
     parse_jobid, one by one: it accepts what the fast path leaves to it, or names the reason for a bad id.
     """
-    lines = pa.table({"idx": pa.array(range(len(batch)), pa.int64()), "text": pa.array(batch.texts, pa.string())})
+    lines = pa.table({"idx": pa.array(range(len(batch)), pa.int64()), "text": batch.all_texts})
     now_ms = (now() - _EPOCH) // timedelta(milliseconds=1)
     params = {"now_ms": now_ms, "skew_ms": SKEW // timedelta(milliseconds=1), "final": sorted(FINAL_STATUSES)}
     con.register("lines", lines)
@@ -331,7 +373,8 @@ def _prepare(
                     created[i] = (parsed.created_at - _EPOCH) // timedelta(milliseconds=1)
                     types[i], good[i] = parsed.job_type, True
             if problem is not None:
-                report.bad(BadLine(batch.sources[i], batch.numbers[i], problem, printable(batch.texts[i])))
+                source, line, text = batch.line(i)
+                report.bad(BadLine(source, line, problem, printable(text)))
         created_ms, job_type, keep = pa.array(created, pa.int64()), pa.array(types, pa.string()), pa.array(good)
     kept = pc.sum(keep).as_py() or 0
     if not kept:

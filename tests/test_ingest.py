@@ -97,6 +97,33 @@ def test_bad_lines_are_reported_by_number_and_skipped(tmp_path, old_jobs, monkey
     assert counts(home)["jobs"] == 3
 
 
+@pytest.mark.parametrize("block_bytes", [1, 7, 64, None], ids=["1B", "7B", "64B", "4MiB"])
+def test_the_reader_splits_lines_as_python_does(monkeypatch, block_bytes):
+    """The Arrow line splitter against bytes.split and bytes.strip over random bytes: multi-byte UTF-8, Unicode
+    spaces (kept: only ASCII whitespace is stripped), CR, empty and blank lines, bytes that are not UTF-8, a
+    last line with or without its newline, lines shorter and longer than a block."""
+    if block_bytes:
+        monkeypatch.setattr(ingest_module, "READ_BYTES", block_bytes)
+    rng = random.Random(7)
+    parts = [b"{}", b'{"a": 1}', b" ", b"\t", b"\r", b"\n", b"\n", b"\xc3\xa9", b"\xe6\xbc\xa2", b"\xf0\x9f\x8e\xb5",
+             b"\xc2\xa0", b"\xe2\x80\x83", b"\xff", b"\x0b", b"x" * 100]
+    for _ in range(40):
+        data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 60)))
+        expected_good, expected_bad = [], []
+        lines = data.split(b"\n")[: -1 if data.endswith(b"\n") else None]
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    expected_good.append((number, line.strip().decode("utf-8")))
+                except UnicodeDecodeError:
+                    expected_bad.append(number)
+        report = ingest_module.IngestReport(run_id="r")
+        good, last = [], 0
+        for numbers, texts, last in ingest_module._block_lines(io.BytesIO(data), "x", report):
+            good += zip(numbers.to_pylist(), texts.to_pylist())
+        assert (good, [bad.line for bad in report.bad_lines], last) == (expected_good, expected_bad, len(lines)), data
+
+
 def test_gzip_files_and_stdin(tmp_path, old_jobs):
     at = datetime(2025, 3, 1, tzinfo=UTC)
     plain = write_records(tmp_path / "records.jsonl", old_jobs[:30], at)
