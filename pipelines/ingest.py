@@ -284,7 +284,9 @@ def _split_lines(data: bytes, start: int, stop: int, number: int) -> tuple[pa.Ar
     return numbers, texts if len(numbers) == count else texts.filter(kept), count
 
 
-def _lines_one_by_one(lines: list[bytes], number: int, name: str, report: IngestReport) -> tuple[pa.Array, pa.Array]:
+def _lines_one_by_one(
+    lines: list[bytes], number: int, name: str, report: IngestReport
+) -> tuple[pa.Array, pa.Array]:
     numbers, texts = [], []
     for n, line in enumerate(lines, number + 1):
         line = line.strip()
@@ -424,11 +426,11 @@ class _Stages:
     rows already applied (any order: a day's file is rewritten a few times, each time at least doubling).
     Flattened batches wait in memory for their day's apply up to HOLD_ROWS raw rows; beyond that the day
     holding most lets go of them and its apply flattens them again from raw (only unsorted input gets there).
-    A further thread loads the warehouse once WAREHOUSE_ROWS applied jobs wait for it, beside the rest (and,
-    once the input is read, whatever waits, as soon as it is free: a load queued behind the last day would be a
-    serial tail), and the archive thread exports a day's registry rows to `lake/job_ids/` once a registered batch no longer touches it: work
-    left for the end is a serial tail. At most IN_FLIGHT batches wait, which bounds memory. Once every batch is
-    registered, the days not exported yet are, while the last days are applied.
+    A further thread loads the warehouse once WAREHOUSE_ROWS applied jobs wait for it, beside the rest (once
+    the input is read, whatever waits, as soon as it is free), and the archive thread exports a day's registry
+    rows to `lake/job_ids/` once a registered batch no longer touches it: work left for the end is a serial
+    tail. At most IN_FLIGHT batches wait, which bounds memory. Once every batch is registered, the days not
+    exported yet are, while the last days are applied.
     """
 
     IN_FLIGHT = 2

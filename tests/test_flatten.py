@@ -255,8 +255,9 @@ def test_integer_and_boolean_coercions_are_lossless():
     import random
 
     rng = random.Random(11)
-    texts = ["1", "-1", "0", "-0", "1.0", "1.5", "-2.5", "0.5", "2", "1e3", "1E3", "1e-3", "2.0e1", "9223372036854775807",
-             "9223372036854775808", "-9223372036854775808", "-9223372036854775809", "18446744073709551616",
+    texts = ["1", "-1", "0", "-0", "1.0", "1.5", "-2.5", "0.5", "2", "1e3", "1E3", "1e-3", "2.0e1",
+             "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+             "18446744073709551616",
              '"12"', '" 12 "', '"+12"', '"1.5"', '"abc"', "true", "false", '"true"', '"FALSE"', '"0"', '"1"',
              "null", "[]", "{}", "[1]", '{"a": 1}', "100000000000000000000", "1.7976931348623157e308"]
     texts += [json.dumps(rng.choice([rng.randint(-10**19, 10**19), rng.random() * 10 ** rng.randint(-3, 20),
@@ -264,13 +265,14 @@ def test_integer_and_boolean_coercions_are_lossless():
     with Flattener(threads=1) as flattener:
         con = flattener._con
         got = con.execute(
-            "SELECT t, m_int(j) IS NOT DISTINCT FROM m_int_parsed(j), m_int(j), m_bool(j)"
-            " FROM (SELECT t, from_json(json_object('v', json(t)), '{\"v\": \"JSON\"}').v AS j FROM unnest($texts) AS u(t))",
+            "SELECT t, m_int(j) IS NOT DISTINCT FROM m_int_parsed(j), m_int(j), m_bool(j) FROM"
+            " (SELECT t, from_json(json_object('v', json(t)), '{\"v\": \"JSON\"}').v AS j FROM unnest($texts) AS u(t))",
             {"texts": texts},
         ).fetchall()
     assert [row[0] for row in got if not row[1]] == []
     ints = {row[0]: row[2] for row in got}
-    assert (ints["1.0"], ints["1.5"], ints["1e3"], ints['"+12"'], ints["9223372036854775808"]) == (1, None, 1000, 12, None)
+    assert (ints["1.0"], ints["1.5"], ints["1e3"], ints['"+12"'], ints["9223372036854775808"]) == (
+        1, None, 1000, 12, None)
     bools = {row[0]: row[3] for row in got}
     assert [bools[t] for t in ("true", "false", "1", "0", '"FALSE"', '"1"', "2", "null")] == [
         True, False, True, False, False, None, None, None]
