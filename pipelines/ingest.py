@@ -447,8 +447,8 @@ class _Stages:
         self._flatten = ThreadPoolExecutor(self.FLATTEN_THREADS, thread_name_prefix="ingest-flatten")
         self._applier = ThreadPoolExecutor(1, thread_name_prefix="ingest-apply")
         self._load = ThreadPoolExecutor(1, thread_name_prefix="ingest-warehouse")
-        self._loads: list[Future] = []
-        self._load_lock = threading.Lock()  # guards the four fields below: the applier and the loader use them
+        self._loading: Future | None = None  # the last load started: each starts once the one before has ended
+        self._load_lock = threading.Lock()  # guards the four fields above and below: the applier and loader use them
         self._load_running = False
         self._load_at = WAREHOUSE_ROWS  # finish() lowers it to 1
         self._unloaded = 0
@@ -494,12 +494,10 @@ class _Stages:
         exported.result()
         for export in self._exports:
             export.result()  # raises a failed export's error
-        while True:
-            with self._load_lock:
-                loads, running = list(self._loads), self._load_running
-            for load in loads:
-                load.result()  # raises a failed load's error
-            if not running and len(loads) == len(self._loads):
+        # A load that starts another does so before it ends: once the last one seen has ended, none is left.
+        while (loading := self._loading) is not None:
+            loading.result()  # raises a failed load's error
+            if self._loading is loading:
                 break
 
     def summary(self) -> capture.FlattenSummary:
@@ -554,13 +552,12 @@ class _Stages:
         """Start a warehouse load if none is running and enough applied jobs wait for one; raises a failed
         load's error. Called after each apply and at the end of each load."""
         with self._load_lock:
-            for load in self._loads:
-                if load.done():
-                    load.result()
+            if self._loading is not None and self._loading.done():
+                self._loading.result()
             if self._load_running or self._unloaded < self._load_at:
                 return
             self._load_running, self._unloaded = True, 0
-            self._loads.append(self._load.submit(self._load_warehouse))
+            self._loading = self._load.submit(self._load_warehouse)
 
     def _load_warehouse(self) -> None:
         try:

@@ -218,3 +218,29 @@ def test_cli_exit_code_and_messages(tmp_path, old_jobs, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "ingested 5 records" in out
     assert f"{path}:6: not valid JSON" in err
+
+
+def test_loads_beside_the_stages_load_everything_and_a_failed_load_fails_the_ingest(tmp_path, old_jobs, monkeypatch):
+    """With a load due every 20 applied jobs, the loads run beside the stages and chain at the end: the warehouse
+    holds every job. A load that fails stops the ingest with its error instead of being lost in its thread."""
+    from pipelines import capture
+
+    monkeypatch.setattr(ingest_module, "WAREHOUSE_ROWS", 20)
+    records = write_records(tmp_path / "old.jsonl", old_jobs, datetime(2025, 3, 1, tzinfo=UTC))
+    loads = []
+    real_load = capture.load_warehouse
+    monkeypatch.setattr(capture, "load_warehouse", lambda home: loads.append(home) or real_load(home))
+    home = Home(tmp_path / "home")
+    ingest(home, [records], batch_records=10)
+    assert len(loads) > 2 and counts(home)["jobs"] == len(old_jobs)
+
+    def failing_load(home):
+        loads.append(home)
+        if len(loads) == 2:
+            raise RuntimeError("the warehouse disk is full")
+        return real_load(home)
+
+    loads.clear()
+    monkeypatch.setattr(capture, "load_warehouse", failing_load)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        ingest(Home(tmp_path / "other"), [records], batch_records=10)
