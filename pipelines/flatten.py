@@ -139,7 +139,8 @@ SORT_KEYS: dict[str, list[tuple[str, str]]] = {
 
 _SONG_KEY = ["jobid", "song_id", "version"]  # a song repeated in one answer is kept once, at its first index
 _SQL = Path(__file__).resolve().parent.parent / "sql"
-_OUTPUTS = ("songs", "speech", "speech_turns", "jobs", "job_observations")
+# The speech columns that sql/flatten_records.sql names otherwise (jobs has a title and a response_state too).
+_SPEECH_SOURCES = {"title": "speech_title", "state": "response_state"}
 
 
 @cache
@@ -169,10 +170,11 @@ class Flattener:
         self._con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         if threads is not None:
             self._con.execute(f"SET threads = {int(threads)}")
-        # Uncompressed: compressing what five queries read once each costs more than it saves, and so does
-        # handing the parsed structs to Arrow and back.
-        self._con.execute("SET force_compression = 'uncompressed'")
         self._con.execute(_sql("macros"))
+        # The view is bound once, over an empty input; each flatten registers its own `latest` under the name.
+        self._con.register("latest", RAW_SCHEMA.empty_table())
+        self._con.execute(f"CREATE TEMP VIEW docs AS {_sql('docs')}")
+        self._con.unregister("latest")
 
     def __enter__(self) -> "Flattener":
         return self
@@ -186,18 +188,77 @@ class Flattener:
     def flatten(self, raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
         """`flatten` of `raw` (one creation day's rows) in this session."""
         con = self._con
-        con.register("raw_input", raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA))
+        raw = raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+        con.register("raw_input", raw)
+        con.register("latest", latest_rows(raw))
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_docs AS {_sql('docs')}")
-            con.execute("CREATE OR REPLACE TEMP VIEW docs AS SELECT * FROM parsed_docs WHERE doc IS NOT NULL")
-            songs = first_rows(_typed(con.sql(_sql("songs")).to_arrow_table(), "songs"), _SONG_KEY)
-            con.register("song_rows", songs)
-            others = {name: _typed(con.sql(_sql(name)).to_arrow_table(), name) for name in _OUTPUTS if name != "songs"}
-            return {"songs": songs, **others}
+            records = con.sql(_sql("records")).to_arrow_table()
+            if not pc.all(records.column("parsed")).as_py():
+                records = records.filter(records.column("parsed"))
+            records = sort_rows(records, SORT_KEYS["jobs"])
+            con.register("records", records.select(["jobid", "observed_at", "batch_id", "status"]))
+            observations = _typed(con.sql(_sql("job_observations")).to_arrow_table(), "job_observations")
         finally:
-            con.execute("DROP TABLE IF EXISTS parsed_docs")
-            con.unregister("song_rows")
-            con.unregister("raw_input")
+            for name in ("records", "latest", "raw_input"):
+                con.unregister(name)
+        songs = _songs(records)
+        speech = records.filter(records.column("has_speech"))
+        speech = pa.table({name: speech.column(_SPEECH_SOURCES.get(name, name)) for name in SPEECH_SCHEMA.names})
+        return {
+            "songs": songs,
+            "speech": _typed(speech, "speech"),
+            "speech_turns": _typed(_items(records, "speech_turns"), "speech_turns"),
+            "jobs": _jobs(records, songs),
+            "job_observations": observations,
+        }
+
+
+def latest_rows(raw: pa.Table) -> pa.Table:
+    """The latest (observed_at, then batch_id) row per jobid among the raw rows that are 200 answers with a JSON
+    object body. Rows as they are (no copy) when each jobid has one, as in an ingest; otherwise sorted by jobid."""
+    answered = pc.and_(
+        pc.equal(raw.column("http_status"), 200), pc.match_substring_regex(raw.column("body"), r"^[ \t\n\r]*\{")
+    )
+    answered = pc.fill_null(answered, False)
+    rows = raw if pc.all(answered).as_py() else raw.filter(answered)
+    jobids = rows.column("jobid")
+    if jobids.null_count == 0 and pc.count_distinct(jobids).as_py() == rows.num_rows:
+        return rows
+    order = [("jobid", "ascending"), ("observed_at", "descending"), ("batch_id", "descending")]
+    return first_rows(rows.sort_by(order), ["jobid"])
+
+
+def _items(records: pa.Table, column: str, carried: tuple[str, ...] = ("jobid",)) -> pa.Table:
+    """The struct items of the list `column` of `records` as rows, each with the `carried` columns of its record."""
+    lists = records.column(column).combine_chunks()
+    items = pc.list_flatten(lists)
+    fields = items.flatten() if len(items) else [pa.array([], field.type) for field in items.type]
+    table = pa.Table.from_arrays(fields, names=[field.name for field in items.type])
+    parents = pc.list_parent_indices(lists)
+    for position, name in enumerate(carried):
+        table = table.add_column(position, name, records.column(name).take(parents))
+    return table
+
+
+def _songs(records: pa.Table) -> pa.Table:
+    """The songs rows: the documented song items of music jobs, sorted, a repeated (song_id, version) once."""
+    items = _items(records, "songs", ("jobid", "job_type"))
+    keep = pc.and_(items.column("documented"), pc.fill_null(pc.equal(items.column("job_type"), "music"), False))
+    return first_rows(_typed(items if pc.all(keep).as_py() else items.filter(keep), "songs"), _SONG_KEY)
+
+
+def _jobs(records: pa.Table, songs: pa.Table) -> pa.Table:
+    """The jobs rows of `records`: song_count counts the songs rows of a music job that has a songs array (null
+    for others), and is_conversation is kept for tts jobs only."""
+    counts = songs.group_by("jobid").aggregate([("jobid", "count")])
+    found = pc.index_in(records.column("jobid"), value_set=counts.column("jobid"), skip_nulls=True)
+    per_job = pc.fill_null(pc.take(counts.column("jobid_count"), found), 0)
+    song_count = pc.if_else(records.column("has_songs"), per_job, pa.scalar(None, pa.int64()))
+    tts = pc.equal(records.column("job_type"), "tts")
+    is_conversation = pc.if_else(tts, records.column("is_conversation"), pa.scalar(None, pa.bool_()))
+    position = records.schema.get_field_index("is_conversation")
+    jobs = records.append_column("song_count", song_count).set_column(position, "is_conversation", is_conversation)
+    return _typed(jobs, "jobs")
 
 
 def _typed(table: pa.Table, name: str) -> pa.Table:

@@ -1,20 +1,13 @@
--- The latest 200 observation per jobid whose body is an object (by observed_at, then batch_id), its body
--- parsed once: `doc` is the record as a typed struct (text fields VARCHAR; numbers, booleans and lists
--- JSON for the lossless m_* coercions; `request` as its JSON text for jobs.request_json) and `keys` the key
--- lists of the record, its request, its response and its first ten songs (for jobs.extra_fields; the API
--- returns at most four songs). Input: the Arrow table `raw_input` (raw lake schema). flatten.py keeps the
--- result as an uncompressed temp table that the view `docs` reads (cheaper than an Arrow table or compression).
--- The latest is chosen before parsing (a window over the parsed structs costs several times the parse), so
--- a malformed latest body gives the job no row (TRY); fetch and ingest never archive one, as they check
--- every 200. Arrays and scalars are not objects, and neither is a response without keys.
--- Rows whose doc is NULL (malformed) are dropped by flatten.py, not here: a WHERE on doc makes DuckDB's
--- optimizer push the whole from_json into a filter and parse every body twice.
-WITH latest AS (
-    SELECT jobid, observed_at, http_status, batch_id, body
-    FROM raw_input
-    WHERE http_status = 200 AND starts_with(ltrim(body, ' ' || chr(9) || chr(10) || chr(13)), '{')
-    QUALIFY row_number() OVER (PARTITION BY jobid ORDER BY observed_at DESC, batch_id DESC) = 1
-), parsed AS (
+-- The latest record of each job parsed once: `doc` is the record as a typed struct (text fields VARCHAR; numbers,
+-- booleans and lists JSON for the lossless m_* coercions; `request` as its JSON text for jobs.request_json) and
+-- `keys` the key lists of the record, its request, its response and its first ten songs (for jobs.extra_fields;
+-- the API returns at most four songs). Input: the Arrow table `latest` (raw lake schema), the latest 200
+-- observation per jobid whose body is a JSON object, chosen by flatten.py before parsing (a window over the
+-- parsed structs costs several times the parse). A malformed latest body gives a NULL doc (TRY); fetch and
+-- ingest never archive one, as they check every 200.
+-- flatten_records.sql reads this as the view `docs` and drops the rows whose doc is NULL: a WHERE on doc here
+-- makes DuckDB's optimizer push the whole from_json into a filter and parse every body twice.
+WITH parsed AS (
     SELECT
         jobid, observed_at, http_status, batch_id,
         TRY(from_json(body, '{
@@ -41,11 +34,12 @@ WITH latest AS (
             '{"account": "VARCHAR", "prompt": "VARCHAR", "title": "VARCHAR", "model": "VARCHAR",
               "instrumental_model": "VARCHAR", "replyRef": "VARCHAR", "voice_id": "JSON", "text": "VARCHAR",
               "conversation": "JSON"}') END AS req,
-        CASE WHEN len(keys[3]) > 0 THEN doc.response END AS resp,
+        doc.response AS resp,  -- without keys it parses to a struct of nulls: has_response tells it apart
+        len(keys[3]) > 0 AS has_response,
         keys[1] AS doc_keys,
         keys[2] AS req_keys,
         keys[3] AS resp_keys,
-        list_distinct(flatten(list_filter(keys[4:], lambda k: k IS NOT NULL))) AS song_keys
+        flatten(keys[4:]) AS song_keys  -- flatten skips the NULL key lists of songs not there
     FROM parsed
 )
 SELECT *, m_conversation(req.conversation) AS turns

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.flatten import RAW_SCHEMA, SCHEMAS, Flattener, first_rows, flatten, sort_rows
+from pipelines.flatten import RAW_SCHEMA, SCHEMAS, Flattener, first_rows, flatten, latest_rows, sort_rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 DAY = date(2026, 1, 21)
@@ -156,6 +156,27 @@ def test_tie_on_observed_at_goes_to_greatest_batch():
         for s, b in (("completed", "b9"), ("created", "b1"))
     ]
     assert flatten(raw_table(rows), DAY)["jobs"].column("status").to_pylist() == ["completed"]
+
+
+def test_latest_rows_keeps_the_latest_usable_answer_per_job():
+    at = datetime(2026, 1, 21, 10, tzinfo=timezone.utc)
+    later = at + timedelta(minutes=1)
+    rows = [
+        {"jobid": "a", "observed_at": at, "http_status": 200, "body": '{"n": 1}', "batch_id": "b1"},
+        {"jobid": "a", "observed_at": later, "http_status": 200, "body": ' \n{"n": 2}', "batch_id": "b0"},
+        {"jobid": "a", "observed_at": later + timedelta(hours=1), "http_status": 500, "body": "{}", "batch_id": "b2"},
+        {"jobid": "b", "observed_at": later, "http_status": 200, "body": '{"n": 4}', "batch_id": "b1"},
+        {"jobid": "b", "observed_at": later, "http_status": 200, "body": '{"n": 5}', "batch_id": "b2"},
+        {"jobid": "c", "observed_at": later, "http_status": 200, "body": '["not an object"]', "batch_id": "b3"},
+        {"jobid": None, "observed_at": at, "http_status": 200, "body": '{"n": 6}', "batch_id": "b1"},
+        {"jobid": None, "observed_at": later, "http_status": 200, "body": '{"n": 7}', "batch_id": "b1"},
+    ]
+    latest = latest_rows(raw_table(rows))
+    # the greatest observed_at among 200 object answers, then the greatest batch; null ids count as one job
+    assert [(row["jobid"], row["body"].strip()) for row in latest.to_pylist()] == [
+        ("a", '{"n": 2}'), ("b", '{"n": 5}'), (None, '{"n": 7}')]
+    unique = raw_table([rows[0], rows[3]])
+    assert latest_rows(unique) is unique  # each job once, all usable: the rows as they are
 
 
 def test_hostile_values_never_crash():
