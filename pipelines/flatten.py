@@ -204,13 +204,23 @@ class Flattener:
         songs = _songs(records)
         speech = records.filter(records.column("has_speech"))
         speech = pa.table({name: speech.column(_SPEECH_SOURCES.get(name, name)) for name in SPEECH_SCHEMA.names})
-        return {
+        tables = {
             "songs": songs,
             "speech": _typed(speech, "speech"),
             "speech_turns": _typed(_items(records, "speech_turns"), "speech_turns"),
             "jobs": _jobs(records, songs),
             "job_observations": observations,
         }
+        return {name: _owned(table) for name, table in tables.items()}
+
+
+def _owned(table: pa.Table) -> pa.Table:
+    """`table` copied into Arrow's own memory. A column taken from a DuckDB result keeps the whole result alive,
+    DuckDB's rows and their Arrow copy, and ingest holds flattened batches until their day is applied: 1M bench
+    records peaked 110 MB higher without it. The copy costs 10 ms per 20k records."""
+    memory = pa.default_cpu_memory_manager()
+    columns = [pa.chunked_array([chunk.copy_to(memory) for chunk in col.chunks], col.type) for col in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def latest_rows(raw: pa.Table) -> pa.Table:
