@@ -5,8 +5,9 @@
 -- observation per jobid whose body is a JSON object, chosen by flatten.py before parsing (a window over the
 -- parsed structs costs several times the parse). A malformed latest body gives a NULL doc (TRY); fetch and
 -- ingest never archive one, as they check every 200.
--- flatten_records.sql reads this as the view `docs` and drops the rows whose doc is NULL: a WHERE on doc here
--- makes DuckDB's optimizer push the whole from_json into a filter and parse every body twice.
+-- flatten.py makes this the view `docs`, which flatten_records.sql reads; the rows whose doc is NULL are dropped
+-- after it (its `parsed`), not here: a WHERE on doc makes DuckDB's optimizer push the whole from_json into a
+-- filter and parse every body twice.
 WITH parsed AS (
     SELECT
         jobid, observed_at, http_status, batch_id,
