@@ -24,7 +24,15 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.config import TABLES, Home
+from pipelines.lake import lake_days
 from pipelines.warehouse import open_lake
+
+# The raw archive as `query` shows it: what the API answered, verbatim (DESIGN.md, data contract).
+RAW_TABLE = "raw"
+_RAW_COLUMNS = (("jobid", "VARCHAR"), ("observed_at", "TIMESTAMPTZ"), ("http_status", "SMALLINT"), ("body", "VARCHAR"),
+                ("batch_id", "VARCHAR"), ("created_date", "DATE"))
+# Relations whose name starts with one of these are plumbing behind the views, not answers.
+_INTERNAL_PREFIXES = ("_",)
 
 Format = Literal["table", "csv", "json"]
 FORMATS: tuple[Format, ...] = ("table", "csv", "json")
@@ -67,8 +75,24 @@ def lock_down(con: duckdb.DuckDBPyConnection, lake: Path) -> duckdb.DuckDBPyConn
 
 
 def connect_readonly(home: Home) -> duckdb.DuckDBPyConnection:
-    """A read-only, locked-down DuckDB over the lake with the warehouse's table and view names."""
-    return lock_down(open_lake(home), home.lake)
+    """A read-only, locked-down DuckDB over the lake with the warehouse's table and view names, plus `raw`:
+    every archived API answer (one row per fetch, body as the JSON text the API sent)."""
+    con = open_lake(home)
+    _create_raw_view(con, home)
+    return lock_down(con, home.lake)
+
+
+def _create_raw_view(con: duckdb.DuckDBPyConnection, home: Home) -> None:
+    """`raw` over lake/raw/created_date=D/<batch>.parquet (temp files end in .tmp, so a write in progress is
+    never read); an empty view of the same columns while the archive holds nothing."""
+    columns = ", ".join(name for name, _ in _RAW_COLUMNS)
+    if lake_days(home, RAW_TABLE):
+        files = str(home.raw / "*" / "*.parquet").replace("'", "''")
+        con.execute(f"CREATE VIEW {RAW_TABLE} AS SELECT {columns} FROM read_parquet('{files}',"
+                    " hive_partitioning = true, hive_types = {'created_date': DATE}, union_by_name = true)")
+    else:
+        typed = ", ".join(f"NULL::{data_type} AS {name}" for name, data_type in _RAW_COLUMNS)
+        con.execute(f"CREATE VIEW {RAW_TABLE} AS SELECT {typed} WHERE false")
 
 
 def _keyword(sql: str, fallback: str) -> str:
@@ -126,11 +150,14 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
 
 
 def list_relations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """Tables and views of the main schema: (name, 'table' | 'view', [(column, type), ...]), by name."""
+    """Tables and views of the main schema: (name, kind, [(column, type), ...]), the ones to ask first.
+
+    Order: the tables (the warehouse's, then `raw`), the views by name, then internal relations (a name with a
+    leading underscore: summaries behind the views), whose kind reads 'internal table' or 'internal view'.
+    Over the lake the tables are views of Parquet files: they are still listed as the tables they stand for."""
     relations = con.execute(
         "SELECT table_name, 'table' FROM duckdb_tables() WHERE schema_name = 'main' AND NOT internal"
         " UNION ALL SELECT view_name, 'view' FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal"
-        " ORDER BY 1"
     ).fetchall()
     columns = con.execute(
         "SELECT table_name, column_name, data_type FROM duckdb_columns()"
@@ -139,8 +166,20 @@ def list_relations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, list[
     by_relation: dict[str, list[tuple[str, str]]] = {}
     for relation, column, data_type in columns:
         by_relation.setdefault(relation, []).append((column, data_type))
-    # Over the lake the tables are views of Parquet files: they are still listed as the tables they stand for.
-    return [(name, "table" if name in TABLES else kind, by_relation.get(name, [])) for name, kind in relations]
+    tables = (*TABLES, RAW_TABLE)
+
+    def order(relation: tuple[str, str]) -> tuple[int, int, str]:
+        name, _ = relation
+        if name.startswith(_INTERNAL_PREFIXES):
+            return 2, 0, name
+        return (0, tables.index(name), name) if name in tables else (1, 0, name)
+
+    listed = []
+    for name, kind in sorted(relations, key=order):
+        kind = "table" if name in tables else kind
+        listed.append((name, f"internal {kind}" if name.startswith(_INTERNAL_PREFIXES) else kind,
+                       by_relation.get(name, [])))
+    return listed
 
 
 def render(result: QueryResult, fmt: Format) -> str:

@@ -11,9 +11,9 @@ from datetime import date, datetime, timezone
 import duckdb
 import pytest
 
-from pipelines.config import Home
+from pipelines.config import TABLES, Home
 from pipelines.query import QueryError, QueryResult, connect_readonly, list_relations, render, run_query
-from tests.test_views import build_lake, build_warehouse
+from tests.test_views import ROOT, build_lake, build_warehouse
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +157,26 @@ def test_works_while_another_process_holds_the_warehouse(lake_home):
 
 def test_an_empty_lake_still_answers(tmp_path):
     con = connect_readonly(Home(tmp_path / "empty"))
-    assert {"jobs", "v_song_durations"} <= {name for name, _, _ in list_relations(con)}
+    relations = {name: columns for name, _, columns in list_relations(con)}
+    assert {"jobs", "raw", "v_song_durations"} <= set(relations)
     assert run_query(con, "SELECT count(*) FROM v_song_durations").rows == [(0,)]
+    assert run_query(con, "SELECT count(*) FROM raw").rows == [(0,)]
+    assert relations["raw"] == RAW_COLUMNS
     con.close()
+
+
+RAW_COLUMNS = [("jobid", "VARCHAR"), ("observed_at", "TIMESTAMP WITH TIME ZONE"), ("http_status", "SMALLINT"),
+               ("body", "VARCHAR"), ("batch_id", "VARCHAR"), ("created_date", "DATE")]
+
+
+def test_list_shows_tables_then_views_then_internal_relations(con):
+    listed = [(name, kind) for name, kind, _ in list_relations(con)]
+    views = sorted(p.stem for p in (ROOT / "sql" / "views").glob("*.sql"))
+    public = [(name, "table") for name in (*TABLES, "raw")] + [(name, "view") for name in views]
+    assert listed[:len(public)] == public
+    internal = listed[len(public):]
+    assert internal and all(name.startswith("_") and kind.startswith("internal ") for name, kind in internal)
+    assert ("_song_durations", "internal view") in internal
 
 
 def test_list_relations(con):
@@ -251,7 +268,12 @@ def test_cli_query_list_and_errors(lake_home):
 
     listed = run_cli("query", "--list", home=lake_home.root)
     assert listed.returncode == 0, listed.stderr
+    names = [line.split(" ", 1)[0] for line in listed.stdout.splitlines()]
+    assert names[:7] == ["jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids", "raw"]
+    assert names[7].startswith("v_") and names[-1].startswith("_")
     lines = {line.split(" ", 1)[0]: line for line in listed.stdout.splitlines()}
+    assert lines["raw"] == "raw (table): " + ", ".join(f"{c} {t}" for c, t in RAW_COLUMNS)
+    assert lines["_song_durations"].startswith("_song_durations (internal view): model VARCHAR")
     assert lines["v_daily_jobs"] == ("v_daily_jobs (view): day DATE, job_type VARCHAR, verb VARCHAR, status VARCHAR,"
                                      " account VARCHAR, jobs BIGINT")
     assert lines["songs"].startswith("songs (table): jobid VARCHAR,") and "genres VARCHAR[]" in lines["songs"]

@@ -1,11 +1,12 @@
 """`mureka-etl query` (a real subprocess) cannot change the warehouse or the lake, whatever SQL it is given."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
-from pipelines import capture
+from pipelines import capture, lake
 from pipelines.config import Home, utcnow
 from pipelines.fetch import fetch_due
 from pipelines.registry import Registry
@@ -67,3 +68,25 @@ def test_query_never_opens_the_warehouse_for_writing(home: Home, tmp_path: Path)
         assert not home.warehouse_path.exists()
     finally:
         moved.rename(home.warehouse_path)
+
+
+def test_raw_view_is_the_archive_as_written(home: Home) -> None:
+    """`raw` in `query` holds exactly the rows of lake/raw's Parquet files: every answer of every fetch."""
+    env = cli_env(home, "http://127.0.0.1:9/unused", "user:777-unused")
+    done = run_cli(["query", "--format", "json", "SELECT jobid, observed_at, http_status, body, batch_id, created_date"
+                    " FROM raw ORDER BY jobid, observed_at"], env)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    expected = []
+    for day in lake.lake_days(home, "raw"):
+        for row in lake.read_raw(home, day).to_pylist():
+            expected.append({**row, "observed_at": row["observed_at"].isoformat(), "created_date": day.isoformat()})
+    expected.sort(key=lambda r: (r["jobid"], r["observed_at"]))
+    assert got == expected and len(got) >= 30
+    assert {r["http_status"] for r in got} >= {200}
+    for row in got:
+        if row["http_status"] == 200:
+            assert json.loads(row["body"])["jobid"] == row["jobid"]
+    joined = run_cli(["query", "--format", "csv", "SELECT count(*) FROM jobs WHERE jobid NOT IN"
+                      " (SELECT jobid FROM raw WHERE http_status = 200)"], env)
+    assert joined.stdout.splitlines()[1] == "0"  # every captured job is in the archive

@@ -236,17 +236,39 @@ def test_speech_durations(con):
 
 def test_generation_latency(con):
     utc = timezone.utc
-    got = rows(con, "SELECT verb, model, hour, jobs, p50_s, p90_s, p99_s, max_s FROM v_generation_latency")
+    got = rows(con, "SELECT verb, hour, jobs, p50_s, p90_s, p99_s, max_s FROM v_generation_latency")
     assert got == [
         # m1 90 s, m2 120 s, m3 30 s (failed counts: finished); m5 still running is left out
-        ("music/create", "V7.6", datetime(2026, 1, 10, 10, tzinfo=utc), 3, 90.0, 114.0, pytest.approx(119.4), 120.0),
-        ("music/create-instrumental", "V7.5", datetime(2026, 1, 10, 11, tzinfo=utc), 1, 60.0, 60.0, 60.0, 60.0),
-        ("speech", None, datetime(2026, 1, 10, 12, tzinfo=utc), 2, 30.0, 38.0, pytest.approx(39.8), 40.0),
-        ("music/create", "V7.6", datetime(2026, 1, 11, 9, tzinfo=utc), 2, 95.0, 163.0, pytest.approx(178.3), 180.0),
-        ("music/extend", "V7.6", datetime(2026, 1, 11, 9, tzinfo=utc), 1, 60.0, 60.0, 60.0, 60.0),
-        ("speech", None, datetime(2026, 1, 11, 13, tzinfo=utc), 2, 17.5, 27.5, pytest.approx(29.75), 30.0),
-        ("speech", None, datetime(2026, 1, 11, 14, tzinfo=utc), 1, 50.0, 50.0, 50.0, 50.0),
+        ("music/create", datetime(2026, 1, 10, 10, tzinfo=utc), 3, 90.0, 114.0, pytest.approx(119.4), 120.0),
+        ("music/create-instrumental", datetime(2026, 1, 10, 11, tzinfo=utc), 1, 60.0, 60.0, 60.0, 60.0),
+        ("speech", datetime(2026, 1, 10, 12, tzinfo=utc), 2, 30.0, 38.0, pytest.approx(39.8), 40.0),
+        ("music/create", datetime(2026, 1, 11, 9, tzinfo=utc), 2, 95.0, 163.0, pytest.approx(178.3), 180.0),
+        ("music/extend", datetime(2026, 1, 11, 9, tzinfo=utc), 1, 60.0, 60.0, 60.0, 60.0),
+        ("speech", datetime(2026, 1, 11, 13, tzinfo=utc), 2, 17.5, 27.5, pytest.approx(29.75), 30.0),
+        ("speech", datetime(2026, 1, 11, 14, tzinfo=utc), 1, 50.0, 50.0, 50.0, 50.0),
     ]
+
+
+# One verb and hour, two models: the view's row holds both, so a query without `model` sees one row per verb and hour.
+TWO_MODELS_ONE_HOUR = """
+INSERT INTO jobs (jobid, job_type, verb, status, created, updated, model, created_date) VALUES
+    ('a', 'music', 'music/create', 'completed', '2026-01-10 10:00:00+00', '2026-01-10 10:00:10+00', 'V7.6', '2026-01-10'),
+    ('b', 'music', 'music/create', 'failed',    '2026-01-10 10:10:00+00', '2026-01-10 10:10:20+00', 'V7.6', '2026-01-10'),
+    ('c', 'music', 'music/create', 'completed', '2026-01-10 10:20:00+00', '2026-01-10 10:20:30+00', 'V8',   '2026-01-10'),
+    ('d', 'music', 'music/create', 'completed', '2026-01-10 10:30:00+00', '2026-01-10 10:30:40+00', 'O2',   '2026-01-10'),
+    ('e', 'tts',   'speech',       'completed', '2026-01-10 10:40:00+00', '2026-01-10 10:40:05+00', NULL,   '2026-01-10');
+"""
+
+
+@pytest.mark.parametrize("kind", ["warehouse", "lake"])
+def test_generation_latency_has_one_row_per_verb_and_hour_whatever_the_models(kind, tmp_path):
+    con = connect_to(kind, tmp_path, TWO_MODELS_ONE_HOUR)
+    got = rows(con, "SELECT verb, hour, jobs, p50_s, p90_s, max_s FROM v_generation_latency ORDER BY hour, verb")
+    hour = datetime(2026, 1, 10, 10, tzinfo=timezone.utc)
+    # 10, 20, 30, 40 s: p50 between 20 and 30, p90 at rank 2.7 = 30 + 0.7 * 10
+    assert got == [("music/create", hour, 4, 25.0, pytest.approx(37.0), 40.0), ("speech", hour, 1, 5.0, 5.0, 5.0)]
+    assert "model" not in [c[0] for c in con.execute("SELECT * FROM v_generation_latency").description]
+    con.close()
 
 
 def test_capture_health(con):
