@@ -18,14 +18,26 @@ from pipelines.query import connect_readonly
 REPORT_SQL = Path(__file__).resolve().parents[1] / "sql" / "report"
 REPORT_NAME = "report.html"
 WINDOW_DAYS = 90
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-# (music, tts) shades per job status, so type and status read at a glance.
-STATUS_SHADES = {"completed": ("#4e79a7", "#a0cbe8"), "failed": ("#e15759", "#ff9d9a"), "created": ("#f28e2b", "#ffbe7d")}
-CAPTURE_STATES = {
-    "completed": "#59a14f", "failed": "#e15759", "expired": "#76b7b2", "running": "#f28e2b",
-    "pending": "#edc948", "lost": "#8c1c13", "rejected": "#bab0ac",
+# Okabe and Ito's palette: its colours stay apart for readers with any common colour-vision deficiency.
+OKABE_ITO = {
+    "blue": "#0072B2", "orange": "#E69F00", "bluish green": "#009E73", "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7", "sky blue": "#56B4E9", "black": "#000000", "yellow": "#F0E442",
 }
-LATENCY_SHADES = {"p50": "#4e79a7", "p90": "#f28e2b", "p99": "#e15759"}
+GREY = "#BBBBBB"
+PALETTE = tuple(OKABE_ITO.values())
+FAILED = OKABE_ITO["vermillion"]  # failed is one colour in every chart
+# (music, tts) shades per job status: blues completed, warm failed, so type and status read at a glance.
+STATUS_SHADES = {
+    "completed": (OKABE_ITO["blue"], OKABE_ITO["sky blue"]), "failed": (FAILED, OKABE_ITO["orange"]),
+    "created": (OKABE_ITO["reddish purple"], GREY),
+}
+CAPTURE_STATES = {
+    "completed": OKABE_ITO["bluish green"], "failed": FAILED, "expired": OKABE_ITO["sky blue"],
+    "running": OKABE_ITO["blue"], "pending": OKABE_ITO["yellow"], "lost": OKABE_ITO["black"], "rejected": GREY,
+}
+LATENCY_SHADES = {"p50": OKABE_ITO["blue"], "p90": OKABE_ITO["orange"], "p99": FAILED}
+PARTIAL_OPACITY = 0.45  # bars of the day still under way (the day of `now`)
+Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval
 
 W, H = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 34
@@ -48,18 +60,24 @@ def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> Re
     data = {name: _fetch(con, name, params) for name in
             ("totals", "daily_volume", "failure_trend", "song_distribution", "latency", "capture_health", "top_errors")}
     totals = next(iter(_records(data["totals"])), {})
+    volume, failures, capture = (_records(data[name]) for name in ("daily_volume", "failure_trend", "capture_health"))
+    finished_days = [r for r in failures if r["day"] < until]
+    left_out = f"; today ({until}) is left out while its jobs finish" if len(finished_days) < len(failures) else ""
     sections = [
-        _section("Daily volume by type and status", f"jobs per creation day, {since} to {until}",
-                 _daily_volume(data["daily_volume"], since, until)),
-        _section("Failure rate by verb", "failed / (completed + failed) per creation day",
-                 _failure_trend(data["failure_trend"], since, until)),
+        _section("Daily volume by type and status", f"jobs per creation day, {_span(volume, since, until, now)}",
+                 _daily_volume(volume, since, until)),
+        _section("Failure rate by verb",
+                 f"failed ÷ finished (completed + failed) per creation day, {_span(finished_days, since, until, now)}"
+                 f"{left_out}. n: finished jobs; thin line: 95 % interval",
+                 _failure_panels(finished_days, since, until)),
         _section("Song duration by model", "box: p25–p75, line: median, whiskers: p10–p90, dot: longest",
                  _song_distribution(data["song_distribution"])),
         _section("Generation latency", "updated − created of finished jobs, all time",
                  _latency(data["latency"])),
-        _section("Capture health", "known ids per creation day by registry state",
-                 _capture_health(data["capture_health"], since, until)),
-        _section("Top errors", "most frequent error messages of failed jobs", _top_errors(data["top_errors"])),
+        _section("Capture health", f"known ids per creation day by registry state, {_span(capture, since, until, now)}",
+                 _capture_health(capture, since, until)),
+        _section("Top errors", "most frequent error messages of failed jobs, with the verbs of those jobs",
+                 _top_errors(data["top_errors"])),
     ]
     page = _page(now, _tiles(totals), sections)
     out = Path(out)
@@ -101,6 +119,17 @@ def _records(rows: Rows) -> list[dict]:
     return [dict(zip(columns, row)) for row in values]
 
 
+def _span(records: list[dict], since: date, until: date, now: datetime) -> str:
+    """The days a daily chart draws, as its subtitle names them; the day of `now` reads as "so far"."""
+    if not records:
+        return f"none in the {WINDOW_DAYS} days to {until}"
+    days = _days(records, since, until)
+    text = f"{days[0]} to {days[-1]} ({len(days)} day{'' if len(days) == 1 else 's'})"
+    if days[-1] == until:
+        text += f"; {until:%m-%d} so far (until {now.astimezone(timezone.utc):%H:%M} UTC)"
+    return text
+
+
 # ---- the page -------------------------------------------------------------------------------------------
 
 CSS = """
@@ -121,6 +150,7 @@ svg { width:100%; height:auto; display:block; }
 svg text { font-size:12px; fill:var(--muted); } svg .value { fill:var(--ink); }
 .grid { stroke:var(--line); } .axis { stroke:#9aa5b1; }
 .legend { display:flex; flex-wrap:wrap; gap:4px 14px; margin-top:6px; font-size:12px; color:var(--muted); }
+.failure-n { font-size:10px; } td .verb { white-space:nowrap; } .panel-title { font-weight:600; }
 .legend i { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:5px; vertical-align:-1px; }
 .empty { color:var(--muted); padding:24px 0; text-align:center; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
@@ -192,7 +222,7 @@ def _top_errors(rows: Rows) -> str:
         return _empty("No failed jobs.")
     body = "".join(
         f"<tr><td>{_esc(r['error'] or '(no message)')}</td><td class=\"n\">{_esc(r['code'] if r['code'] is not None else '')}"
-        f"</td><td class=\"n\">{_int(r['jobs'])}</td><td>{_esc(', '.join(r['verbs'] or []))}</td>"
+        f"</td><td class=\"n\">{_int(r['jobs'])}</td><td>{_verbs(r['verbs'])}</td>"
         f"<td class=\"t\">{_esc(_stamp(r['first_seen']))}</td><td class=\"t\">{_esc(_stamp(r['last_seen']))}</td></tr>"
         for r in records
     )
@@ -200,10 +230,14 @@ def _top_errors(rows: Rows) -> str:
             f"<th>last seen</th></tr></thead><tbody>{body}</tbody></table>")
 
 
+def _verbs(verbs: list[dict]) -> str:
+    """The verbs of an error's failed jobs with how many each, most first: "music/create 12 · speech 3"."""
+    return " · ".join(f"<span class=\"verb\">{_esc(v['verb'])} <b>{_int(v['jobs'])}</b></span>" for v in verbs)
+
+
 # ---- charts ---------------------------------------------------------------------------------------------
 
-def _daily_volume(rows: Rows, since: date, until: date) -> str:
-    records = _records(rows)
+def _daily_volume(records: list[dict], since: date, until: date) -> str:
     if not records:
         return _empty("No jobs in this window.")
     names = sorted({r["series"] for r in records})
@@ -213,31 +247,88 @@ def _daily_volume(rows: Rows, since: date, until: date) -> str:
     for r in records:
         series[r["series"]][index[r["day"]]] += r["jobs"]
     colors = {name: _status_color(name, i) for i, name in enumerate(names)}
-    return _stacked_bars(days, series, colors, _int) + _legend(colors)
+    return _stacked_bars(days, series, colors, _int, partial=until) + _legend(colors)
 
 
 def _status_color(series: str, i: int) -> str:
     job_type, _, status = series.partition(" · ")
     shades = STATUS_SHADES.get(status)
-    return shades[0 if job_type == "music" else 1] if shades else PALETTE[(i + 5) % len(PALETTE)]
+    return shades[0 if job_type == "music" else 1] if shades else PALETTE[i % len(PALETTE)]
 
 
-def _failure_trend(rows: Rows, since: date, until: date) -> str:
-    records = [r for r in _records(rows) if r["failure_rate"] is not None]
+def _failure_panels(records: list[dict], since: date, until: date) -> str:
+    """One small panel per verb (most finished jobs first) on a shared scale: a bar per day for the failure rate,
+    its 95 % Wilson interval as a thin line, and under it n, the finished jobs it is made of."""
     if not records:
         return _empty("No finished jobs in this window.")
-    names = sorted({r["verb"] for r in records})
     days = _days(records, since, until)
     index = {d: i for i, d in enumerate(days)}
-    series: dict[str, list[float | None]] = {name: [None] * len(days) for name in names}
+    counts: dict[str, list[tuple[int, int, int]]] = {}
     for r in records:
-        series[r["verb"]][index[r["day"]]] = float(r["failure_rate"])
-    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
-    return _line_chart(days, series, colors) + _legend(colors)
+        counts.setdefault(r["verb"], [(0, 0, 0)] * len(days))[index[r["day"]]] = (
+            r["completed"] + r["failed"], r["failed"], r["running"])
+    verbs = sorted(counts, key=lambda v: (-sum(n for n, _, _ in counts[v]), v))
+    rates = [failed / n for values in counts.values() for n, failed, _ in values if n]
+    if not rates:
+        return _empty("No finished jobs in this window.")
+    ticks = _ticks(max(max(rates), 0.05), target=3)
+    cols = 2 if len(verbs) > 1 else 1
+    gap, panel_h, left, head, plot_h = 28, 150, 40, 24, 84
+    panel_w = (W - gap * (cols - 1)) / cols
+    band = (panel_w - left) / len(days)
+    step = max(1, math.ceil(len(days) / max(1, int((panel_w - left) // 44))))
+    parts = []
+    for k, verb in enumerate(verbs):
+        x0, y0 = (k % cols) * (panel_w + gap), (k // cols) * panel_h
+        base = y0 + head + plot_h
+
+        def y(rate: float) -> float:
+            return base - plot_h * min(rate, ticks[-1]) / ticks[-1]
+
+        finished = sum(n for n, _, _ in counts[verb])
+        failed = sum(f for _, f, _ in counts[verb])
+        parts.append(f"<text x=\"{x0}\" y=\"{y0 + 14}\" class=\"value panel-title\">{_esc(verb)}</text>"
+                     f"<text x=\"{x0 + panel_w:.1f}\" y=\"{y0 + 14}\" text-anchor=\"end\" class=\"value\">"
+                     f"{_pct(failed / finished if finished else None)} of {_int(finished)} finished</text>")
+        for t in ticks:
+            parts.append(f"<line x1=\"{x0 + left}\" x2=\"{x0 + panel_w:.1f}\" y1=\"{y(t):.1f}\" y2=\"{y(t):.1f}\" "
+                         f"class=\"{'axis' if t == 0 else 'grid'}\"/><text x=\"{x0 + left - 5}\" y=\"{y(t) + 4:.1f}\" "
+                         f"text-anchor=\"end\">{_esc(_pct(t))}</text>")
+        for i, (n, fails, running) in enumerate(counts[verb]):
+            cx = x0 + left + band * (i + 0.5)
+            if i % step == 0:
+                parts.append(f"<text x=\"{cx:.1f}\" y=\"{base + 28}\" text-anchor=\"middle\">{days[i]:%m-%d}</text>")
+            if not n:
+                continue
+            rate = fails / n
+            low, high = _wilson(fails, n)
+            width = max(band * 0.7, 1)
+            tip = (f"{days[i]} {verb}: {fails} failed of {n} finished ({_pct(rate)}), 95 % interval "
+                   f"{_pct(low)}–{_pct(high)}; {running} still running")
+            parts.append(
+                f"<g class=\"failure-day\" data-verb=\"{_esc(verb)}\" data-day=\"{days[i]}\" data-n=\"{n}\" "
+                f"data-failed=\"{fails}\"><title>{_esc(tip)}</title>"
+                f"<rect x=\"{cx - width / 2:.1f}\" y=\"{y(rate):.1f}\" width=\"{width:.1f}\" "
+                f"height=\"{base - y(rate):.1f}\" fill=\"{FAILED}\"/>"
+                f"<line x1=\"{cx:.1f}\" x2=\"{cx:.1f}\" y1=\"{y(low):.1f}\" y2=\"{y(high):.1f}\" "
+                "stroke=\"#3e4c59\" stroke-width=\"1.2\"/>"
+                + (f"<text x=\"{cx:.1f}\" y=\"{base + 13}\" text-anchor=\"middle\" class=\"failure-n\">{n}</text>"
+                   if band >= 22 else "")
+                + "</g>"
+            )
+    height = panel_h * math.ceil(len(verbs) / cols)
+    return _svg(height, parts)
 
 
-def _capture_health(rows: Rows, since: date, until: date) -> str:
-    records = _records(rows)
+def _wilson(failed: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of failed / n: honest for small n and for rates near 0 or 1."""
+    rate, z2 = failed / n, Z95 * Z95
+    centre = (rate + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _capture_health(records: list[dict], since: date, until: date) -> str:
     if not records:
         return _empty("No known ids in this window.")
     days = _days(records, since, until)
@@ -248,7 +339,8 @@ def _capture_health(rows: Rows, since: date, until: date) -> str:
             series[state][index[r["day"]]] = float(r[state])
     at_risk = sum(r["at_risk"] for r in records)
     note = f"<p class=\"sub\">{_int(at_risk)} id(s) not final with a deadline within 24 hours (or past).</p>"
-    return _stacked_bars(days, series, dict(CAPTURE_STATES), _int) + _legend(CAPTURE_STATES) + note
+    return (_stacked_bars(days, series, dict(CAPTURE_STATES), _int, partial=until) + _legend(CAPTURE_STATES)
+            + note)
 
 
 def _song_distribution(rows: Rows) -> str:
@@ -318,7 +410,8 @@ def _latency(rows: Rows) -> str:
 
 
 def _stacked_bars(days: list[date], series: dict[str, list[float]], colors: dict[str, str],
-                  fmt: Callable[[float], str]) -> str:
+                  fmt: Callable[[float], str], partial: date) -> str:
+    """Bars per day stacked by series; the bars of `partial` (the day still under way) are pale and read "so far"."""
     totals = [sum(values[i] for values in series.values()) for i in range(len(days))]
     ticks = _ticks(max(totals) or 1)
     band = (W - LEFT - RIGHT) / len(days)
@@ -326,29 +419,18 @@ def _stacked_bars(days: list[date], series: dict[str, list[float]], colors: dict
     parts = [_y_grid(ticks, fmt), _x_labels(days, band)]
     for i, day in enumerate(days):
         y = H - BOTTOM
+        marked = f" class=\"partial\" fill-opacity=\"{PARTIAL_OPACITY}\"" if day == partial else ""
         for name, values in series.items():
             if not values[i]:
                 continue
             h = (H - TOP - BOTTOM) * values[i] / ticks[-1]
             y -= h
             parts.append(f"<rect x=\"{LEFT + band * i + (band - bar) / 2:.1f}\" y=\"{y:.1f}\" width=\"{bar:.1f}\" "
-                         f"height=\"{h:.1f}\" fill=\"{colors[name]}\"><title>{day} {_esc(name)}: {fmt(values[i])}"
-                         "</title></rect>")
-    return _svg(H, parts)
-
-
-def _line_chart(days: list[date], series: dict[str, list[float | None]], colors: dict[str, str]) -> str:
-    top = max(v for values in series.values() for v in values if v is not None)
-    ticks = _ticks(max(top, 0.01))
-    band = (W - LEFT - RIGHT) / len(days)
-    parts = [_y_grid(ticks, _pct), _x_labels(days, band)]
-    for name, values in series.items():
-        points = [(LEFT + band * (i + 0.5), H - BOTTOM - (H - TOP - BOTTOM) * v / ticks[-1], days[i], v)
-                  for i, v in enumerate(values) if v is not None]
-        path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in points)
-        parts.append(f"<polyline points=\"{path}\" fill=\"none\" stroke=\"{colors[name]}\" stroke-width=\"2\"/>")
-        parts.extend(f"<circle cx=\"{px:.1f}\" cy=\"{py:.1f}\" r=\"2.5\" fill=\"{colors[name]}\"><title>{day} "
-                     f"{_esc(name)}: {_pct(v)}</title></circle>" for px, py, day, v in points)
+                         f"height=\"{h:.1f}\" fill=\"{colors[name]}\"{marked}><title>{day} {_esc(name)}: "
+                         f"{fmt(values[i])}{' so far' if marked else ''}</title></rect>")
+        if marked and totals[i]:
+            parts.append(f"<text x=\"{LEFT + band * (i + 0.5):.1f}\" y=\"{y - 4:.1f}\" text-anchor=\"middle\" "
+                         "class=\"partial-label\">so far</text>")
     return _svg(H, parts)
 
 

@@ -36,7 +36,7 @@ def test_report_is_written_with_every_chart(report, tmp_path):
     assert len(svgs) == 5
     for svg in svgs:
         ET.fromstring(svg)  # well-formed markup
-    assert page.count("<rect") > 20 and "<polyline" in page and "<circle" in page
+    assert page.count("<rect") > 20 and page.count('<g class="failure-day"') == 6 and "<circle" in page
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
@@ -60,6 +60,24 @@ def test_report_shows_the_fixture_numbers(report):
     assert first == "Content policy violation"
     assert second == "Internal error: &lt;upstream&gt; &amp; retry"
     assert "<upstream>" not in page
+    # each error with the verbs of its failed jobs, and how many: m3, m7 (music/create) and t3 (speech); m8
+    verbs = re.findall(r"<td>(<span class=\"verb\">.*?)</td>", page)
+    assert verbs == ['<span class="verb">music/create <b>2</b></span> · <span class="verb">speech <b>1</b></span>',
+                     '<span class="verb">music/extend <b>1</b></span>']
+
+
+def test_failure_panels_from_the_fixture(report):
+    _, page = report
+    days = re.findall(r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-n="(\d+)" '
+                      r'data-failed="(\d+)"><title>([^<]*)</title>', page)
+    assert [d[:4] for d in days] == [
+        ("music/create", "2026-01-10", "3", "1"), ("music/create", "2026-01-11", "2", "1"),  # m5 (running) not in n
+        ("speech", "2026-01-10", "2", "0"), ("speech", "2026-01-11", "3", "1"),
+        ("music/create-instrumental", "2026-01-10", "1", "0"), ("music/extend", "2026-01-11", "1", "1"),
+    ]  # panels ordered by finished jobs, most first
+    assert days[0][4] == "2026-01-10 music/create: 1 failed of 3 finished (33 %), 95 % interval 6.1 %–79 %; 1 still running"
+    assert ">40 % of 5 finished</text>" in page and ">20 % of 5 finished</text>" in page
+    assert "per creation day, 2026-01-10 to 2026-01-11 (2 days). n: finished jobs" in page  # no day under way
 
 
 def test_summary_markdown(report):

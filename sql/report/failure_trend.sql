@@ -1,5 +1,11 @@
--- Failure rate chart: one row per (day, verb) over the report window: failed / finished.
-SELECT day, coalesce(verb, '?') AS verb, sum(failed) / nullif(sum(completed + failed), 0) AS failure_rate
+-- Failure rate panels: one row per (day, verb) over the report window, with the counts the rate is made of:
+-- finished = completed + failed (the rate's n); running jobs are not in the rate.
+SELECT
+    day,
+    coalesce(verb, '?') AS verb,
+    sum(completed)::BIGINT AS completed,
+    sum(failed)::BIGINT AS failed,
+    sum(running)::BIGINT AS running
 FROM v_failure_rates
 WHERE day BETWEEN $since AND $until
 GROUP BY ALL
