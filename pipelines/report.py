@@ -38,6 +38,7 @@ CAPTURE_STATES = {
 LATENCY_SHADES = {"p50": OKABE_ITO["blue"], "p90": OKABE_ITO["orange"], "p99": FAILED}
 PARTIAL_OPACITY = 0.45  # bars of the day still under way (the day of `now`)
 Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval
+DAILY_RATES_MAX = 31  # more days than this: the failure rates are drawn per week, so each bar has an n worth reading
 
 W, H = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 34
@@ -63,13 +64,15 @@ def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> Re
     volume, failures, capture = (_records(data[name]) for name in ("daily_volume", "failure_trend", "capture_health"))
     finished_days = [r for r in failures if r["day"] < until]
     left_out = f"; today ({until}) is left out while its jobs finish" if len(finished_days) < len(failures) else ""
+    periods = _periods(_days(finished_days, since, until)) if finished_days else []
+    per = "creation day" if all(first == last for first, last in periods) else "week of creation days"
     sections = [
         _section("Daily volume by type and status", f"jobs per creation day, {_span(volume, since, until, now)}",
                  _daily_volume(volume, since, until)),
         _section("Failure rate by verb",
-                 f"failed ÷ finished (completed + failed) per creation day, {_span(finished_days, since, until, now)}"
+                 f"failed ÷ finished (completed + failed) per {per}, {_span(finished_days, since, until, now)}"
                  f"{left_out}. n: finished jobs; thin line: 95 % interval",
-                 _failure_panels(finished_days, since, until)),
+                 _failure_panels(finished_days, periods)),
         _section("Song duration by model", "box: p25–p75, line: median, whiskers: p10–p90, dot: longest",
                  _song_distribution(data["song_distribution"])),
         _section("Generation latency", "updated − created of finished jobs, all time",
@@ -169,7 +172,8 @@ def _page(now: datetime, tiles: str, sections: list[str]) -> str:
         f"<title>mureka-etl report · {stamp}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"<header><h1>Mureka jobs report</h1><p class=\"sub\">generated {stamp} by mureka-etl</p></header>\n"
         f"<div class=\"tiles\">{tiles}</div>\n<main>\n" + "\n".join(sections) + "\n</main>\n"
-        "<footer>Days are UTC creation days of the jobs; at risk is counted at the time of the query. Source: the views "
+        "<footer>Days are UTC creation days of the jobs; at risk is counted at the time of the query. "
+        "Source: the views "
         "v_daily_jobs, v_failure_rates, v_top_errors and v_capture_health, and the songs and jobs tables (queries in "
         "sql/report/).</footer>\n</body>\n</html>\n"
     )
@@ -221,7 +225,8 @@ def _top_errors(rows: Rows) -> str:
     if not records:
         return _empty("No failed jobs.")
     body = "".join(
-        f"<tr><td>{_esc(r['error'] or '(no message)')}</td><td class=\"n\">{_esc(r['code'] if r['code'] is not None else '')}"
+        f"<tr><td>{_esc(r['error'] or '(no message)')}</td>"
+        f"<td class=\"n\">{_esc(r['code'] if r['code'] is not None else '')}"
         f"</td><td class=\"n\">{_int(r['jobs'])}</td><td>{_verbs(r['verbs'])}</td>"
         f"<td class=\"t\">{_esc(_stamp(r['first_seen']))}</td><td class=\"t\">{_esc(_stamp(r['last_seen']))}</td></tr>"
         for r in records
@@ -256,17 +261,27 @@ def _status_color(series: str, i: int) -> str:
     return shades[0 if job_type == "music" else 1] if shades else PALETTE[i % len(PALETTE)]
 
 
-def _failure_panels(records: list[dict], since: date, until: date) -> str:
-    """One small panel per verb (most finished jobs first) on a shared scale: a bar per day for the failure rate,
-    its 95 % Wilson interval as a thin line, and under it n, the finished jobs it is made of."""
+def _periods(days: list[date]) -> list[tuple[date, date]]:
+    """The (first, last) days of the failure-rate bars: each day, or past DAILY_RATES_MAX days, spans of 7 days
+    counted back from the last day (so every span but maybe the first is a whole week)."""
+    if len(days) <= DAILY_RATES_MAX:
+        return [(day, day) for day in days]
+    ends = [days[-1] - timedelta(days=7 * k) for k in range((len(days) + 6) // 7)]
+    return [(max(days[0], end - timedelta(days=6)), end) for end in reversed(ends)]
+
+
+def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> str:
+    """One small panel per verb (most finished jobs first) on a shared scale: a bar per period (day or week) for
+    the failure rate, its 95 % Wilson interval as a thin line, and under it n, the finished jobs it is made of."""
     if not records:
         return _empty("No finished jobs in this window.")
-    days = _days(records, since, until)
-    index = {d: i for i, d in enumerate(days)}
+    index = {first + timedelta(days=d): i for i, (first, last) in enumerate(periods)
+             for d in range((last - first).days + 1)}
     counts: dict[str, list[tuple[int, int, int]]] = {}
     for r in records:
-        counts.setdefault(r["verb"], [(0, 0, 0)] * len(days))[index[r["day"]]] = (
-            r["completed"] + r["failed"], r["failed"], r["running"])
+        values = counts.setdefault(r["verb"], [(0, 0, 0)] * len(periods))
+        n, failed, running = values[index[r["day"]]]
+        values[index[r["day"]]] = (n + r["completed"] + r["failed"], failed + r["failed"], running + r["running"])
     verbs = sorted(counts, key=lambda v: (-sum(n for n, _, _ in counts[v]), v))
     rates = [failed / n for values in counts.values() for n, failed, _ in values if n]
     if not rates:
@@ -275,8 +290,8 @@ def _failure_panels(records: list[dict], since: date, until: date) -> str:
     cols = 2 if len(verbs) > 1 else 1
     gap, panel_h, left, head, plot_h = 28, 150, 40, 24, 84
     panel_w = (W - gap * (cols - 1)) / cols
-    band = (panel_w - left) / len(days)
-    step = max(1, math.ceil(len(days) / max(1, int((panel_w - left) // 44))))
+    band = (panel_w - left) / len(periods)
+    step = max(1, math.ceil(len(periods) / max(1, int((panel_w - left) // 44))))
     parts = []
     for k, verb in enumerate(verbs):
         x0, y0 = (k % cols) * (panel_w + gap), (k // cols) * panel_h
@@ -294,20 +309,20 @@ def _failure_panels(records: list[dict], since: date, until: date) -> str:
             parts.append(f"<line x1=\"{x0 + left}\" x2=\"{x0 + panel_w:.1f}\" y1=\"{y(t):.1f}\" y2=\"{y(t):.1f}\" "
                          f"class=\"{'axis' if t == 0 else 'grid'}\"/><text x=\"{x0 + left - 5}\" y=\"{y(t) + 4:.1f}\" "
                          f"text-anchor=\"end\">{_esc(_pct(t))}</text>")
-        for i, (n, fails, running) in enumerate(counts[verb]):
+        for i, ((first, last), (n, fails, running)) in enumerate(zip(periods, counts[verb])):
             cx = x0 + left + band * (i + 0.5)
             if i % step == 0:
-                parts.append(f"<text x=\"{cx:.1f}\" y=\"{base + 28}\" text-anchor=\"middle\">{days[i]:%m-%d}</text>")
+                parts.append(f"<text x=\"{cx:.1f}\" y=\"{base + 28}\" text-anchor=\"middle\">{first:%m-%d}</text>")
             if not n:
                 continue
             rate = fails / n
             low, high = _wilson(fails, n)
             width = max(band * 0.7, 1)
-            tip = (f"{days[i]} {verb}: {fails} failed of {n} finished ({_pct(rate)}), 95 % interval "
-                   f"{_pct(low)}–{_pct(high)}; {running} still running")
+            tip = (f"{first}{'' if first == last else f' to {last}'} {verb}: {fails} failed of {n} finished "
+                   f"({_pct(rate)}), 95 % interval {_pct(low)}–{_pct(high)}; {running} still running")
             parts.append(
-                f"<g class=\"failure-day\" data-verb=\"{_esc(verb)}\" data-day=\"{days[i]}\" data-n=\"{n}\" "
-                f"data-failed=\"{fails}\"><title>{_esc(tip)}</title>"
+                f"<g class=\"failure-day\" data-verb=\"{_esc(verb)}\" data-day=\"{first}\" data-last=\"{last}\" "
+                f"data-n=\"{n}\" data-failed=\"{fails}\"><title>{_esc(tip)}</title>"
                 f"<rect x=\"{cx - width / 2:.1f}\" y=\"{y(rate):.1f}\" width=\"{width:.1f}\" "
                 f"height=\"{base - y(rate):.1f}\" fill=\"{FAILED}\"/>"
                 f"<line x1=\"{cx:.1f}\" x2=\"{cx:.1f}\" y1=\"{y(low):.1f}\" y2=\"{y(high):.1f}\" "
@@ -402,7 +417,8 @@ def _latency(rows: Rows) -> str:
             y = y0 + bar_h * j
             parts.append(
                 f"<g><title>{_esc(r['verb'])} {name}: {_secs(seconds)} ({_int(r['jobs'])} jobs)</title>"
-                f"<rect x=\"{label_w}\" y=\"{y:.1f}\" width=\"{max(x(seconds) - label_w, 1):.1f}\" height=\"{bar_h - 2}\" "
+                f"<rect x=\"{label_w}\" y=\"{y:.1f}\" width=\"{max(x(seconds) - label_w, 1):.1f}\" "
+                f"height=\"{bar_h - 2}\" "
                 f"fill=\"{LATENCY_SHADES[name]}\"/>"
                 f"<text x=\"{x(seconds) + 4:.1f}\" y=\"{y + bar_h - 3:.1f}\">{_secs(seconds)}</text></g>"
             )
@@ -428,7 +444,7 @@ def _stacked_bars(days: list[date], series: dict[str, list[float]], colors: dict
             parts.append(f"<rect x=\"{LEFT + band * i + (band - bar) / 2:.1f}\" y=\"{y:.1f}\" width=\"{bar:.1f}\" "
                          f"height=\"{h:.1f}\" fill=\"{colors[name]}\"{marked}><title>{day} {_esc(name)}: "
                          f"{fmt(values[i])}{' so far' if marked else ''}</title></rect>")
-        if marked and totals[i]:
+        if marked and totals[i] and band >= 30:
             parts.append(f"<text x=\"{LEFT + band * (i + 0.5):.1f}\" y=\"{y - 4:.1f}\" text-anchor=\"middle\" "
                          "class=\"partial-label\">so far</text>")
     return _svg(H, parts)

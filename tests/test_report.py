@@ -2,7 +2,7 @@
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -68,14 +68,15 @@ def test_report_shows_the_fixture_numbers(report):
 
 def test_failure_panels_from_the_fixture(report):
     _, page = report
-    days = re.findall(r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-n="(\d+)" '
+    days = re.findall(r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="[^"]*" data-n="(\d+)" '
                       r'data-failed="(\d+)"><title>([^<]*)</title>', page)
     assert [d[:4] for d in days] == [
         ("music/create", "2026-01-10", "3", "1"), ("music/create", "2026-01-11", "2", "1"),  # m5 (running) not in n
         ("speech", "2026-01-10", "2", "0"), ("speech", "2026-01-11", "3", "1"),
         ("music/create-instrumental", "2026-01-10", "1", "0"), ("music/extend", "2026-01-11", "1", "1"),
     ]  # panels ordered by finished jobs, most first
-    assert days[0][4] == "2026-01-10 music/create: 1 failed of 3 finished (33 %), 95 % interval 6.1 %–79 %; 1 still running"
+    assert days[0][4] == ("2026-01-10 music/create: 1 failed of 3 finished (33 %), 95 % interval 6.1 %–79 %; "
+                          "1 still running")
     assert ">40 % of 5 finished</text>" in page and ">20 % of 5 finished</text>" in page
     assert "per creation day, 2026-01-10 to 2026-01-11 (2 days). n: finished jobs" in page  # no day under way
 
@@ -123,3 +124,37 @@ def test_report_command_writes_to_the_home_or_out(tmp_path):
     chosen = run_cli("report", "--out", str(out), home=home.root)
     assert chosen.returncode == 0 and chosen.stdout.strip() == f"Report: {out}"
     assert "<b>13</b><span>jobs captured</span>" in out.read_text()
+
+
+# 40 days of jobs, 10 a day over two verbs, with some still running on the last day.
+FORTY_DAYS = """
+INSERT INTO jobs (jobid, job_type, verb, status, created, updated, created_date)
+SELECT 'j' || i, 'music', ['music/create', 'music/extend'][1 + i % 2],
+       CASE WHEN i >= 395 THEN 'created' WHEN i % 7 = 0 THEN 'failed' ELSE 'completed' END,
+       TIMESTAMPTZ '2026-01-01 00:30:00+00' + INTERVAL (i * 144) MINUTE,
+       TIMESTAMPTZ '2026-01-01 00:31:00+00' + INTERVAL (i * 144) MINUTE,
+       (TIMESTAMPTZ '2026-01-01 00:30:00+00' + INTERVAL (i * 144) MINUTE)::DATE
+FROM range(400) AS t(i);
+"""
+
+
+def test_failure_rates_of_a_long_window_are_drawn_per_week(tmp_path):
+    home = Home(tmp_path / "home")
+    build_lake(home, FORTY_DAYS)
+    con = connect_readonly(home)
+    page = write_report(con, tmp_path / "r.html", datetime(2026, 2, 9, 18, tzinfo=timezone.utc)).path.read_text()
+    expected = con.execute("""
+        SELECT verb, count(*) FILTER (status IN ('completed', 'failed')), count(*) FILTER (status = 'failed')
+        FROM jobs WHERE created_date < DATE '2026-02-09' GROUP BY verb ORDER BY verb""").fetchall()
+    con.close()
+    bars = re.findall(r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="([^"]*)" '
+                      r'data-n="(\d+)" data-failed="(\d+)">', page)
+    # 2026-01-01 .. 2026-02-08 (39 days, today 02-09 left out): weeks counted back from 02-08, the first one short
+    spans = sorted({(first, last) for _, first, last, _, _ in bars})
+    assert spans[0] == ("2026-01-01", "2026-01-04") and spans[-1] == ("2026-02-02", "2026-02-08") and len(spans) == 6
+    assert all((date.fromisoformat(b) - date.fromisoformat(a)).days == 6 for a, b in spans[1:])
+    totals = {}
+    for verb, _, _, n, failed in bars:
+        totals[verb] = (totals.get(verb, (0, 0))[0] + int(n), totals.get(verb, (0, 0))[1] + int(failed))
+    assert sorted((verb, n, failed) for verb, (n, failed) in totals.items()) == expected
+    assert "per week of creation days, 2026-01-01 to 2026-02-08 (39 days); today (2026-02-09) is left out" in page

@@ -28,8 +28,9 @@ def captured(tmp_path_factory) -> tuple[Home, datetime, str]:
     corpus = generate_jobs(240, 5, now - timedelta(minutes=10), days=6, failure_rate=0.25)
     corpus += generate_jobs(8, 6, now, days=5 / 86400)
     register(home, corpus)
-    with Simulator(corpus) as sim, Registry(home.registry_path) as registry, MurekaClient(sim.base_url, sim.token) as client:
-        fetch_due(home, registry, client, now=utcnow)
+    with Simulator(corpus) as sim, Registry(home.registry_path) as registry:
+        with MurekaClient(sim.base_url, sim.token) as client:
+            fetch_due(home, registry, client, now=utcnow)
         days = registry.days()
     capture.flatten_days(home, days)
     capture.export_registry(home, days)
@@ -63,13 +64,15 @@ def test_failure_panels_show_each_days_rate_with_its_n(captured):
     panel = section(page, "Failure rate by verb")
     drawn = {(html.unescape(verb), date.fromisoformat(day)): (int(n), int(failed), label)
              for verb, day, n, failed, label in re.findall(
-                 r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-n="(\d+)" data-failed="(\d+)">'
+                 r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="[^"]*" '
+                 r'data-n="(\d+)" data-failed="(\d+)">'
                  r'.*?<text [^>]*class="failure-n">(\d+)</text></g>', panel)}
     expected = lake_rows(home, """
         SELECT verb, created_date, count(*) FILTER (status IN ('completed', 'failed')) AS n,
                count(*) FILTER (status = 'failed')
         FROM jobs WHERE created_date BETWEEN $since AND $yesterday
-        GROUP BY ALL HAVING n > 0""", since=today - timedelta(days=WINDOW_DAYS - 1), yesterday=today - timedelta(days=1))
+        GROUP BY ALL HAVING n > 0""",
+        since=today - timedelta(days=WINDOW_DAYS - 1), yesterday=today - timedelta(days=1))
     assert len(expected) > 10
     assert drawn == {(verb, day): (n, failed, str(n)) for verb, day, n, failed in expected}  # n printed under the bar
     for verb, n, failed in lake_rows(home, """
@@ -83,7 +86,8 @@ def test_the_day_under_way_is_left_out_of_the_rates_and_marked_in_the_daily_char
     home, now, page = captured
     today = now.date()
     ((finished_today, running_today),) = lake_rows(home, """
-        SELECT count(*) FILTER (status IN ('completed', 'failed')), count(*) FILTER (status NOT IN ('completed', 'failed'))
+        SELECT count(*) FILTER (status IN ('completed', 'failed')),
+               count(*) FILTER (status NOT IN ('completed', 'failed'))
         FROM jobs WHERE created_date = $today""", today=today)
     assert finished_today and running_today  # the day is under way, and some of it has finished
     assert f'data-day="{today}"' not in section(page, "Failure rate by verb")

@@ -251,12 +251,15 @@ def test_generation_latency(con):
 
 # One verb and hour, two models: the view's row holds both, so a query without `model` sees one row per verb and hour.
 TWO_MODELS_ONE_HOUR = """
-INSERT INTO jobs (jobid, job_type, verb, status, created, updated, model, created_date) VALUES
-    ('a', 'music', 'music/create', 'completed', '2026-01-10 10:00:00+00', '2026-01-10 10:00:10+00', 'V7.6', '2026-01-10'),
-    ('b', 'music', 'music/create', 'failed',    '2026-01-10 10:10:00+00', '2026-01-10 10:10:20+00', 'V7.6', '2026-01-10'),
-    ('c', 'music', 'music/create', 'completed', '2026-01-10 10:20:00+00', '2026-01-10 10:20:30+00', 'V8',   '2026-01-10'),
-    ('d', 'music', 'music/create', 'completed', '2026-01-10 10:30:00+00', '2026-01-10 10:30:40+00', 'O2',   '2026-01-10'),
-    ('e', 'tts',   'speech',       'completed', '2026-01-10 10:40:00+00', '2026-01-10 10:40:05+00', NULL,   '2026-01-10');
+INSERT INTO jobs (jobid, job_type, verb, status, created, updated, model, created_date)
+SELECT jobid, job_type, verb, status, TIMESTAMPTZ '2026-01-10 10:00:00+00' + INTERVAL (minute) MINUTE,
+       TIMESTAMPTZ '2026-01-10 10:00:00+00' + INTERVAL (minute) MINUTE + INTERVAL (seconds) SECOND, model, '2026-01-10'
+FROM (VALUES ('a', 'music', 'music/create', 'completed', 0, 10, 'V7.6'),
+             ('b', 'music', 'music/create', 'failed', 10, 20, 'V7.6'),
+             ('c', 'music', 'music/create', 'completed', 20, 30, 'V8'),
+             ('d', 'music', 'music/create', 'completed', 30, 40, 'O2'),
+             ('e', 'tts', 'speech', 'completed', 40, 5, NULL))
+    AS t(jobid, job_type, verb, status, minute, seconds, model);
 """
 
 
