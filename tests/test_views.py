@@ -249,7 +249,7 @@ def test_generation_latency(con):
     ]
 
 
-# One verb and hour, two models: the view's row holds both, so a query without `model` sees one row per verb and hour.
+# One verb and hour, three models: the view has one row for them all, so a query without `model` sees no look-alikes.
 TWO_MODELS_ONE_HOUR = """
 INSERT INTO jobs (jobid, job_type, verb, status, created, updated, model, created_date)
 SELECT jobid, job_type, verb, status, TIMESTAMPTZ '2026-01-10 10:00:00+00' + INTERVAL (minute) MINUTE,
@@ -290,4 +290,37 @@ def test_days_and_hours_do_not_depend_on_the_session_time_zone(tmp_path):
     con.execute("SET TimeZone = 'Asia/Kolkata'")
     for view, before in expected.items():
         assert rows(con, f"SELECT * FROM {view}") == before, view
+    con.close()
+
+
+def readme_examples() -> list[str]:
+    """The SQL statements of the README's "Questions, answered" section, as a user would paste them."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Questions, answered"):]
+    block = section[section.index("```sql") + len("```sql"):]
+    with duckdb.connect() as con:
+        return [statement.query for statement in con.extract_statements(block[:block.index("```")])]
+
+
+# The same five jobs two hours ago: the README asks about the last 24 hours.
+RECENT_TWO_MODELS = TWO_MODELS_ONE_HOUR.replace(
+    "TIMESTAMPTZ '2026-01-10 10:00:00+00'", "(date_trunc('hour', now()) - INTERVAL 2 HOUR)"
+).replace("model, '2026-01-10'", "model, (date_trunc('hour', now()) - INTERVAL 2 HOUR)::DATE")
+
+
+@pytest.mark.parametrize("kind", ["warehouse", "lake"])
+def test_readme_examples_run_and_the_latency_one_has_one_row_per_verb_and_hour(kind, tmp_path):
+    con = connect_to(kind, tmp_path, RECENT_TWO_MODELS)
+    examples = readme_examples()
+    assert len(examples) >= 9
+    for sql in examples:
+        if kind == "warehouse" and "FROM raw" in sql:
+            continue  # the raw archive is read through `mureka-etl query`, not loaded into the warehouse
+        con.execute(sql).fetchall()
+    (latency,) = [sql for sql in examples if "FROM v_generation_latency" in sql]
+    got = rows(con, latency)
+    hour = rows(con, "SELECT date_trunc('hour', now()) - INTERVAL 2 HOUR")[0][0]
+    # three models asked for music/create in that hour: still one row, over all of them
+    assert rows(con, "SELECT count(DISTINCT model) FROM jobs WHERE verb = 'music/create'") == [(3,)]
+    assert got == [("music/create", hour, 4, 25.0, pytest.approx(39.7)), ("speech", hour, 1, 5.0, 5.0)]
     con.close()
