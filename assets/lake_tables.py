@@ -8,7 +8,7 @@ from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture, lake
 from pipelines.checks import markdown_table
 from pipelines.config import Home
-from pipelines.partitions import daily_partitions, partition_days
+from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource
 
 TABLE_DESCRIPTIONS = {
@@ -44,7 +44,7 @@ class LakeTablesConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=daily_partitions)
+        dg.AssetSpec(name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=RETENTION_PARTITIONS)
         for name, text in TABLE_DESCRIPTIONS.items()
     ],
     backfill_policy=BACKFILL_POLICY,
@@ -70,7 +70,7 @@ def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, hom
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=RETENTION_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
     deps=["raw"],

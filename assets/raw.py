@@ -2,13 +2,13 @@ import dagster as dg
 
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture
-from pipelines.partitions import daily_partitions, partition_days
+from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.useapi.client import AuthError
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=RETENTION_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     group_name="capture",
     kinds={"parquet"},

@@ -2,12 +2,12 @@ import dagster as dg
 
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture
-from pipelines.partitions import POOL, daily_partitions
+from pipelines.partitions import POOL, RETENTION_PARTITIONS
 from pipelines.resources import HomeResource
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=RETENTION_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
     deps=["jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids"],
