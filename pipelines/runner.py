@@ -1,6 +1,7 @@
 """Runs the Dagster capture job in-process: how `mureka-etl sync` and `demo` use the same assets as the UI."""
 
 import os
+from collections import Counter
 from typing import Any
 
 import dagster as dg
@@ -22,11 +23,37 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
 
 
-def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
-    events = result.asset_materializations_for_node(node)
+def _fetch_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """What the run's `raw` step did: its `run_*` figures, and the ids fetched, their outcomes and the ids
+    still due summed over the per-day materializations."""
+    events = result.asset_materializations_for_node("raw")
     if not events:
         return {}
-    return {key: getattr(value, "value", value) for key, value in events[-1].metadata.items()}
+    run = _values(events[0])
+    outcomes: Counter = Counter()
+    for event in events:
+        outcomes.update(_values(event)["outcomes"])
+    return {
+        "fetched": sum(_values(event)["fetched"] for event in events),
+        "still_due": sum(_values(event)["still_due"] for event in events),
+        "outcomes": dict(sorted(outcomes.items())),
+        "requests": run["run_requests"],
+        "retries": run["run_retries"],
+        "jobs_per_second": run["run_jobs_per_second"],
+    }
+
+
+def _load_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """What the run's warehouse load did: lake files and days loaded (any day, not only the run's)."""
+    events = result.asset_materializations_for_node("warehouse")
+    if not events:
+        return {}
+    run = _values(events[0])
+    return {"files_loaded": run["run_files_loaded"], "days_loaded": run["run_days_loaded"]}
+
+
+def _values(event: dg.AssetMaterialization) -> dict[str, Any]:
+    return {key: getattr(value, "value", value) for key, value in event.metadata.items()}
 
 
 # The CLI draws its own progress and summary; Dagster's per-event console lines would bury them.
@@ -66,7 +93,7 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
     if not result.success:
         raise RunFailedError(_failure_message(result))
     return RunSummary(
-        days=days, fetch=_metadata(result, "raw"), warehouse=_metadata(result, "warehouse"), run_id=result.run_id
+        days=days, fetch=_fetch_figures(result), warehouse=_load_figures(result), run_id=result.run_id
     )
 
 
