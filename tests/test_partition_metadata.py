@@ -94,3 +94,15 @@ def test_a_ranged_run_records_each_days_own_counts_and_preview(tmp_path):
             files = [t for t in (*lake.FLATTENED, "job_ids") if lake.table_file(home, t, day).exists()]
             assert warehouse["files_loaded"] == len(files)
             assert f"| jobs | {count} |" in warehouse["rows_loaded"]
+
+        # A backfill of the same days fetches nothing (every job is final) and rebuilds them from the archive:
+        # each day still shows what its archive and files hold, not what this run fetched.
+        again = defs.resolve_job_def(CAPTURE_JOB).execute_in_process(
+            run_config=QUIET_RUN_CONFIG, tags={**range_tags(days), "dagster/backfill": "again"}, instance=instance
+        )
+        assert again.success
+        for day, count in zip(days, counts):
+            raw = latest(instance, "raw", day)
+            assert (raw["dagster/row_count"], raw["fetched"], raw["outcomes"]) == (count, 0, {})
+            jobs = latest(instance, "jobs", day)
+            assert (jobs["dagster/row_count"], jobs["rebuild"]) == (count, True)
