@@ -24,7 +24,9 @@ class LakeTablesConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=RETENTION_PARTITIONS)
+        dg.AssetSpec(
+            name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=RETENTION_PARTITIONS
+        )
         for name, text in TABLE_DESCRIPTIONS.items()
     ],
     backfill_policy=BACKFILL_POLICY,

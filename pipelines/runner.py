@@ -9,7 +9,7 @@ import dagster as dg
 from pipelines.capture import RunSummary, days_to_catch_up, warehouse_is_current
 from pipelines.config import Home, utcnow
 from pipelines.definitions import CAPTURE_JOB, build_defs
-from pipelines.partitions import range_tags
+from pipelines.partitions import first_day, range_tags
 from pipelines.registry import Registry
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 
@@ -69,7 +69,9 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
     with Registry(home.ensure().registry_path) as registry:
         days = registry.partitions_with_due(utcnow())
     # A run killed after archiving answers leaves days no id is due in any more: they are finished here.
-    days = sorted(set(days) | set(days_to_catch_up(home)))
+    # Days before the first partition (MUREKA_ETL_FIRST_DAY set later than the data) are left alone.
+    first = first_day(home)
+    days = sorted(day for day in set(days) | set(days_to_catch_up(home)) if day >= first)
     if not days and warehouse_is_current(home):
         return RunSummary(days=[])
     defs = build_defs(

@@ -12,8 +12,10 @@ from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.ingest import ingest
 from pipelines.partitions import FIRST_DAY_ENV, FirstDayError, earliest_known_day, first_day, partitions_for
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.runner import run_capture
 from pipelines.useapi.corpus import generate_jobs
-from tests.conftest import register
+from pipelines.useapi.simulator import Simulator
+from tests.conftest import api_for, register
 
 UTC = timezone.utc
 
@@ -80,3 +82,17 @@ def test_the_raw_archive_alone_gives_the_first_day(tmp_path):
     (home.raw / "created_date=2025-06-01" / "b1.parquet").write_bytes(b"")
     assert earliest_known_day(home) == date(2025, 6, 1)
     assert partitions_for(home).get_first_partition_key() == "2025-06-01"
+
+
+def test_sync_leaves_days_before_the_configured_first_day_alone(tmp_path, monkeypatch):
+    today = utcnow().date()
+    corpus = generate_jobs(12, 11, utcnow() - timedelta(hours=1), days=4, other_user_fraction=0)
+    home = Home(tmp_path / "home").ensure()
+    register(home, corpus)
+    monkeypatch.setenv(FIRST_DAY_ENV, (today - timedelta(days=1)).isoformat())
+    kept = {job.jobid for job in corpus if job.created.date() >= today - timedelta(days=1)}
+    assert kept and len(kept) < len(corpus)
+    with Simulator(corpus, seed=4) as sim:
+        run = run_capture(home, api_for(sim))
+        assert set(sim.requests_by_jobid) == kept
+    assert run.days[0] == today - timedelta(days=1) and run.fetch["fetched"] == len(kept)
