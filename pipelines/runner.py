@@ -26,20 +26,19 @@ def _instance() -> dg.DagsterInstance:
 def _fetch_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     """What the run's `raw` step did: its `run_*` figures, and the ids fetched, their outcomes and the ids
     still due summed over the per-day materializations."""
-    events = result.asset_materializations_for_node("raw")
-    if not events:
+    days = [_values(event) for event in result.asset_materializations_for_node("raw")]
+    if not days:
         return {}
-    run = _values(events[0])
     outcomes: Counter = Counter()
-    for event in events:
-        outcomes.update(_values(event)["outcomes"])
+    for day in days:
+        outcomes.update(day["outcomes"])
     return {
-        "fetched": sum(_values(event)["fetched"] for event in events),
-        "still_due": sum(_values(event)["still_due"] for event in events),
+        "fetched": sum(day["fetched"] for day in days),
+        "still_due": sum(day["still_due"] for day in days),
         "outcomes": dict(sorted(outcomes.items())),
-        "requests": run["run_requests"],
-        "retries": run["run_retries"],
-        "jobs_per_second": run["run_jobs_per_second"],
+        "requests": days[0]["run_requests"],
+        "retries": days[0]["run_retries"],
+        "jobs_per_second": days[0]["run_jobs_per_second"],
     }
 
 
