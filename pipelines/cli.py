@@ -103,6 +103,37 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from pipelines.feeds import audit_table
+    from pipelines.query import QueryResult, render
+    from pipelines.resources import MurekaApiResource
+    from pipelines.runner import RunFailedError, run_feeds
+
+    if not os.environ.get("USEAPI_TOKEN"):
+        errors.print("error: USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.")
+        return EXIT_USAGE
+    home = Home.from_env()
+    api = MurekaApiResource(base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL), token=dg.EnvVar("USEAPI_TOKEN"))
+    try:
+        run = run_feeds(home, api, full=args.full, max_pages=args.max_pages)
+    except RunFailedError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return EXIT_FAILED
+    columns, rows = audit_table(home)
+    sys.stdout.write(render(QueryResult(columns, rows), "table"))
+    per_account = ", ".join(f"{account} {n}" for account, n in sorted(run.requests_by_account.items()))
+    console.print(f"requests: {run.requests} (GET /jobs, then feed pages per account: {per_account or 'none'})",
+                  highlight=False)
+    for message in run.unavailable.values():
+        errors.print(f"error: {message}", markup=False, highlight=False)
+    for name, passed, description in run.checks:
+        console.print(f"check {name}: {'passed' if passed else 'FAILED'}" + (f": {description}" if description else ""),
+                      markup=False, highlight=False)
+    return EXIT_FAILED if run.unavailable or not all(passed for _, passed, _ in run.checks) else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -190,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests (default 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("audit", help="scan every account's song and speech feed and audit the captured jobs against it")
+    p.add_argument("--full", action="store_true", help="page every feed to its end (default: only what is new)")
+    p.add_argument("--max-pages", type=int, help="requests per account and feed in this run (default 50)")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded simulator, in its own home folder")
     p.add_argument("--home", default="demo", help="demo home folder, wiped first (default ./demo)")

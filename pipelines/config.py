@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BASE_URL = "https://api.useapi.net/v1/mureka"
-TABLES = ("jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids")
+TABLES = ("jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids", "feed_songs", "feed_speech")
 # Records per `mureka-etl ingest` batch, flattened whole two at a time: the memory unit (25k peaked near 1.5 GB
 # at 1M records).
 INGEST_BATCH_RECORDS = 20_000

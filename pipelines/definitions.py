@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 
 from assets.checks import CHECKS
+from assets.feeds import FEED_ASSETS, capture_audit, feeds_job, feeds_schedule
 from assets.lake_tables import job_ids, lake_tables
 from assets.raw import raw
 from assets.report import report
@@ -21,7 +22,7 @@ from pipelines.schedules import build_capture_schedule
 from pipelines.sensors import build_inbox_sensor, build_running_jobs_sensor
 
 CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
-ASSETS = [*CAPTURE_ASSETS, report]
+ASSETS = [*CAPTURE_ASSETS, report, *FEED_ASSETS]
 CAPTURE_JOB = "capture"
 REPORT_JOB = "report_job"
 
@@ -76,9 +77,9 @@ def build_defs(resources: Mapping[str, Any], api: str | None = None) -> dg.Defin
 
     return dg.Definitions(
         assets=dg.map_asset_specs(spec, ASSETS),
-        asset_checks=CHECKS,
-        jobs=[capture_job, report_job],
-        schedules=[build_capture_schedule(CAPTURE_JOB, partitions=partitions), report_schedule],
+        asset_checks=[*CHECKS, capture_audit],
+        jobs=[capture_job, report_job, feeds_job],
+        schedules=[build_capture_schedule(CAPTURE_JOB, partitions=partitions), report_schedule, feeds_schedule],
         sensors=[build_inbox_sensor(CAPTURE_JOB, partitions), build_running_jobs_sensor(CAPTURE_JOB, partitions)],
         resources=dict(resources),
         executor=dg.in_process_executor,

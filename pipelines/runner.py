@@ -2,10 +2,12 @@
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
+from assets.feeds import FEEDS_JOB
 from pipelines.capture import RunSummary, days_to_catch_up, warehouse_is_current
 from pipelines.config import Home, utcnow
 from pipelines.definitions import CAPTURE_JOB, build_defs
@@ -107,3 +109,41 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
             if failure.error is not None:
                 return failure.error.message.strip()
     return "the capture run failed"
+
+
+@dataclass(frozen=True)
+class FeedRunSummary:
+    """What `mureka-etl audit` ran: requests (the run's total and per account), accounts answering 596, and the
+    audit check outcomes as (check name, passed, description)."""
+
+    run_id: str
+    requests: int
+    requests_by_account: dict[str, int]
+    unavailable: dict[str, str]
+    checks: list[tuple[str, bool, str | None]]
+
+
+def run_feeds(home: Home, api: MurekaApiResource, *, full: bool = False, max_pages: int | None = None) -> FeedRunSummary:
+    """Run the feeds job in-process (the same assets and check the daily schedule runs): scan every account's
+    feeds, flatten and load them, and audit the capture against them."""
+    defs = build_defs(
+        {"home": HomeResource(root=str(home.ensure().root)), "mureka_api": api, "progress": ProgressResource()}
+    )
+    scan_config: dict[str, Any] = {"full": full} | ({"max_pages": max_pages} if max_pages is not None else {})
+    # The CLI prints the 596 accounts and check outcomes itself: the run's warnings would say them twice.
+    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}, "ops": {"feed_scan": {"config": scan_config}}}
+    with _instance() as instance:
+        result = defs.resolve_job_def(FEEDS_JOB).execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+    if not result.success:
+        raise RunFailedError(_failure_message(result))
+    scan = _values(result.asset_materializations_for_node("feed_scan")[0])
+    checks = [(e.check_name, e.passed, e.description) for e in result.get_asset_check_evaluations()]
+    return FeedRunSummary(
+        run_id=result.run_id,
+        requests=scan["run_requests"],
+        requests_by_account=scan["requests_by_account"],
+        unavailable=scan["unavailable_accounts"],
+        checks=sorted(checks),
+    )

@@ -100,6 +100,48 @@ CREATE TABLE IF NOT EXISTS job_ids (
     created_date DATE
 );
 
+-- Account feeds (pipelines/feeds.py SCHEMAS): every song and speech an account generated, any age; the day is
+-- the one the item was generated (a speech's: the day it was first seen).
+CREATE TABLE IF NOT EXISTS feed_songs (
+    account VARCHAR,
+    feed_id BIGINT,
+    song_id VARCHAR,
+    version VARCHAR,
+    title VARCHAR,
+    duration_milliseconds BIGINT,
+    generate_at BIGINT,
+    generated_at TIMESTAMPTZ,
+    genres VARCHAR[],
+    moods VARCHAR[],
+    mp3_url VARCHAR,
+    cover VARCHAR,
+    share_key VARCHAR,
+    share_link VARCHAR,
+    machine_audit_state BIGINT,
+    credit_type BIGINT,
+    feed_state BIGINT,
+    is_accelerated BOOLEAN,
+    first_seen_at TIMESTAMPTZ,
+    last_seen_at TIMESTAMPTZ,
+    created_date DATE
+);
+
+CREATE TABLE IF NOT EXISTS feed_speech (
+    account VARCHAR,
+    id BIGINT,
+    title VARCHAR,
+    preview VARCHAR,
+    cover VARCHAR,
+    mp3_url VARCHAR,
+    duration_milliseconds BIGINT,
+    audio_quality BIGINT,
+    state BIGINT,
+    generated_after TIMESTAMPTZ,
+    first_seen_at TIMESTAMPTZ,
+    last_seen_at TIMESTAMPTZ,
+    created_date DATE
+);
+
 -- The summary behind v_song_durations (sql/song_durations/), kept by the load for the days it replaces.
 -- Per (creation day, model, verb, genre, mood): songs, total and max duration_milliseconds.
 CREATE TABLE IF NOT EXISTS _song_duration_days (

@@ -18,6 +18,7 @@ from importlib import metadata
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 import backoff
 import requests
@@ -376,3 +377,58 @@ class MurekaClient:
         retry_after = getattr(details.get("exception"), "retry_after", None)
         if retry_after:
             time.sleep(max(0.0, retry_after - details.get("wait", 0.0)))
+
+    def get_feed_page(self, feed: str, account: str, last_id: int | None = None) -> "FeedPage":
+        """GET /music or /speech (`feed`) of `account`: the page after `last_id` (the first when None), newest first.
+
+        Same retries and token rule as the job calls; raises AccountUnavailable on 596 (the account's Mureka
+        session is broken: the user must fix it) and UnexpectedStatus on any other non-200 answer.
+        """
+        if feed not in FEEDS:
+            raise ValueError(f"unknown feed {feed!r}: use one of {', '.join(FEEDS)}")
+        params = {"account": account} | ({"last_id": str(last_id)} if last_id is not None else {})
+        url = f"{self.base_url}/{feed}?{urlencode(params)}"
+        what = f"GET /{feed}?{urlencode(params)}"
+
+        def attempt() -> FeedPage:
+            response = self._get(url)
+            status = response.status_code
+            if status == 596:
+                raise AccountUnavailable(feed, account)
+            if status != 200:
+                self._check_status(what, status)
+                raise self._unexpected(what, status)
+            body, page = self._json_object(response)
+            if not isinstance(page.get("list", []), list):
+                raise _BadAnswer("feed page without a list")
+            return FeedPage(feed, account, last_id, body, page, datetime.now(timezone.utc), self._local.retries)
+
+        return self._run(what, attempt)
+
+
+FEEDS = ("music", "speech")
+
+
+class AccountUnavailable(ApiError):
+    """A feed answered 596: the linked Mureka account is in an error state (session expired, refresh failed)."""
+
+    def __init__(self, feed: str, account: str) -> None:
+        self.feed = feed
+        self.account = account
+        super().__init__(
+            f"account {account}: GET /{feed} answered 596, the Mureka account is in an error state (session"
+            " expired or refresh failed); re-add or refresh it at useapi.net, then run again"
+        )
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One feed page as received: the body verbatim and parsed, and which page was asked for."""
+
+    feed: str
+    account: str
+    requested_last_id: int | None
+    body: str
+    page: dict
+    observed_at: datetime
+    retries: int

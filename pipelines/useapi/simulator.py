@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, write_ids_file
+from pipelines.useapi.feeds import FEED_PATHS, Feeds
 
 DEFAULT_TOKEN = "user:777-simulatortoken"
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the simulator CLI
@@ -40,7 +41,7 @@ MAX_HEAD_BYTES = 65536
 REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 596: "Account Error",
 }
 JSON_TYPE = b"application/json; charset=utf-8"
 HTML_TYPE = b"text/html; charset=utf-8"
@@ -189,6 +190,7 @@ class Simulator:
         self._server: asyncio.AbstractServer | None = None
         self._transports: set[asyncio.Transport] = set()
         self._base_url: str | None = None
+        self.feeds = Feeds(lambda: self.jobs, self._user)
         for job in jobs:
             self.add_job(job)
 
@@ -321,9 +323,11 @@ class Simulator:
 
     def _answer(self, method: bytes, target: bytes, auth: bytes | None) -> tuple[int, bytes]:
         """The normal (fault-free) answer to one request: status and JSON body."""
-        path = target.split(b"?", 1)[0].decode("latin-1")
+        path, _, query = target.decode("latin-1").partition("?")
         if path == JOBS_PATH:
             route = "list"
+        elif path.removeprefix(API_PREFIX) in FEED_PATHS:
+            route = "feed"
         elif path.startswith(JOB_PREFIX):
             route = "job"
         else:
@@ -335,6 +339,9 @@ class Simulator:
         now = self.clock.now()
         if route == "list":
             return 200, _json(self._running_jobs(now))
+        if route == "feed":
+            status, body = self.feeds.answer(path.removeprefix(API_PREFIX), query, self.accounts(), now)
+            return status, _json(body)
         jobid = unquote(path[len(JOB_PREFIX):])
         m = JOBID_RE.match(jobid)
         if m is None:
@@ -346,6 +353,10 @@ class Simulator:
         if entry is None or now < entry.job.created or now > entry.job.created + RETENTION:
             return 404, BODY_404
         return 200, entry.body_at(now)
+
+    def accounts(self) -> set[str]:
+        """The accounts linked to the token: those of its user's jobs and those of its feeds."""
+        return {job.account for job in self.jobs if job.owner_user == self._user} | self.feeds.accounts
 
     def _running_jobs(self, now: datetime) -> dict[str, Any]:
         """The GET /jobs body: this user's running jobs grouped by account (reference §4)."""
@@ -377,7 +388,7 @@ class Simulator:
             "music": music,
             "tts": tts,
             "accounts": accounts,
-            "availableAccounts": sorted(available),
+            "availableAccounts": sorted(available | self.feeds.accounts),
         }
 
     def _handle(

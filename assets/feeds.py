@@ -1,0 +1,179 @@
+"""The account feeds in Dagster: scan and flatten them, load them, and check that young content has a job.
+
+Thin wrappers over pipelines/feeds.py: one step pages every account's feeds (`feed_raw`) and upserts the items
+(`feed_songs`, `feed_speech`); `feed_warehouse` loads them into warehouse.duckdb; the audit check fails while
+items younger than the 7-day retention have no registered job.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.policies import TRANSIENT_RETRY
+from pipelines import capture, feeds
+from pipelines.checks import markdown_table
+from pipelines.partitions import POOL
+from pipelines.resources import HomeResource, MurekaApiResource
+from pipelines.useapi.client import AuthError
+from pipelines.warehouse import open_lake
+
+GROUP = "feeds"
+FEEDS_JOB = "feeds_job"
+
+
+class FeedScanConfig(dg.Config):
+    """`full` pages every feed to its end instead of stopping at the last scan's newest item."""
+
+    full: bool = False
+    max_pages: int = feeds.DEFAULT_MAX_PAGES
+
+
+@dg.multi_asset(
+    name="feed_scan",
+    specs=[
+        dg.AssetSpec(
+            "feed_raw",
+            group_name=GROUP,
+            kinds={"parquet"},
+            description="Every feed page (GET /music, GET /speech) of every account, archived verbatim in"
+            " lake/feed_raw/.",
+        ),
+        dg.AssetSpec(
+            "feed_songs",
+            deps=["feed_raw"],
+            group_name=GROUP,
+            kinds={"parquet"},
+            description="Every song of the accounts' music feeds, any age (key song_id, version), by generation day.",
+        ),
+        dg.AssetSpec(
+            "feed_speech",
+            deps=["feed_raw"],
+            group_name=GROUP,
+            kinds={"parquet"},
+            description="Every speech of the accounts' speech feeds, any age (key id), by the day first seen.",
+        ),
+    ],
+    retry_policy=TRANSIENT_RETRY,
+)
+def feed_scan(
+    context: dg.AssetExecutionContext, config: FeedScanConfig, home: HomeResource, mureka_api: MurekaApiResource
+) -> Iterator[dg.MaterializeResult]:
+    """Page each account's feeds from the top down to where the last scan began (all of it with `full`),
+    at most `max_pages` requests per account and feed, then upsert their items into the lake tables."""
+    try:
+        with mureka_api.client() as client:
+            report = feeds.scan_feeds(home.home, client, full=config.full, max_pages=config.max_pages)
+    except AuthError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    for message in [*report.unavailable.values(), *report.errors]:
+        context.log.warning(message)
+    accounts = {
+        account: {feed: {"pages": r.pages, "new_items": r.new_items, "complete": r.complete, "error": r.error}
+                  for feed, r in by_feed.items()}
+        for account, by_feed in report.feeds.items()
+    }
+    yield dg.MaterializeResult(
+        asset_key="feed_raw",
+        metadata={
+            "run_requests": report.http_requests,
+            "run_retries": report.retries,
+            "pages_archived": report.pages_archived,
+            "requests_by_account": dg.MetadataValue.json(report.requests_by_account()),
+            "accounts": dg.MetadataValue.json(accounts),
+            "unavailable_accounts": dg.MetadataValue.json(report.unavailable),
+            "full_scan": config.full,
+        },
+    )
+    for table in ("feed_songs", "feed_speech"):
+        written = report.rows.get(table, {})
+        yield dg.MaterializeResult(
+            asset_key=table,
+            metadata={
+                "dagster/row_count": feeds.table_rows(home.home, table),
+                "days_written": len(written),
+                "rows_in_days_written": dg.MetadataValue.md(
+                    markdown_table(["day", "rows"], [(d.isoformat(), n) for d, n in sorted(written.items())])
+                ),
+            },
+        )
+
+
+@dg.asset(
+    deps=["feed_songs", "feed_speech"],
+    group_name=GROUP,
+    kinds={"duckdb"},
+    pool=POOL,
+    retry_policy=TRANSIENT_RETRY,
+)
+def feed_warehouse(home: HomeResource) -> dg.MaterializeResult:
+    """The feed tables in warehouse.duckdb: every lake file that changed since the last load is loaded (the
+    same load as the capture's `warehouse`, in the same one-writer pool)."""
+    result = capture.load_warehouse(home.home)
+    return dg.MaterializeResult(
+        metadata={
+            "run_files_loaded": result.days_loaded,
+            "rows/feed_songs": result.rows_by_table.get("feed_songs", 0),
+            "rows/feed_speech": result.rows_by_table.get("feed_speech", 0),
+        }
+    )
+
+
+AUDIT_CHECKS = {"feed_songs": "young_songs_have_jobs", "feed_speech": "young_speech_have_jobs"}
+
+
+@dg.multi_asset_check(
+    name="capture_audit",
+    specs=[
+        dg.AssetCheckSpec(
+            name,
+            asset=asset,
+            description="Fails while feed items younger than the 7-day retention have no registered job:"
+            " those jobs can still be saved if their ids are found and registered.",
+        )
+        for asset, name in AUDIT_CHECKS.items()
+    ],
+)
+def capture_audit(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
+    con = open_lake(home.home)
+    try:
+        found = feeds.young_without_job(con)
+    finally:
+        con.close()
+    for asset, name in AUDIT_CHECKS.items():
+        counts = [(u.account, u.songs if asset == "feed_songs" else u.speeches, u.deadline) for u in found]
+        counts = [(account, n, deadline) for account, n, deadline in counts if n]
+        kind = "songs" if asset == "feed_songs" else "speeches"
+        lines = [
+            f"account {account}: {n} {kind} younger than 7 days have no registered job; fetchable until about"
+            f" {deadline:%Y-%m-%d %H:%M} UTC"
+            for account, n, deadline in counts
+        ]
+        yield dg.AssetCheckResult(
+            asset_key=asset,
+            check_name=name,
+            passed=not counts,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(lines) or None,
+            metadata={
+                "items": sum(n for _, n, _ in counts),
+                "accounts": dg.MetadataValue.md(
+                    markdown_table(["account", kind, "deadline"], [(a, n, f"{d:%Y-%m-%d %H:%M}") for a, n, d in counts])
+                ),
+            },
+        )
+
+
+feeds_job = dg.define_asset_job(
+    FEEDS_JOB,
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Page every account's feeds, flatten them, load them and audit the capture against them.",
+)
+feeds_schedule = dg.ScheduleDefinition(
+    name="feeds_schedule",
+    job=feeds_job,
+    cron_schedule="30 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Scan the account feeds daily (incremental: what is new since the last scan).",
+)
+FEED_ASSETS = [feed_scan, feed_warehouse]

@@ -1,0 +1,265 @@
+"""Account feeds over real HTTP against the simulator: paging, incremental and bounded scans, the archive,
+the flattened tables, the audit view against what the simulator generated, the audit check, and 596."""
+
+import copy
+import math
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines import feeds
+from pipelines.config import Home, utcnow
+from pipelines.jobids import parse_jobid
+from pipelines.registry import Registry
+from pipelines.runner import run_capture, run_feeds
+from pipelines.useapi.client import MurekaClient
+from pipelines.useapi.corpus import SimJob, build_jobid, generate_jobs
+from pipelines.useapi.simulator import Simulator
+from pipelines.warehouse import open_lake
+from tests.conftest import api_for
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = 5
+BROKEN_ACCOUNT = "59600000000000"
+RETENTION = timedelta(days=7)
+
+
+def make_jobs(n: int, seed: int, days: float) -> list[SimJob]:
+    """`n` jobs over 3 accounts, all finished 10 minutes ago at the latest, without the odd-record quirks."""
+    return generate_jobs(n, seed, utcnow() - timedelta(minutes=10), days=days, accounts=3, odd_fraction=0)
+
+
+def serve(jobs: list[SimJob], web: int = 0) -> Simulator:
+    sim = Simulator(jobs, seed=1)
+    sim.feeds.page_size = PAGE
+    if web:
+        for account in sorted({job.account for job in jobs if job.owner_user == "777"}):
+            sim.feeds.add_web_content(account, web, web, utcnow() - timedelta(minutes=10), days=12, seed=5)
+    return sim
+
+
+def register(home: Home, jobs: list[SimJob]) -> None:
+    now = utcnow()
+    with Registry(home.registry_path) as registry:
+        registry.add([parse_jobid(job.jobid, now) for job in jobs], source="test", now=now)
+
+
+def fresh_music_job(jobs: list[SimJob], account: str, n: int) -> SimJob:
+    """A copy of a completed music job of `jobs`, made by `account` 3 minutes ago, with new ids (feed, songs)."""
+    template = next(j for j in jobs if j.job_type == "music" and j.final_record["status"] == "completed")
+    created = utcnow() - timedelta(minutes=3, seconds=n)
+    record = copy.deepcopy(template.final_record)
+    record["jobid"] = build_jobid(created, f"{n:06d}", "m", "777", account)
+    record["request"]["account"] = account
+    record["response"]["feed_id"] = 10**12 + n
+    for song in record["response"]["songs"]:
+        song["song_id"] = f"user:777-mureka:{account}-song:{90_000_000 + n}"
+        song["generate_at"] = int((created + timedelta(seconds=60)).timestamp())
+    return SimJob(record["jobid"], created, created + timedelta(seconds=60), record)
+
+
+def scan(home: Home, sim: Simulator, **kwargs) -> tuple[feeds.ScanReport, int]:
+    """One library scan; returns its report and the requests the simulator received."""
+    before = sim.requests_total
+    with MurekaClient(sim.base_url, sim.token) as client:
+        report = feeds.scan_feeds(home, client, **kwargs)
+    return report, sim.requests_total - before
+
+
+def feed_counts(sim: Simulator) -> dict[tuple[str, str], int]:
+    """Entries per (account, feed) the simulator serves now."""
+    now = sim.clock.now()
+    return {(account, feed): len(sim.feeds.items("/" + feed, account, now))
+            for account in sim.accounts() for feed in ("music", "speech")}
+
+
+def test_simulator_feeds_follow_jobs_and_page(home: Home) -> None:
+    jobs = make_jobs(40, seed=3, days=5)
+    with serve(jobs, web=2) as sim, MurekaClient(sim.base_url, sim.token) as client:
+        account = sorted(sim.accounts())[0]
+        ids, last_id = [], None
+        while True:
+            page = client.get_feed_page("music", account, last_id)
+            ids += [item["feed_id"] for item in page.page["list"]]
+            assert len(page.page["list"]) <= PAGE
+            if not page.page["more"]:
+                break
+            last_id = page.page["last_id"]
+        made = {job.final_record["response"]["feed_id"]: job for job in jobs
+                if job.account == account and job.job_type == "music" and job.final_record["status"] == "completed"}
+        assert len(ids) == len(set(ids)) == len(made) + 2  # every completed music job, plus 2 made on the website
+        first = client.get_feed_page("music", account).page["list"][0]
+        job = made.get(first["feed_id"])
+        if job is not None:
+            songs = job.final_record["response"]["songs"]
+            assert [(s["song_id"], s["version"]) for s in first["songs"]] == [(s["song_id"], s["version"]) for s in songs]
+        speeches = client.get_feed_page("speech", account).page["list"]
+        tts = {job.final_record["response"]["id"] for job in jobs if job.account == account and job.job_type == "tts"
+               and job.final_record["status"] == "completed"}
+        assert {s["id"] for s in speeches} & tts
+        with pytest.raises(Exception, match="400"):
+            client.get_feed_page("music", "")  # several accounts: `account` is required
+
+
+def test_second_run_requests_only_new_pages(home: Home) -> None:
+    jobs = make_jobs(60, seed=4, days=9)
+    with serve(jobs) as sim:
+        served = feed_counts(sim)
+        first, requests = scan(home, sim)
+        pages = {key: max(1, math.ceil(n / PAGE)) for key, n in served.items()}
+        assert requests == 1 + sum(pages.values())  # GET /jobs, then every page of every feed
+        assert {(a, f): r.pages for a, by in first.feeds.items() for f, r in by.items()} == pages
+        archived = feeds.read_feed_raw(home)
+        assert archived.num_rows == sum(pages.values())
+        assert feeds.table_rows(home, "feed_speech") == sum(n for (_, f), n in served.items() if f == "speech")
+
+        files = {p: p.stat().st_mtime_ns for p in home.lake.glob("feed_*/created_date=*/*.parquet")}
+        idle, requests = scan(home, sim)
+        assert requests == 1 + 2 * len(sim.accounts())  # nothing new: one page per account and feed
+        assert idle.requests_by_account() == {account: 2 for account in sim.accounts()}
+        assert {p: p.stat().st_mtime_ns for p in home.lake.glob("feed_*/created_date=*/*.parquet")} == files
+
+        account = sorted(sim.accounts())[0]
+        added = 7
+        for n in range(added):
+            sim.add_job(fresh_music_job(jobs, account, n))
+        second, requests = scan(home, sim)
+        assert second.feeds[account]["music"].new_items == added
+        assert second.feeds[account]["music"].pages == added // PAGE + 1
+        assert requests == 1 + 2 * len(sim.accounts()) + added // PAGE
+        assert feeds.table_rows(home, "feed_songs") == sum(
+            len(item.item["songs"]) for a in sim.accounts() for item in sim.feeds.items("/music", a, sim.clock.now())
+        )
+
+
+def test_bounded_run_is_continued_by_the_next(home: Home, tmp_path: Path) -> None:
+    jobs = make_jobs(60, seed=5, days=9)
+    with serve(jobs) as sim:
+        bounded, _ = scan(home, sim, max_pages=1)
+        assert not all(r.complete for by in bounded.feeds.values() for r in by.values())
+        for _ in range(10):
+            report, _ = scan(home, sim, max_pages=1)
+            if all(r.complete for by in report.feeds.values() for r in by.values()):
+                break
+        whole = Home(tmp_path / "whole").ensure()
+        scan(whole, sim)
+        for table in ("feed_songs", "feed_speech"):
+            assert feeds.table_rows(home, table) == feeds.table_rows(whole, table) > 0
+        _, requests = scan(home, sim)
+        assert requests == 1 + 2 * len(sim.accounts())
+
+
+def expected_audit(sim: Simulator, registered: set[str]) -> Counter:
+    """(account, kind, audit) -> items, from what the simulator generated: a registered job younger than 7 days
+    is captured (matched); an older one expired uncaptured (lost for a song; a speech's age is unknown on a first
+    scan); anything else has no job, fetchable or expired by the song's age."""
+    now = utcnow()
+    by_feed_id = {job.final_record["response"]["feed_id"]: job for job in sim.jobs if job.job_type == "music"
+                  and "response" in job.final_record}
+    by_speech = {job.final_record["response"]["id"]: job for job in sim.jobs if job.job_type == "tts"
+                 and "response" in job.final_record}
+    expected: Counter = Counter()
+    for account in sim.accounts() - {BROKEN_ACCOUNT}:
+        for item in sim.feeds.items("/music", account, sim.clock.now()):
+            job = by_feed_id.get(item.item_id)
+            young = now - item.at < RETENTION
+            if job is not None and job.jobid in registered:
+                audit = "matched" if now - job.created < RETENTION else "lost"
+            else:
+                audit = "no_job_fetchable" if young else "no_job_expired"
+            expected[(account, "song", audit)] += len(item.item["songs"])
+        for item in sim.feeds.items("/speech", account, sim.clock.now()):
+            job = by_speech.get(item.item_id)
+            matched = job is not None and job.jobid in registered and now - job.created < RETENTION
+            expected[(account, "speech", "matched" if matched else "no_job_unknown_age")] += 1
+    return expected
+
+
+def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
+    jobs = make_jobs(90, seed=6, days=12)
+    with serve(jobs, web=3) as sim:
+        sim.feeds.fail_account(BROKEN_ACCOUNT)
+        ours = [job for job in jobs if job.owner_user == "777"]
+        registered = [job for i, job in enumerate(ours) if i % 3]
+        register(home, registered)
+        api = api_for(sim)
+        run_capture(home, api)
+        run = run_feeds(home, api)
+        assert BROKEN_ACCOUNT in run.unavailable and "596" in run.unavailable[BROKEN_ACCOUNT]
+        expected = expected_audit(sim, {job.jobid for job in registered})
+
+    con = open_lake(home)
+    try:
+        found = Counter({(a, k, audit): n for a, k, audit, n in con.execute(
+            "SELECT account, kind, audit, count(*) FROM v_audit_items GROUP BY ALL").fetchall()})
+        totals = con.execute("SELECT sum(matched), sum(lost), sum(no_job_fetchable) + sum(no_job_expired)"
+                             " + sum(no_job_unknown_age), sum(feed_songs) + sum(feed_speech) FROM v_capture_audit"
+                             ).fetchone()
+    finally:
+        con.close()
+    assert found == expected
+    assert {audit for _, _, audit in expected} >= {"matched", "lost", "no_job_fetchable", "no_job_expired"}
+    assert totals == (
+        sum(n for (_, _, a), n in expected.items() if a == "matched"),
+        sum(n for (_, _, a), n in expected.items() if a == "lost"),
+        sum(n for (_, _, a), n in expected.items() if a.startswith("no_job")),
+        sum(expected.values()),
+    )
+    # The warehouse holds the feed songs with their durations, genres and moods, beyond the 7-day window.
+    with duckdb.connect(str(home.warehouse_path), read_only=True) as wh:
+        songs, old, with_genres = wh.execute(
+            "SELECT count(*), count(*) FILTER (WHERE generated_at < now() - INTERVAL 7 DAY),"
+            " count(*) FILTER (WHERE len(genres) > 0 AND duration_milliseconds > 0) FROM feed_songs").fetchone()
+    assert songs == sum(n for (_, k, _), n in expected.items() if k == "song") == with_genres
+    assert old > 0
+
+
+def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_captured(home: Home) -> None:
+    jobs = [job for job in make_jobs(30, seed=8, days=3) if job.final_record["status"] == "completed"]
+    ours = [job for job in jobs if job.owner_user == "777"]
+    missing = next(job for job in ours if job.job_type == "music")
+    with serve(jobs) as sim:
+        api = api_for(sim)
+        register(home, [job for job in ours if job is not missing])
+        run_capture(home, api)
+        run = run_feeds(home, api)
+        checks = {name: (passed, text) for name, passed, text in run.checks}
+        passed, text = checks["young_songs_have_jobs"]
+        assert not passed
+        songs = len(missing.final_record["response"]["songs"])
+        deadline = (missing.finish_at.replace(microsecond=0) + RETENTION).strftime("%Y-%m-%d %H:%M")
+        assert text == (f"account {missing.account}: {songs} songs younger than 7 days have no registered job;"
+                        f" fetchable until about {deadline} UTC")
+        assert checks["young_speech_have_jobs"][0]
+
+        register(home, [missing])
+        run_capture(home, api)
+        run = run_feeds(home, api)
+        assert all(passed for _, passed, _ in run.checks), run.checks
+
+
+def test_cli_audit_prints_the_table_and_reports_596(home: Home) -> None:
+    jobs = make_jobs(30, seed=9, days=4)
+    with serve(jobs, web=1) as sim:
+        sim.feeds.fail_account(BROKEN_ACCOUNT)
+        env = {**os.environ, "MUREKA_ETL_HOME": str(home.root), "USEAPI_BASE_URL": sim.base_url,
+               "USEAPI_TOKEN": sim.token}
+        env.pop("DAGSTER_HOME", None)
+        done = subprocess.run([sys.executable, "-m", "pipelines.cli", "audit"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: account {BROKEN_ACCOUNT}: GET /music answered 596, the Mureka account is in an error state"
+        " (session expired or refresh failed); re-add or refresh it at useapi.net, then run again"
+    ]
+    header = done.stdout.splitlines()[0].split()
+    assert header[:4] == ["created_date", "account", "feed_songs", "feed_speech"]
+    assert "check young_songs_have_jobs: FAILED: account" in done.stdout
+    assert f"{BROKEN_ACCOUNT} 1" in done.stdout
+    assert sim.token not in done.stdout + done.stderr
