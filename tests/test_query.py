@@ -269,8 +269,9 @@ def test_cli_query_list_and_errors(lake_home):
     listed = run_cli("query", "--list", home=lake_home.root)
     assert listed.returncode == 0, listed.stderr
     names = [line.split(" ", 1)[0] for line in listed.stdout.splitlines()]
-    assert names[:7] == ["jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids", "raw"]
-    assert names[7].startswith("v_") and names[-1].startswith("_")
+    assert names[:9] == ["jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids", "feed_songs",
+                         "feed_speech", "raw"]
+    assert names[9].startswith("v_") and names[-1].startswith("_")
     lines = {line.split(" ", 1)[0]: line for line in listed.stdout.splitlines()}
     assert lines["raw"] == "raw (table): " + ", ".join(f"{c} {t}" for c, t in RAW_COLUMNS)
     assert lines["_song_durations"].startswith("_song_durations (internal view): model VARCHAR")

@@ -15,7 +15,8 @@ from pipelines.warehouse import Warehouse, WarehouseLockedError, open_lake, rebu
 from tests.test_flatten import DAY, M1, raw_rows
 from tests.test_lake import with_day
 
-FULL = {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16, "job_ids": 0}
+FULL = {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16, "job_ids": 0, "feed_songs": 0,
+        "feed_speech": 0}
 
 
 @pytest.fixture

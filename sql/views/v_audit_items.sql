@@ -1,4 +1,4 @@
--- v_audit_items: every feed song and speech (feed_songs, feed_speech) with what the capture knows of its job.
+-- v_audit_items: one row per feed song and speech (feed_songs, feed_speech), with what the capture knows of its job.
 -- audit = matched (a captured job made it: same song_id and version in songs, or its id as speech_id),
 -- lost / registered (a registered job of its account and type that was never captured may have made it:
 -- a music job created within 15 minutes before the song was generated, a TTS job created after the speech's

@@ -1,4 +1,4 @@
--- v_capture_audit: per generation day and account, the feed's songs and speeches against the captured jobs
+-- v_capture_audit: one row per generation day and account: the feed's songs and speeches against the captured jobs
 -- (v_audit_items): matched, lost (their registered job expired uncaptured), registered (their job is known
 -- and not fetched yet) and those with no known job, still fetchable (younger than 7 days), expired, or of
 -- unknown age.
