@@ -35,6 +35,10 @@ CAPTURE_STATES = {
     "completed": OKABE_ITO["bluish green"], "failed": FAILED, "expired": OKABE_ITO["sky blue"],
     "running": OKABE_ITO["blue"], "pending": OKABE_ITO["yellow"], "lost": OKABE_ITO["black"], "rejected": GREY,
 }
+FEED_COVERAGE = {
+    "captured": OKABE_ITO["bluish green"], "registered": OKABE_ITO["yellow"], "lost": OKABE_ITO["black"],
+    "no_job_fetchable": OKABE_ITO["orange"], "no_job": GREY,
+}
 LATENCY_SHADES = {"p50": OKABE_ITO["blue"], "p90": OKABE_ITO["orange"], "p99": FAILED}
 PARTIAL_OPACITY = 0.45  # bars of the day still under way (the day of `now`)
 Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval
@@ -59,7 +63,8 @@ def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> Re
     since = until - timedelta(days=WINDOW_DAYS - 1)
     params = {"since": since, "until": until}
     data = {name: _fetch(con, name, params) for name in
-            ("totals", "daily_volume", "failure_trend", "song_distribution", "latency", "capture_health", "top_errors")}
+            ("totals", "daily_volume", "failure_trend", "song_distribution", "latency", "capture_health", "top_errors",
+             "feed_coverage", "feed_history")}
     totals = next(iter(_records(data["totals"])), {})
     volume, failures, capture = (_records(data[name]) for name in ("daily_volume", "failure_trend", "capture_health"))
     finished_days = [r for r in failures if r["day"] < until]
@@ -81,6 +86,7 @@ def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> Re
                  _capture_health(capture, since, until)),
         _section("Top errors", "most frequent error messages of failed jobs, with the verbs of those jobs",
                  _top_errors(data["top_errors"])),
+        _feed_section(_records(data["feed_coverage"]), _records(data["feed_history"]), since, until, now),
     ]
     page = _page(now, _tiles(totals), sections)
     out = Path(out)
@@ -356,6 +362,39 @@ def _capture_health(records: list[dict], since: date, until: date) -> str:
     note = f"<p class=\"sub\">{_int(at_risk)} id(s) not final with a deadline within 24 hours (or past).</p>"
     return (_stacked_bars(days, series, dict(CAPTURE_STATES), _int, partial=until) + _legend(CAPTURE_STATES)
             + note)
+
+
+def _feed_section(coverage: list[dict], history: list[dict], since: date, until: date, now: datetime) -> str:
+    """Coverage: the accounts' feed items per generation day by what the capture holds of them; and the
+    feed-only history (songs and speeches no captured job holds) with the songs' durations, genres and moods."""
+    if coverage:
+        days = _days(coverage, since, until)
+        index = {d: i for i, d in enumerate(days)}
+        series = {name: [0.0] * len(days) for name in FEED_COVERAGE}
+        for r in coverage:
+            if r["day"] in index:
+                for name in FEED_COVERAGE:
+                    series[name][index[r["day"]]] = float(r[name])
+        chart = _stacked_bars(days, series, dict(FEED_COVERAGE), _int, partial=until) + _legend(FEED_COVERAGE)
+    else:
+        chart = _empty("No feed items yet: run `mureka-etl audit` (or the feeds job).")
+    h = next(iter(history), {})
+    rows = [
+        ("songs without a captured job", _int(h.get("songs"))),
+        ("speeches without a captured job", _int(h.get("speeches"))),
+        ("generated", f"{h.get('first_day') or '–'} … {h.get('last_day') or '–'}"),
+        ("total duration", _ms(h.get("total_ms"))),
+        ("median duration", _ms(h.get("median_ms"))),
+        ("top genres", h.get("top_genres") or "–"),
+        ("top moods", h.get("top_moods") or "–"),
+    ]
+    table = "<table><tbody>" + "".join(
+        f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in rows
+    ) + "</tbody></table>"
+    return _section("Feed coverage and feed-only history",
+                    f"feed songs and speeches per generation day by what the capture holds,"
+                    f" {_span(coverage, since, until, now)}; below, the feed-only history, all time",
+                    chart + table)
 
 
 def _song_distribution(rows: Rows) -> str:

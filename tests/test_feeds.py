@@ -4,6 +4,7 @@ the flattened tables, the audit view against what the simulator generated, the a
 import copy
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -17,10 +18,12 @@ from pipelines import feeds
 from pipelines.config import Home, utcnow
 from pipelines.jobids import parse_jobid
 from pipelines.registry import Registry
-from pipelines.runner import run_capture, run_feeds
+from pipelines.report import write_home_report
+from pipelines.resources import MurekaApiResource
+from pipelines.runner import RunFailedError, run_capture, run_feeds
 from pipelines.useapi.client import MurekaClient
 from pipelines.useapi.corpus import SimJob, build_jobid, generate_jobs
-from pipelines.useapi.simulator import Simulator
+from pipelines.useapi.simulator import FaultConfig, Simulator
 from pipelines.warehouse import open_lake
 from tests.conftest import api_for
 
@@ -218,6 +221,14 @@ def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
             " count(*) FILTER (WHERE len(genres) > 0 AND duration_milliseconds > 0) FROM feed_songs").fetchone()
     assert songs == sum(n for (_, k, _), n in expected.items() if k == "song") == with_genres
     assert old > 0
+    # The report's feed panel: coverage per day and the feed-only history.
+    html = write_home_report(home, utcnow()).path.read_text()
+    panel = html[html.index("Feed coverage and feed-only history"):]
+    feed_only = sum(n for (_, k, a), n in expected.items() if k == "song" and a != "matched")
+    assert f"<th>songs without a captured job</th><td>{feed_only}</td>" in panel
+    captured = re.findall(r"<title>\d{4}-\d{2}-\d{2} captured: ([\d,]+)", panel)
+    assert sum(int(n.replace(",", "")) for n in captured) == sum(
+        n for (_, _, a), n in expected.items() if a == "matched")
 
 
 def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_captured(home: Home) -> None:
@@ -263,3 +274,21 @@ def test_cli_audit_prints_the_table_and_reports_596(home: Home) -> None:
     assert "check young_songs_have_jobs: FAILED: account" in done.stdout
     assert f"{BROKEN_ACCOUNT} 1" in done.stdout
     assert sim.token not in done.stdout + done.stderr
+
+
+def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: Path) -> None:
+    jobs = make_jobs(40, seed=10, days=6)
+    with serve(jobs) as sim:
+        clean = Home(tmp_path / "clean").ensure()
+        scan(clean, sim)
+        sim.faults = FaultConfig(rate_429=0.1, rate_503=0.1, rate_reset=0.05, rate_truncate=0.05, rate_html=0.05, retry_after=0)
+        with MurekaClient(sim.base_url, sim.token, backoff_factor=0.01, backoff_max=0.05) as client:
+            report = feeds.scan_feeds(home, client)
+        assert sum(sim.faults_injected.values()) > 0 and report.retries > 0
+        assert not report.errors
+        for table in ("feed_songs", "feed_speech"):
+            assert feeds.table_rows(home, table) == feeds.table_rows(clean, table) > 0
+
+        sim.faults = FaultConfig()
+        with pytest.raises(RunFailedError, match="401 Unauthorized: check USEAPI_TOKEN"):
+            run_feeds(Home(tmp_path / "denied"), MurekaApiResource(base_url=sim.base_url, token="user:777-wrong"))
