@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import requests
 import pytest
 
 from pipelines import feeds
@@ -292,3 +293,22 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
         sim.faults = FaultConfig()
         with pytest.raises(RunFailedError, match="401 Unauthorized: check USEAPI_TOKEN"):
             run_feeds(Home(tmp_path / "denied"), MurekaApiResource(base_url=sim.base_url, token="user:777-wrong"))
+
+
+def test_simulator_cli_serves_feeds_with_website_content_and_a_596_account() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.useapi.simulator", "--port", "0", "--jobs", "30", "--web-content", "2",
+         "--account-596", BROKEN_ACCOUNT], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = proc.stdout.readline().split(" at ", 1)[1].strip()
+        headers = {"Authorization": "Bearer user:777-simulatortoken"}
+        accounts = requests.get(f"{base_url}/jobs", headers=headers, timeout=10).json()["availableAccounts"]
+        assert BROKEN_ACCOUNT in accounts and len(accounts) == 4
+        broken = requests.get(f"{base_url}/speech", params={"account": BROKEN_ACCOUNT}, headers=headers, timeout=10)
+        assert broken.status_code == 596 and "session expired" in broken.json()["error"]
+        page = requests.get(f"{base_url}/music", params={"account": accounts[0]}, headers=headers, timeout=10)
+        assert page.status_code == 200 and page.json()["list"]
+        assert requests.get(f"{base_url}/music", headers=headers, timeout=10).status_code == 400
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

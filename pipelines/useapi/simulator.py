@@ -1,8 +1,8 @@
 """An embedded HTTP/1.1 server on 127.0.0.1 that answers like the useapi.net Mureka jobs API.
 
-It serves `GET /v1/mureka/jobs/{jobid}` and `GET /v1/mureka/jobs` with Bearer auth, the documented
-400/401/403/404 answers, 7-day retention and jobs that finish as the simulator's clock moves on, and
-injects transport faults (429, 5xx, resets, truncated bodies, HTML pages, slow answers) on demand.
+It serves `GET /v1/mureka/jobs/{jobid}`, `GET /v1/mureka/jobs` and the account feeds (`GET /music`, `GET /speech`:
+useapi/feeds.py) with Bearer auth, the documented 400/401/403/404 (and 596) answers, 7-day retention and jobs
+that finish as the simulator's clock moves on, and injects transport faults (429, 5xx, resets, truncated bodies, HTML pages, slow answers) on demand.
 It runs an asyncio event loop in a daemon thread, with keep-alive connections and pre-serialized
 bodies, so one process can host both the server and a fast client.
 """
@@ -546,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=None)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--retry-after", type=int, default=None, help="Retry-After seconds on 429")
+    parser.add_argument("--web-content", type=int, default=3,
+                        help="songs feeds and speeches per account made on the website (in the feeds, no job)")
+    parser.add_argument("--account-596", action="append", default=[], metavar="ACCOUNT",
+                        help="a linked account whose feeds answer 596 (session expired); repeatable")
     args = parser.parse_args(argv)
 
     faults = FaultConfig.uniform(args.fault_rate, retry_after=1)
@@ -568,6 +572,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     sim = Simulator(jobs, token=args.token, clock=clock, faults=faults, seed=args.seed)
+    for account in sorted(sim.accounts()):
+        sim.feeds.add_web_content(account, args.web_content, args.web_content, clock.now(), args.days, args.seed)
+    for account in args.account_596:
+        sim.feeds.fail_account(account)
     try:
         base_url = sim.start(args.port)
     except SimulatorError as exc:
