@@ -115,7 +115,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         errors.print("error: USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.")
         return EXIT_USAGE
     home = Home.from_env()
-    api = MurekaApiResource(base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL), token=dg.EnvVar("USEAPI_TOKEN"))
+    api = MurekaApiResource(
+        base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL), token=dg.EnvVar("USEAPI_TOKEN")
+    )
     try:
         run = run_feeds(home, api, full=args.full, max_pages=args.max_pages)
     except RunFailedError as error:

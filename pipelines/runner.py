@@ -123,7 +123,9 @@ class FeedRunSummary:
     checks: list[tuple[str, bool, str | None]]
 
 
-def run_feeds(home: Home, api: MurekaApiResource, *, full: bool = False, max_pages: int | None = None) -> FeedRunSummary:
+def run_feeds(
+    home: Home, api: MurekaApiResource, *, full: bool = False, max_pages: int | None = None
+) -> FeedRunSummary:
     """Run the feeds job in-process (the same assets and check the daily schedule runs): scan every account's
     feeds, flatten and load them, and audit the capture against them."""
     defs = build_defs(
@@ -131,7 +133,10 @@ def run_feeds(home: Home, api: MurekaApiResource, *, full: bool = False, max_pag
     )
     scan_config: dict[str, Any] = {"full": full} | ({"max_pages": max_pages} if max_pages is not None else {})
     # The CLI prints the 596 accounts and check outcomes itself: the run's warnings would say them twice.
-    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}, "ops": {"feed_scan": {"config": scan_config}}}
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+        "ops": {"feed_scan": {"config": scan_config}},
+    }
     with _instance() as instance:
         result = defs.resolve_job_def(FEEDS_JOB).execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False

@@ -102,7 +102,8 @@ def test_simulator_feeds_follow_jobs_and_page(home: Home) -> None:
         job = made.get(first["feed_id"])
         if job is not None:
             songs = job.final_record["response"]["songs"]
-            assert [(s["song_id"], s["version"]) for s in first["songs"]] == [(s["song_id"], s["version"]) for s in songs]
+            keys = [(s["song_id"], s["version"]) for s in songs]
+            assert [(s["song_id"], s["version"]) for s in first["songs"]] == keys
         speeches = client.get_feed_page("speech", account).page["list"]
         tts = {job.final_record["response"]["id"] for job in jobs if job.account == account and job.job_type == "tts"
                and job.final_record["status"] == "completed"}
@@ -282,7 +283,8 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
     with serve(jobs) as sim:
         clean = Home(tmp_path / "clean").ensure()
         scan(clean, sim)
-        sim.faults = FaultConfig(rate_429=0.1, rate_503=0.1, rate_reset=0.05, rate_truncate=0.05, rate_html=0.05, retry_after=0)
+        sim.faults = FaultConfig(rate_429=0.1, rate_503=0.1, rate_reset=0.05, rate_truncate=0.05, rate_html=0.05,
+                                 retry_after=0)
         with MurekaClient(sim.base_url, sim.token, backoff_factor=0.01, backoff_max=0.05) as client:
             report = feeds.scan_feeds(home, client)
         assert sum(sim.faults_injected.values()) > 0 and report.retries > 0

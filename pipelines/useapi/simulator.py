@@ -2,7 +2,8 @@
 
 It serves `GET /v1/mureka/jobs/{jobid}`, `GET /v1/mureka/jobs` and the account feeds (`GET /music`, `GET /speech`:
 useapi/feeds.py) with Bearer auth, the documented 400/401/403/404 (and 596) answers, 7-day retention and jobs
-that finish as the simulator's clock moves on, and injects transport faults (429, 5xx, resets, truncated bodies, HTML pages, slow answers) on demand.
+that finish as the simulator's clock moves on, and injects transport faults (429, 5xx, resets, truncated bodies,
+HTML pages, slow answers) on demand.
 It runs an asyncio event loop in a daemon thread, with keep-alive connections and pre-serialized
 bodies, so one process can host both the server and a fast client.
 """

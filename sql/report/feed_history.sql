@@ -19,5 +19,7 @@ SELECT
     (SELECT max(created_date) FROM feed_only) AS last_day,
     (SELECT sum(duration_milliseconds) FROM feed_only) AS total_ms,
     (SELECT median(duration_milliseconds) FROM feed_only) AS median_ms,
-    (SELECT string_agg(genre || ' ' || n, ', ' ORDER BY n DESC, genre) FROM (SELECT * FROM genres ORDER BY n DESC, genre LIMIT 5)) AS top_genres,
-    (SELECT string_agg(mood || ' ' || n, ', ' ORDER BY n DESC, mood) FROM (SELECT * FROM moods ORDER BY n DESC, mood LIMIT 5)) AS top_moods;
+    (SELECT string_agg(genre || ' ' || n, ', ' ORDER BY n DESC, genre)
+     FROM (SELECT * FROM genres ORDER BY n DESC, genre LIMIT 5)) AS top_genres,
+    (SELECT string_agg(mood || ' ' || n, ', ' ORDER BY n DESC, mood)
+     FROM (SELECT * FROM moods ORDER BY n DESC, mood LIMIT 5)) AS top_moods;
