@@ -118,7 +118,7 @@ def feed_warehouse(home: HomeResource) -> dg.MaterializeResult:
     )
 
 
-AUDIT_CHECKS = {"feed_songs": "young_songs_have_jobs", "feed_speech": "young_speech_have_jobs"}
+AUDIT_CHECKS = {"feed_songs": ("young_songs_have_jobs", "song"), "feed_speech": ("young_speech_have_jobs", "speech")}
 
 
 @dg.multi_asset_check(
@@ -130,7 +130,7 @@ AUDIT_CHECKS = {"feed_songs": "young_songs_have_jobs", "feed_speech": "young_spe
             description="Fails while feed items younger than the 7-day retention have no registered job:"
             " those jobs can still be saved if their ids are found and registered.",
         )
-        for asset, name in AUDIT_CHECKS.items()
+        for asset, (name, _) in AUDIT_CHECKS.items()
     ],
 )
 def capture_audit(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
@@ -139,12 +139,11 @@ def capture_audit(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
         found = feeds.young_without_job(con)
     finally:
         con.close()
-    for asset, name in AUDIT_CHECKS.items():
-        counts = [(u.account, u.songs if asset == "feed_songs" else u.speeches, u.deadline) for u in found]
-        counts = [(account, n, deadline) for account, n, deadline in counts if n]
-        kind = "songs" if asset == "feed_songs" else "speeches"
+    for asset, (name, kind) in AUDIT_CHECKS.items():
+        counts = [(u.account, u.items, u.deadline) for u in found if u.kind == kind]
+        noun, until = ("songs", "about") if kind == "song" else ("speeches", "at least")
         lines = [
-            f"account {account}: {n} {kind} younger than 7 days have no registered job; fetchable until about"
+            f"account {account}: {n} {noun} younger than 7 days have no registered job; fetchable until {until}"
             f" {deadline:%Y-%m-%d %H:%M} UTC"
             for account, n, deadline in counts
         ]
@@ -157,7 +156,7 @@ def capture_audit(home: HomeResource) -> Iterator[dg.AssetCheckResult]:
             metadata={
                 "items": sum(n for _, n, _ in counts),
                 "accounts": dg.MetadataValue.md(
-                    markdown_table(["account", kind, "deadline"], [(a, n, f"{d:%Y-%m-%d %H:%M}") for a, n, d in counts])
+                    markdown_table(["account", noun, "deadline"], [(a, n, f"{d:%Y-%m-%d %H:%M}") for a, n, d in counts])
                 ),
             },
         )

@@ -7,8 +7,10 @@ continues it. Every page is archived verbatim in `lake/feed_raw/observed_date=D/
 are upserted into `feed_songs` (key song_id, version) and `feed_speech` (key id), one file per day the item
 was generated (`generate_at`; a speech carries no time, so its day is the day it was first seen).
 
-A speech found above the last scan's newest item was generated after that scan read its first page: that
-bound (`generated_after`) is all the audit knows of a speech's age.
+A speech carries no time. What bounds its age: a speech found above the last scan's newest item was generated
+after that scan read its first page (`generated_after`), and the feed's order (`scan_started_at` descending, then
+`scan_position`: newest first) puts it between the speeches of captured jobs, whose creation times are known
+(v_audit_items).
 """
 
 import json
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from pipelines.config import Home
+from pipelines.config import Home, utcnow
 from pipelines.lake import lake_days, table_file
 from pipelines.useapi.client import FEEDS, AccountUnavailable, FeedPage, MurekaClient, TransientError
 from pipelines.warehouse import SQL_DIR, open_lake
@@ -87,6 +89,8 @@ SCHEMAS = {
             ("generated_after", _TS),
             ("first_seen_at", _TS),
             ("last_seen_at", _TS),
+            ("scan_started_at", _TS),
+            ("scan_position", pa.int64()),
         ]
     ),
 }
@@ -201,13 +205,12 @@ def _scan(
     rows: list[dict[str, Any]],
 ) -> tuple[FeedResult, dict[str, Any]]:
     """Scan one feed from where its cursor says; returns what it did and the new cursor."""
-    if full:
-        scan = {"start": None, "stop_at": None, "top": None, "top_seen_at": None, "after": None}
-    elif cursor.get("resume"):
+    if cursor.get("resume") and not full:
         scan = dict(cursor["resume"])
     else:
-        scan = {"start": None, "stop_at": cursor.get("newest"), "top": None, "top_seen_at": None,
-                "after": cursor.get("newest_seen_at")}
+        scan = {"start": None, "stop_at": None if full else cursor.get("newest"), "top": None, "top_seen_at": None,
+                "after": None if full else cursor.get("newest_seen_at"), "started_at": utcnow().isoformat(),
+                "position": 0}
     result = FeedResult()
     after = datetime.fromisoformat(scan["after"]) if scan["after"] else None
     while result.pages < max_pages:
@@ -228,7 +231,9 @@ def _scan(
             new = items[: ids.index(scan["stop_at"])]
         result.items += len(items)
         result.new_items += len(new)
-        rows += _rows(feed, account, new, page.observed_at, after)
+        order = (datetime.fromisoformat(scan["started_at"]), scan["position"])
+        rows += _rows(feed, account, new, page.observed_at, after, order)
+        scan["position"] += len(items)
         next_id = _int(page.page.get("last_id")) or (ids[-1] if ids else None)
         if stop or not items or page.page.get("more") is False or next_id is None:
             result.complete = True
@@ -241,10 +246,13 @@ def _scan(
     return result, {**{k: v for k, v in cursor.items() if k != "resume"}, "resume": scan}
 
 
-def _rows(feed: str, account: str, items: list[Any], seen: datetime, after: datetime | None) -> list[dict[str, Any]]:
-    """The table rows of one page's items (songs of each music entry; each speech)."""
+def _rows(
+    feed: str, account: str, items: list[Any], seen: datetime, after: datetime | None, order: tuple[datetime, int]
+) -> list[dict[str, Any]]:
+    """The table rows of one page's items (songs of each music entry; each speech); `order` is the scan's start
+    and the position of the page's first item in it."""
     out = []
-    for item in items:
+    for position, item in enumerate(items, start=order[1]):
         if not isinstance(item, dict):
             continue
         if feed == "speech":
@@ -257,6 +265,7 @@ def _rows(feed: str, account: str, items: list[Any], seen: datetime, after: date
                 "mp3_url": _str(item.get("mp3_url")), "duration_milliseconds": _int(item.get("duration_milliseconds")),
                 "audio_quality": _int(item.get("audio_quality")), "state": _int(item.get("state")),
                 "generated_after": after, "first_seen_at": seen, "last_seen_at": seen,
+                "scan_started_at": order[0], "scan_position": position,
             })
             continue
         songs = item.get("songs") if isinstance(item.get("songs"), list) else []
@@ -297,8 +306,9 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
         if old is not None:
             row["first_seen_at"] = min(old["first_seen_at"], row["first_seen_at"])
             row["last_seen_at"] = max(old["last_seen_at"], row["last_seen_at"])
-            if "generated_after" in row:
-                row["generated_after"] = old["generated_after"]
+            for kept in ("generated_after", "scan_started_at", "scan_position"):
+                if kept in row:
+                    row[kept] = old[kept]
             touched.add(old["created_date"])
         when = row.get("generated_at") or row["first_seen_at"]
         row["created_date"] = when.astimezone(timezone.utc).date()
@@ -326,17 +336,17 @@ def audit_table(home: Home) -> tuple[list[str], list[tuple]]:
 
 @dataclass(frozen=True)
 class Unmatched:
-    """Feed items younger than the retention window with no registered job, per account."""
+    """Feed items (kind song or speech) younger than the retention window with no registered job, per account."""
 
     account: str
+    kind: str
     items: int
-    songs: int
-    speeches: int
     deadline: datetime
 
 
 def young_without_job(con: duckdb.DuckDBPyConnection) -> list[Unmatched]:
-    """Per account, feed items whose job may still be fetched (younger than 7 days) and is not registered."""
+    """Per account and kind, feed items whose job may still be fetched (younger than 7 days) and is not registered;
+    `deadline` is the nearest (for a speech: the earliest it can be)."""
     rows = con.execute((AUDIT_SQL / "young_without_job.sql").read_text()).fetchall()
     return [Unmatched(*row) for row in rows]
 

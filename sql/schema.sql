@@ -139,6 +139,8 @@ CREATE TABLE IF NOT EXISTS feed_speech (
     generated_after TIMESTAMPTZ,
     first_seen_at TIMESTAMPTZ,
     last_seen_at TIMESTAMPTZ,
+    scan_started_at TIMESTAMPTZ,
+    scan_position BIGINT,
     created_date DATE
 );
 

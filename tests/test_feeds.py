@@ -39,12 +39,14 @@ def make_jobs(n: int, seed: int, days: float) -> list[SimJob]:
     return generate_jobs(n, seed, utcnow() - timedelta(minutes=10), days=days, accounts=3, odd_fraction=0)
 
 
-def serve(jobs: list[SimJob], web: int = 0) -> Simulator:
+def serve(jobs: list[SimJob], web: int = 0, web_speech: int | None = None) -> Simulator:
+    """A simulator of `jobs` with small feed pages, and `web` songs feeds and `web_speech` (default `web`)
+    speeches made on the website in each account."""
     sim = Simulator(jobs, seed=1)
     sim.feeds.page_size = PAGE
-    if web:
-        for account in sorted({job.account for job in jobs if job.owner_user == "777"}):
-            sim.feeds.add_web_content(account, web, web, utcnow() - timedelta(minutes=10), days=12, seed=5)
+    for account in sorted({job.account for job in jobs if job.owner_user == "777"}):
+        sim.feeds.add_web_content(account, web, web if web_speech is None else web_speech,
+                                  utcnow() - timedelta(minutes=10), days=12, seed=5)
     return sim
 
 
@@ -162,8 +164,8 @@ def test_bounded_run_is_continued_by_the_next(home: Home, tmp_path: Path) -> Non
 
 def expected_audit(sim: Simulator, registered: set[str]) -> Counter:
     """(account, kind, audit) -> items, from what the simulator generated: a registered job younger than 7 days
-    is captured (matched); an older one expired uncaptured (lost for a song; a speech's age is unknown on a first
-    scan); anything else has no job, fetchable or expired by the song's age."""
+    is captured (matched), an older one expired uncaptured (lost); anything else has no job, fetchable or
+    expired by its age (every TTS job is registered: a speech has no time of its own)."""
     now = utcnow()
     by_feed_id = {job.final_record["response"]["feed_id"]: job for job in sim.jobs if job.job_type == "music"
                   and "response" in job.final_record}
@@ -180,18 +182,18 @@ def expected_audit(sim: Simulator, registered: set[str]) -> Counter:
                 audit = "no_job_fetchable" if young else "no_job_expired"
             expected[(account, "song", audit)] += len(item.item["songs"])
         for item in sim.feeds.items("/speech", account, sim.clock.now()):
-            job = by_speech.get(item.item_id)
-            matched = job is not None and job.jobid in registered and now - job.created < RETENTION
-            expected[(account, "speech", "matched" if matched else "no_job_unknown_age")] += 1
+            job = by_speech[item.item_id]
+            assert job.jobid in registered
+            expected[(account, "speech", "matched" if now - job.created < RETENTION else "lost")] += 1
     return expected
 
 
 def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
     jobs = make_jobs(90, seed=6, days=12)
-    with serve(jobs, web=3) as sim:
+    with serve(jobs, web=3, web_speech=0) as sim:
         sim.feeds.fail_account(BROKEN_ACCOUNT)
         ours = [job for job in jobs if job.owner_user == "777"]
-        registered = [job for i, job in enumerate(ours) if i % 3]
+        registered = [job for i, job in enumerate(ours) if i % 3 or job.job_type == "tts"]
         register(home, registered)
         api = api_for(sim)
         run_capture(home, api)
@@ -209,7 +211,8 @@ def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
     finally:
         con.close()
     assert found == expected
-    assert {audit for _, _, audit in expected} >= {"matched", "lost", "no_job_fetchable", "no_job_expired"}
+    assert {(k, a) for _, k, a in expected} >= {("song", "matched"), ("song", "lost"), ("song", "no_job_fetchable"),
+                                                ("song", "no_job_expired"), ("speech", "matched"), ("speech", "lost")}
     assert totals == (
         sum(n for (_, _, a), n in expected.items() if a == "matched"),
         sum(n for (_, _, a), n in expected.items() if a == "lost"),
@@ -237,9 +240,12 @@ def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_capt
     jobs = [job for job in make_jobs(30, seed=8, days=3) if job.final_record["status"] == "completed"]
     ours = [job for job in jobs if job.owner_user == "777"]
     missing = next(job for job in ours if job.job_type == "music")
+    # A speech carries no time: its age comes from the captured speech before it in the feed (the next older).
+    speeches = sorted((job for job in ours if job.job_type == "tts"), key=lambda job: (job.account, job.finish_at))
+    older, missing_tts = next((a, b) for a, b in zip(speeches, speeches[1:]) if a.account == b.account)
     with serve(jobs) as sim:
         api = api_for(sim)
-        register(home, [job for job in ours if job is not missing])
+        register(home, [job for job in ours if job not in (missing, missing_tts)])
         run_capture(home, api)
         run = run_feeds(home, api)
         checks = {name: (passed, text) for name, passed, text in run.checks}
@@ -249,9 +255,12 @@ def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_capt
         deadline = (missing.finish_at.replace(microsecond=0) + RETENTION).strftime("%Y-%m-%d %H:%M")
         assert text == (f"account {missing.account}: {songs} songs younger than 7 days have no registered job;"
                         f" fetchable until about {deadline} UTC")
-        assert checks["young_speech_have_jobs"][0]
+        deadline = (older.created + RETENTION - timedelta(minutes=15)).strftime("%Y-%m-%d %H:%M")
+        assert checks["young_speech_have_jobs"] == (False, f"account {missing_tts.account}: 1 speeches younger than"
+                                                           f" 7 days have no registered job; fetchable until at least"
+                                                           f" {deadline} UTC")
 
-        register(home, [missing])
+        register(home, [missing, missing_tts])
         run_capture(home, api)
         run = run_feeds(home, api)
         assert all(passed for _, passed, _ in run.checks), run.checks
