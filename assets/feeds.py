@@ -81,6 +81,7 @@ def feed_scan(
             "requests_by_account": dg.MetadataValue.json(report.requests_by_account()),
             "accounts": dg.MetadataValue.json(accounts),
             "unavailable_accounts": dg.MetadataValue.json(report.unavailable),
+            "errors": dg.MetadataValue.json(report.errors),
             "full_scan": config.full,
         },
     )

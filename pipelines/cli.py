@@ -128,12 +128,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     per_account = ", ".join(f"{account} {n}" for account, n in sorted(run.requests_by_account.items()))
     console.print(f"requests: {run.requests} (GET /jobs, then feed pages per account: {per_account or 'none'})",
                   highlight=False)
-    for message in run.unavailable.values():
+    for message in [*run.unavailable.values(), *run.errors]:
         errors.print(f"error: {message}", markup=False, highlight=False)
     for name, passed, description in run.checks:
         console.print(f"check {name}: {'passed' if passed else 'FAILED'}" + (f": {description}" if description else ""),
                       markup=False, highlight=False)
-    return EXIT_FAILED if run.unavailable or not all(passed for _, passed, _ in run.checks) else EXIT_OK
+    return EXIT_FAILED if run.unavailable or run.errors or not all(passed for _, passed, _ in run.checks) else EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

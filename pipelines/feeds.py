@@ -29,7 +29,14 @@ from filelock import FileLock, Timeout
 
 from pipelines.config import Home, utcnow
 from pipelines.lake import lake_days, table_file
-from pipelines.useapi.client import FEEDS, AccountUnavailable, FeedPage, MurekaClient, TransientError
+from pipelines.useapi.client import (
+    FEEDS,
+    AccountUnavailable,
+    FeedPage,
+    MurekaClient,
+    TransientError,
+    UnexpectedStatus,
+)
 from pipelines.warehouse import SQL_DIR, open_lake
 
 DEFAULT_MAX_PAGES = 50  # per account and feed and run
@@ -103,7 +110,8 @@ class FeedScanBusy(RuntimeError):
 
 @dataclass
 class FeedResult:
-    """What one scan of one account's feed did."""
+    """What one scan of one account's feed did; `error` says why it stopped early (a 596 is the report's
+    `unavailable` instead)."""
 
     pages: int = 0
     items: int = 0
@@ -173,7 +181,7 @@ def scan_feeds(
                                                  pages, rows[FEED_TABLES[feed]])
                 except AccountUnavailable as error:
                     report.unavailable[account] = str(error)
-                    report.feeds.setdefault(account, {})[feed] = FeedResult(pages=1, error=str(error))
+                    report.feeds.setdefault(account, {})[feed] = FeedResult(pages=1)
                     break
                 report.feeds.setdefault(account, {})[feed] = result
         if pages:
@@ -216,7 +224,7 @@ def _scan(
     while result.pages < max_pages:
         try:
             page = client.get_feed_page(feed, account, scan["start"])
-        except TransientError as error:
+        except (TransientError, UnexpectedStatus) as error:  # this feed stops here; the next run continues it
             result.error = f"account {account}: {error}"
             break
         result.pages += 1

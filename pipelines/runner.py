@@ -113,13 +113,15 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
 
 @dataclass(frozen=True)
 class FeedRunSummary:
-    """What `mureka-etl audit` ran: requests (the run's total and per account), accounts answering 596, and the
-    audit check outcomes as (check name, passed, description)."""
+    """What `mureka-etl audit` ran: requests (the run's total and per account), accounts answering 596, feeds
+    whose scan stopped on an error (continued by the next run), and the audit check outcomes as (check name,
+    passed, description)."""
 
     run_id: str
     requests: int
     requests_by_account: dict[str, int]
     unavailable: dict[str, str]
+    errors: list[str]
     checks: list[tuple[str, bool, str | None]]
 
 
@@ -150,5 +152,6 @@ def run_feeds(
         requests=scan["run_requests"],
         requests_by_account=scan["requests_by_account"],
         unavailable=scan["unavailable_accounts"],
+        errors=scan["errors"],
         checks=sorted(checks),
     )

@@ -301,7 +301,24 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
         for table in ("feed_songs", "feed_speech"):
             assert feeds.table_rows(home, table) == feeds.table_rows(clean, table) > 0
 
-        sim.faults = FaultConfig()
+        # A feed that keeps failing stops its own scan (the others go on); the next run continues it.
+        halted = Home(tmp_path / "halted").ensure()
+        account = sorted(sim.accounts())[0]
+        with MurekaClient(sim.base_url, sim.token, max_retries=1, body_tries=1) as client:
+            first = feeds.scan_feeds(halted, client, max_pages=1, accounts=[account])
+            sim.faults = FaultConfig(rate_503=1.0, retry_after=0)
+            stopped = feeds.scan_feeds(halted, client, accounts=[account])
+            sim.faults = FaultConfig()
+            resumed = feeds.scan_feeds(halted, client, accounts=[account, "12345"])
+        assert [e.split(":")[0] for e in stopped.errors] == ["account " + account] * 2
+        assert all("last failure: HTTP 503" in e for e in stopped.errors)
+        assert all(r.complete for r in resumed.feeds[account].values())
+        assert len(resumed.errors) == 2 and all(e.startswith("account 12345: GET /") and "HTTP 400" in e
+                                                for e in resumed.errors)
+        assert not first.feeds[account]["music"].complete
+        assert feeds.table_rows(halted, "feed_songs") == sum(
+            len(i.item["songs"]) for i in sim.feeds.items("/music", account, sim.clock.now()))
+
         with pytest.raises(RunFailedError, match="401 Unauthorized: check USEAPI_TOKEN"):
             run_feeds(Home(tmp_path / "denied"), MurekaApiResource(base_url=sim.base_url, token="user:777-wrong"))
 
