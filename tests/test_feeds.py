@@ -11,16 +11,18 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import requests
 import pytest
 
 from pipelines import feeds
 from pipelines.config import Home, utcnow
+from pipelines.definitions import build_defs
 from pipelines.jobids import parse_jobid
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
-from pipelines.resources import MurekaApiResource
+from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.runner import RunFailedError, run_capture, run_feeds
 from pipelines.useapi.client import MurekaClient
 from pipelines.useapi.corpus import SimJob, build_jobid, generate_jobs
@@ -340,3 +342,28 @@ def test_simulator_cli_serves_feeds_with_website_content_and_a_596_account() -> 
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_feed_library_imports_no_dagster() -> None:
+    code = "import sys, pipelines.feeds, pipelines.useapi.feeds; assert 'dagster' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_feeds_job_materializes_the_feed_assets_on_its_daily_schedule(home: Home) -> None:
+    jobs = make_jobs(20, seed=12, days=3)
+    with serve(jobs, web=1) as sim:
+        defs = build_defs({"home": HomeResource(root=str(home.root)), "mureka_api": api_for(sim),
+                           "progress": ProgressResource()})
+        schedule = defs.resolve_schedule_def("feeds_schedule")
+        assert schedule.cron_schedule == "30 3 * * *"
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        with dg.instance_for_test() as instance:
+            result = defs.resolve_job_def("feeds_job").execute_in_process(instance=instance)
+            assert result.success
+            for table in ("feed_songs", "feed_speech"):
+                event = instance.get_latest_materialization_event(dg.AssetKey(table))
+                rows = event.asset_materialization.metadata["dagster/row_count"].value
+                assert rows == feeds.table_rows(home, table) > 0
+            assert instance.get_latest_materialization_event(dg.AssetKey("feed_warehouse")) is not None
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == {"young_songs_have_jobs",
+                                                                           "young_speech_have_jobs"}
