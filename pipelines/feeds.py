@@ -18,7 +18,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ from pipelines.warehouse import SQL_DIR, open_lake
 
 DEFAULT_MAX_PAGES = 50  # per account and feed and run
 SCAN_LOCK_TIMEOUT = 60.0
-RETENTION = timedelta(days=7)
 FEED_TABLES = {"music": "feed_songs", "speech": "feed_speech"}
 AUDIT_SQL = SQL_DIR / "audit"
 _TS = pa.timestamp("us", tz="UTC")
@@ -374,13 +373,6 @@ def _archive(home: Home, pages: list[FeedPage]) -> str:
         )
         _write(data, _feed_raw(home) / f"observed_date={day.isoformat()}" / f"{batch_id}.parquet")
     return batch_id
-
-
-def read_feed_raw(home: Home) -> pa.Table:
-    """Every archived feed page, oldest batch first."""
-    files = sorted(_feed_raw(home).glob("observed_date=*/*.parquet"), key=lambda p: p.name)
-    tables = [pq.read_table(path, schema=FEED_RAW_SCHEMA) for path in files]
-    return pa.concat_tables(tables) if tables else FEED_RAW_SCHEMA.empty_table()
 
 
 def _feed_raw(home: Home) -> Path:

@@ -2,6 +2,7 @@
 the flattened tables, the audit view against what the simulator generated, the audit check, and 596."""
 
 import copy
+import json
 import math
 import os
 import re
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import requests
 import pytest
 
@@ -124,8 +127,11 @@ def test_second_run_requests_only_new_pages(home: Home) -> None:
         pages = {key: max(1, math.ceil(n / PAGE)) for key, n in served.items()}
         assert requests == 1 + sum(pages.values())  # GET /jobs, then every page of every feed
         assert {(a, f): r.pages for a, by in first.feeds.items() for f, r in by.items()} == pages
-        archived = feeds.read_feed_raw(home)
+        archived = pa.concat_tables(pq.read_table(path) for path in home.lake.glob("feed_raw/observed_date=*/*.parquet"))
         assert archived.num_rows == sum(pages.values())
+        assert {json.loads(body)["list"][0]["feed_id"] for body, feed in
+                zip(archived["body"].to_pylist(), archived["feed"].to_pylist()) if feed == "music"} >= {
+            sim.feeds.items("/music", a, sim.clock.now())[0].item_id for a in sim.accounts()}
         assert feeds.table_rows(home, "feed_speech") == sum(n for (_, f), n in served.items() if f == "speech")
 
         files = {p: p.stat().st_mtime_ns for p in home.lake.glob("feed_*/created_date=*/*.parquet")}
