@@ -127,7 +127,7 @@ def test_second_run_requests_only_new_pages(home: Home) -> None:
         pages = {key: max(1, math.ceil(n / PAGE)) for key, n in served.items()}
         assert requests == 1 + sum(pages.values())  # GET /jobs, then every page of every feed
         assert {(a, f): r.pages for a, by in first.feeds.items() for f, r in by.items()} == pages
-        archived = pa.concat_tables(pq.read_table(path) for path in home.lake.glob("feed_raw/observed_date=*/*.parquet"))
+        archived = pa.concat_tables(pq.read_table(p) for p in home.lake.glob("feed_raw/observed_date=*/*.parquet"))
         assert archived.num_rows == sum(pages.values())
         assert {json.loads(body)["list"][0]["feed_id"] for body, feed in
                 zip(archived["body"].to_pylist(), archived["feed"].to_pylist()) if feed == "music"} >= {
