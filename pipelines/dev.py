@@ -110,6 +110,8 @@ def _with_simulator(console: Console, port: int, jobs: int, home: Home) -> int:
     now = utcnow()
     corpus = generate_jobs(jobs, seed=7, now=now, days=10)
     with Simulator(corpus, seed=7) as sim:
+        for account in sorted(sim.accounts()):  # songs and speeches made on the website: in the feeds, no job
+            sim.feeds.add_web_content(account, 3, 3, now, days=30, seed=7)
         ids_file = write_ids_file(corpus, home.inbox / f"simulator-ids-{now:%Y%m%dT%H%M%S}.txt")
         console.print(
             f"[bold yellow]mureka-etl dev: USEAPI_TOKEN is not set: serving the embedded simulator[/] at {sim.base_url}"

@@ -139,6 +139,9 @@ def test_second_run_requests_only_new_pages(home: Home) -> None:
         assert requests == 1 + 2 * len(sim.accounts())  # nothing new: one page per account and feed
         assert idle.requests_by_account() == {account: 2 for account in sim.accounts()}
         assert {p: p.stat().st_mtime_ns for p in home.lake.glob("feed_*/created_date=*/*.parquet")} == files
+        full, requests = scan(home, sim, full=True)  # on demand: every page again, nothing duplicated
+        assert requests == 1 + sum(pages.values()) and not full.errors
+        assert feeds.table_rows(home, "feed_speech") == sum(n for (_, f), n in served.items() if f == "speech")
 
         account = sorted(sim.accounts())[0]
         added = 7
