@@ -147,6 +147,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from pipelines.webhook.receiver import WebhookConfigError, reply_url, serve, webhook_secret
+
+    try:
+        secret = webhook_secret()
+        if args.webhook_command == "url":
+            print(reply_url(args.base, secret))
+            return EXIT_OK
+    except WebhookConfigError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return EXIT_USAGE
+    serve(Home.from_env().ensure(), secret, host=args.host, port=args.port)
+    return EXIT_OK
+
+
 def _read_sql(args: argparse.Namespace) -> str:
     if args.file:
         return Path(args.file).read_text(encoding="utf-8")
@@ -207,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the HTML report (charts of volume, failures, durations, latency, capture)")
     p.add_argument("--out", help="where to write it (default $MUREKA_ETL_HOME/report.html)")
     p.set_defaults(func=cmd_report)
+    hooks = sub.add_parser("webhook", help="receive useapi.net webhook deliveries (replyUrl) into the spool")
+    hooks = hooks.add_subparsers(dest="webhook_command", required=True)
+    p = hooks.add_parser("serve", help="serve POST /hooks/mureka/$MUREKA_WEBHOOK_SECRET (uvicorn) until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; put a TLS proxy in front)")
+    p.add_argument("--port", type=int, default=8787, help="port (default 8787)")
+    p.set_defaults(func=cmd_webhook)
+    p = hooks.add_parser("url", help="print the replyUrl to give the create endpoints")
+    p.add_argument("--base", required=True, help="the public base URL of your proxy, e.g. https://example.org")
+    p.set_defaults(func=cmd_webhook)
     return parser
 
 

@@ -400,6 +400,15 @@ class Registry:
             db.executemany(_RECORD_SQL, params)
             db.execute(_BUMP_IDS_SQL, (json.dumps(sorted({p["jobid"] for p in params})),))
 
+    def states(self, jobids: Iterable[str]) -> dict[str, str]:
+        """The state of each of `jobids` the registry knows (unknown ids are left out)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT jobid, state FROM job_ids WHERE jobid IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(jobids))),),
+            ).fetchall()
+        return dict(rows)
+
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
         self.reclaim_dead_leases(now)
