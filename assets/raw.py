@@ -5,6 +5,7 @@ from pipelines import capture
 from pipelines.partitions import daily_partitions, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.useapi.client import AuthError
+from pipelines.webhook.intake import take_in
 
 
 @dg.asset(
@@ -21,10 +22,12 @@ def raw(
     progress: ProgressResource,
 ) -> dg.MaterializeResult:
     """Every API answer for the due job ids of these creation days, archived verbatim in `lake/raw/`
-    (fetched nearest deadline first; finished jobs are never fetched again)."""
+    (fetched nearest deadline first; finished jobs are never fetched again), after the webhook deliveries
+    spooled for these days are confirmed (one GET per job not yet final) and archived."""
     days = partition_days(context)
     try:
         with mureka_api.client() as client, progress.track(context.log, "fetch") as on_progress:
+            webhook = take_in(home.home, client, days)
             report = capture.fetch_days(home.home, client, days, on_progress)
     except AuthError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
@@ -41,6 +44,7 @@ def raw(
             "outcomes": dg.MetadataValue.json(outcomes),
             "partitions": f"{days[0]}..{days[-1]}",
             "api": mureka_api.base_url,
+            "webhook": dg.MetadataValue.json(webhook.as_metadata()),
             "preview": dg.MetadataValue.md(
                 "| outcome | ids |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in outcomes.items())
             ),

@@ -17,6 +17,7 @@ from pipelines.dev import SIMULATOR_ENV
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.schedules import build_capture_schedule
 from pipelines.sensors import build_inbox_sensor, build_running_jobs_sensor
+from pipelines.webhook_sensor import build_webhook_sensor
 
 CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
 ASSETS = [*CAPTURE_ASSETS, report]
@@ -68,7 +69,11 @@ def build_defs(resources: Mapping[str, Any], api: str | None = None) -> dg.Defin
         asset_checks=CHECKS,
         jobs=[capture_job, report_job],
         schedules=[build_capture_schedule(CAPTURE_JOB), report_schedule],
-        sensors=[build_inbox_sensor(CAPTURE_JOB), build_running_jobs_sensor(CAPTURE_JOB)],
+        sensors=[
+            build_inbox_sensor(CAPTURE_JOB),
+            build_running_jobs_sensor(CAPTURE_JOB),
+            build_webhook_sensor(CAPTURE_JOB),
+        ],
         resources=dict(resources),
         executor=dg.in_process_executor,
     )

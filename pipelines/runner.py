@@ -11,6 +11,7 @@ from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.partitions import range_tags
 from pipelines.registry import Registry
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.webhook.spool import pending_days
 
 
 class RunFailedError(RuntimeError):
@@ -34,15 +35,17 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 
 
 def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> RunSummary:
-    """One pass: fetch every due id (the partitions that hold them, as one ranged run), flatten, load.
+    """One pass: take in the webhook spool, fetch every due id (the partitions that hold them, as one ranged
+    run), flatten, load.
 
     With nothing due, nothing to catch up and the warehouse current, no Dagster run is started at all: the
     pass costs a few indexed registry reads and a stat per lake file.
     """
     with Registry(home.ensure().registry_path) as registry:
         days = registry.partitions_with_due(utcnow())
-    # A run killed after archiving answers leaves days no id is due in any more: they are finished here.
-    days = sorted(set(days) | set(days_to_catch_up(home)))
+    # A run killed after archiving answers leaves days no id is due in any more: they are finished here; days
+    # with webhook deliveries in the spool are taken in by the run's raw asset.
+    days = sorted(set(days) | set(days_to_catch_up(home)) | set(pending_days(home)))
     if not days and warehouse_is_current(home):
         return RunSummary(days=[])
     defs = build_defs(

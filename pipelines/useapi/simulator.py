@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from pipelines.useapi import webhooks
 from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, write_ids_file
 
 DEFAULT_TOKEN = "user:777-simulatortoken"
@@ -535,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=None)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--retry-after", type=int, default=None, help="Retry-After seconds on 429")
+    webhooks.add_arguments(parser)
     args = parser.parse_args(argv)
 
     faults = FaultConfig.uniform(args.fault_rate, retry_after=1)
@@ -566,10 +568,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  export USEAPI_BASE_URL={base_url}")
     print(f"  export USEAPI_TOKEN={args.token}")
     print(f"  job ids written to {ids_out.resolve()}")
+    sender = webhooks.start_from_args(args, sim, clock, token_user(args.token) or "777")
     print("Press Ctrl-C to stop.", flush=True)
     try:
         signal.sigwait(STOP_SIGNALS)
     finally:
+        if sender is not None:
+            sender.stop()
         sim.stop()
     return 0
 

@@ -58,7 +58,7 @@ def reply_url(base: str, secret: str) -> str:
     """The replyUrl to give the create endpoints: `<base>/hooks/mureka/<secret>`."""
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise WebhookConfigError(f"--base must be an http(s) URL without query, e.g. https://example.org (got {base!r})")
+        raise WebhookConfigError(f"--base must be an http(s) URL without a query, e.g. https://example.org ({base!r})")
     return base.rstrip("/") + HOOK_PREFIX + secret
 
 
