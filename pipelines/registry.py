@@ -409,6 +409,11 @@ class Registry:
             ).fetchall()
         return dict(rows)
 
+    def count_by_source(self) -> dict[str, int]:
+        """Ids per `source` value as stored (`pipelines.discovery` groups them by how they were discovered)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT source, COUNT(*) FROM job_ids GROUP BY source").fetchall())
+
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
         self.reclaim_dead_leases(now)

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from pipelines.capture import RunSummary
 from pipelines.config import Home
+from pipelines.discovery import count_by_route
 from pipelines.registry import Registry
 from pipelines.warehouse import open_lake
 
@@ -44,10 +45,13 @@ def print_tables(console: Console, home: Home) -> None:
 def print_registry_status(console: Console, home: Home, now: datetime) -> None:
     with Registry(home.registry_path) as registry:
         status = registry.summary(now)
+        routes = count_by_route(registry)
     rows = [(state, count) for state, count in sorted(status.by_state.items())]
     rows += [("(total)", status.total), ("due now", status.due_now), ("at risk (< 24 h, not final)", status.at_risk),
              ("lost to expiry", status.lost)]
     console.print(table_of("Registry", ["state", "ids"], rows))
+    discovered = [(route.replace("_", " "), count) for route, count in routes.items()]
+    console.print(table_of("Discovered by", ["route", "ids"], discovered))
     for jobid in status.at_risk_ids:
         console.print(f"  at risk: {jobid}", highlight=False)
 
