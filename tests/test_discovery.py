@@ -12,6 +12,7 @@ from pipelines.discovery import ROUTES, count_by_route
 from pipelines.jobids import parse_jobid
 from pipelines.query import connect_readonly
 from pipelines.registry import Registry
+from pipelines.report import write_home_report
 from pipelines.useapi.corpus import generate_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,8 @@ def test_status_and_v_capture_health_count_ids_by_discovery_route(home: Home) ->
     finally:
         con.close()
     assert dict(zip(ROUTES, viewed[:-1])) == expected and viewed[-1] == len(jobs)
+    page = write_home_report(home, utcnow()).path.read_text()
+    assert "Discovered by: file 15 · inbox 5 · running poll 5 · webhook 5 · ingest 5 · other 5." in page
 
     env = {**os.environ, "MUREKA_ETL_HOME": str(home.root)}
     status = subprocess.run(

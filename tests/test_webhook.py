@@ -226,7 +226,7 @@ def test_forged_deliveries_never_become_rows(receiver: Receiver, home: Home) -> 
         run_capture(home, api_for(sim))
         # A duplicate after the job was confirmed final costs no request.
         assert requests.post(receiver.url, json=forged, timeout=10).status_code == 200
-        receiver.stop()
+        assert receiver.stop() == 0  # SIGTERM: a graceful stop that seals the spool
         run_capture(home, api_for(sim))
         asked = sim.requests_by_jobid
     rows = warehouse_jobs(home)
