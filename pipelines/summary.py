@@ -79,6 +79,14 @@ def print_run(console: Console, home: Home, run: RunSummary) -> None:
             f"{fetch.get('jobs_per_second', 0)} jobs/s; outcomes {fetch.get('outcomes', {})}",
             highlight=False,
         )
+        webhook = fetch.get("webhook") or {}
+        if webhook.get("deliveries"):
+            console.print(
+                f"Webhook spool: {webhook['deliveries']} deliveries of {webhook['jobs']} jobs; {webhook['confirmed']}"
+                f" confirmed by {webhook['requests']} requests, {webhook['already_final']} already final,"
+                f" {webhook['unconfirmed']} not confirmed (kept in webhook/rejected/), {webhook['deferred']} for later",
+                highlight=False,
+            )
         if fetch.get("still_due"):
             console.print(f"Still due after this run: {fetch['still_due']} (the next run picks them up)")
     print_tables(console, home)

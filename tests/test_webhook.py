@@ -227,8 +227,13 @@ def test_forged_deliveries_never_become_rows(receiver: Receiver, home: Home) -> 
         # A duplicate after the job was confirmed final costs no request.
         assert requests.post(receiver.url, json=forged, timeout=10).status_code == 200
         assert receiver.stop() == 0  # SIGTERM: a graceful stop that seals the spool
-        run_capture(home, api_for(sim))
+        env = {**os.environ, "MUREKA_ETL_HOME": str(home.root), "USEAPI_BASE_URL": sim.base_url,
+               "USEAPI_TOKEN": sim.token}
+        sync = subprocess.run([sys.executable, "-m", "pipelines.cli", "sync", "--quiet"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
         asked = sim.requests_by_jobid
+    assert sync.returncode == 0, sync.stderr
+    assert "Webhook spool: 1 deliveries of 1 jobs; 0 confirmed by 0 requests, 1 already final" in sync.stdout
     rows = warehouse_jobs(home)
     assert set(rows) == {target.jobid}
     assert rows[target.jobid] == [(target.final_record["status"], target.final_record["request"].get("title"))]

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import signal
 from collections.abc import Callable
 from datetime import date, datetime
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ HOOK_PREFIX = "/hooks/mureka/"
 HEALTH_PATH = "/healthz"
 MAX_BODY = 1 << 20
 MIN_SECRET_LENGTH = 16
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # URL-unreserved characters only: the secret is a path segment, used as is in replyUrl.
 _SECRET_RE = re.compile(r"[A-Za-z0-9._~-]+")
 _HOOK_RE = re.compile(r"/hooks/mureka/([^/]+)")
@@ -135,19 +137,35 @@ async def _read_capped(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+class _Stopped(Exception):
+    """SIGINT or SIGTERM, re-raised by uvicorn once its graceful shutdown is over."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
 def serve(home: Home, secret: str, host: str = "127.0.0.1", port: int = 8787) -> None:
-    """Serve the receiver until SIGINT/SIGTERM (uvicorn's graceful shutdown), then seal the spool."""
-    with SpoolWriter(home) as spool:
-        config = uvicorn.Config(
-            ReceiverApp(secret, spool),
-            host=host,
-            port=port,
-            access_log=False,  # request paths hold the secret
-            lifespan="off",
-            server_header=False,
-            log_level="info",
-            timeout_graceful_shutdown=10,
-        )
-        log.info("receiving webhooks at POST http://%s:%d%s<%s>, spooled in %s", host, port, HOOK_PREFIX, SECRET_ENV,
-                 spool_dir(home))
-        uvicorn.Server(config).run()
+    """Serve the receiver until SIGINT/SIGTERM: uvicorn answers the requests in flight, then the spool is sealed
+    and this returns."""
+    previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
+    try:
+        with SpoolWriter(home) as spool:
+            config = uvicorn.Config(
+                ReceiverApp(secret, spool),
+                host=host,
+                port=port,
+                access_log=False,  # request paths hold the secret
+                lifespan="off",
+                server_header=False,
+                log_level="info",
+                timeout_graceful_shutdown=10,
+            )
+            log.info("receiving webhooks at POST http://%s:%d%s<%s>, spooled in %s", host, port, HOOK_PREFIX,
+                     SECRET_ENV, spool_dir(home))
+            uvicorn.Server(config).run()
+    except _Stopped:
+        pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
