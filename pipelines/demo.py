@@ -1,6 +1,7 @@
 """`mureka-etl demo`: the whole pipeline against the embedded simulator, in a home folder of its own."""
 
 import os
+import secrets
 import shlex
 import shutil
 import sys
@@ -11,6 +12,7 @@ from rich.console import Console
 
 from pipelines import summary
 from pipelines.config import Home, utcnow
+from pipelines.discovery import count_by_route
 from pipelines.idfiles import read_ids
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
@@ -18,11 +20,15 @@ from pipelines.resources import MurekaApiResource
 from pipelines.runner import run_capture
 from pipelines.useapi.corpus import generate_jobs, write_ids_file
 from pipelines.useapi.simulator import Simulator
+from pipelines.useapi.webhooks import WebhookOptions, WebhookSender, live_jobs
+from pipelines.webhook.receiver import running as webhook_receiver
+from pipelines.webhook.spool import pending_days
 
 MARKER = ".mureka-etl-demo"
 RECENT_JOBS = 40
 MAX_PASSES = 12
 POLL_SECONDS = 3.0
+WEBHOOK_JOBS = 30
 
 
 class DemoHomeError(RuntimeError):
@@ -59,10 +65,16 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
     ids_file = home.root / "demo-ids.txt"
     write_ids_file(corpus, ids_file)
 
+    # More jobs start while the demo runs; their ids are listed nowhere: the simulator posts them to the receiver.
+    hooked = live_jobs(WEBHOOK_JOBS, seed + 2, now, span_seconds=8, user="777")
+    secret = secrets.token_hex(24)
     started = time.monotonic()
-    with Simulator(corpus, seed=seed) as sim:
+    with Simulator(corpus + hooked, seed=seed) as sim, webhook_receiver(home, secret) as receiver_url:
         base_url = sim.base_url
         console.print(f"Simulator serving {len(corpus)} jobs at {base_url}", highlight=False)
+        options = WebhookOptions(f"{receiver_url}/hooks/mureka/{secret}", duplicate=0.2, reorder=0.2, seed=seed)
+        sender = WebhookSender(hooked, options, sim.clock).start()
+        console.print(f"Webhooks: {len(hooked)} more jobs start within 8 s and post to the receiver at {receiver_url}")
         batch = read_ids(ids_file, anchor=utcnow())
         with Registry(home.registry_path) as registry:
             added = registry.add(batch.ids, source="demo", now=utcnow())
@@ -78,7 +90,7 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
             )
             with Registry(home.registry_path) as registry:
                 still_running = registry.summary(utcnow()).by_state.get("active", 0)
-            if not still_running:
+            if not still_running and sender.wait(0) and not pending_days(home):
                 break
             console.print(f"  {still_running} jobs still running: polling again in {POLL_SECONDS:.0f} s")
             time.sleep(POLL_SECONDS)
@@ -91,9 +103,12 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
         states = registry.summary(utcnow()).by_state
     captured = sum(states.get(state, 0) for state in ("completed", "failed", "active", "expired"))
     console.print(
-        f"Captured {captured} of {len(corpus)} jobs; {states.get('lost', 0)} were already past the 7-day retention "
+        f"Captured {captured} of {len(corpus) + len(hooked)} jobs; {states.get('lost', 0)} were already past the 7-day retention "
         f"when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
     )
+    with Registry(home.registry_path) as registry:
+        by_webhook = count_by_route(registry)["webhook"]
+    console.print(f"{by_webhook} jobs came in by webhook alone (no `ids add`), each confirmed by a GET before use.")
     report = write_home_report(home, utcnow())
     console.print(f"\nWarehouse: {home.warehouse_path}", highlight=False)
     console.print(f"Lake:      {home.lake}", highlight=False)

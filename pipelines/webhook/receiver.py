@@ -14,7 +14,11 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from urllib.parse import urlsplit
 
@@ -137,6 +141,37 @@ async def _read_capped(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _config(app: ReceiverApp, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # request paths hold the secret
+        lifespan="off",
+        server_header=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@contextmanager
+def running(home: Home, secret: str, host: str = "127.0.0.1") -> Iterator[str]:
+    """The receiver served from a thread of this process on a free port (the demo); yields its base URL."""
+    with SpoolWriter(home) as spool:
+        sock = socket.create_server((host, 0))
+        server = uvicorn.Server(_config(ReceiverApp(secret, spool), host, 0, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="webhook-receiver", daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            time.sleep(0.02)
+        try:
+            yield f"http://{host}:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            thread.join()
+            sock.close()
+
+
 class _Stopped(Exception):
     """SIGINT or SIGTERM, re-raised by uvicorn once its graceful shutdown is over."""
 
@@ -151,16 +186,7 @@ def serve(home: Home, secret: str, host: str = "127.0.0.1", port: int = 8787) ->
     previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
     try:
         with SpoolWriter(home) as spool:
-            config = uvicorn.Config(
-                ReceiverApp(secret, spool),
-                host=host,
-                port=port,
-                access_log=False,  # request paths hold the secret
-                lifespan="off",
-                server_header=False,
-                log_level="info",
-                timeout_graceful_shutdown=10,
-            )
+            config = _config(ReceiverApp(secret, spool), host, port)
             log.info("receiving webhooks at POST http://%s:%d%s<%s>, spooled in %s", host, port, HOOK_PREFIX,
                      SECRET_ENV, spool_dir(home))
             uvicorn.Server(config).run()
