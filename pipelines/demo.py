@@ -103,8 +103,8 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
         states = registry.summary(utcnow()).by_state
     captured = sum(states.get(state, 0) for state in ("completed", "failed", "active", "expired"))
     console.print(
-        f"Captured {captured} of {len(corpus) + len(hooked)} jobs; {states.get('lost', 0)} were already past the 7-day retention "
-        f"when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
+        f"Captured {captured} of {len(corpus) + len(hooked)} jobs; {states.get('lost', 0)} were already past the 7-day"
+        f" retention when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
     )
     with Registry(home.registry_path) as registry:
         by_webhook = count_by_route(registry)["webhook"]
