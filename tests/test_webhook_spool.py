@@ -2,7 +2,10 @@
 transient API failure, and trimming only once a segment is sealed and handled."""
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from pipelines.config import Home, utcnow
 from pipelines.jobids import parse_jobid
@@ -12,6 +15,8 @@ from pipelines.useapi.corpus import generate_jobs
 from pipelines.useapi.simulator import FaultConfig, Simulator
 from pipelines.webhook import spool
 from pipelines.webhook.intake import take_in
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def deliver(writer: spool.SpoolWriter, record: dict) -> None:
@@ -57,3 +62,14 @@ def test_deliveries_whose_get_failed_wait_in_the_spool_for_the_next_pass(home: H
     assert again.deliveries == 0 and spool.pending(home) == {} and spool.spool_days(home) == []
     with Registry(home.registry_path) as registry:
         assert registry.states(j.jobid for j in jobs) == {j.jobid: j.final_record["status"] for j in jobs}
+
+
+def test_the_webhook_library_imports_no_dagster() -> None:
+    """Receiver, spool, intake and discovery are domain library code; only webhook_sensor is in the Dagster layer."""
+    code = (
+        "import sys\n"
+        "import pipelines.webhook.receiver, pipelines.webhook.intake, pipelines.discovery, pipelines.useapi.webhooks\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'assets')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
