@@ -8,6 +8,8 @@ on a loaded machine is mostly the client's own scheduling) and deliveries/s per 
 acknowledged delivery is in the spool.
 
     .venv/bin/python benchmarks/webhook_bench.py --rates 300 600 --seconds 10
+
+It writes the figures to benchmarks/webhook_results.md (`make bench` rewrites results.md whole).
 """
 
 import argparse
@@ -27,6 +29,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "webhook_results.md"
 sys.path.insert(0, str(ROOT))
 
 from pipelines.config import Home, utcnow  # noqa: E402
@@ -115,11 +118,14 @@ def main() -> None:
             poster = Poster(f"http://127.0.0.1:{port}/hooks/mureka/{secret}", args.workers)
             run(poster, records[:200], None)  # warm-up: connections and the page cache
             acknowledged = 200
+            load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            results = []
             for rate in [*args.rates, None]:
                 count = int(rate * args.seconds) if rate else 5000
                 bodies = [records[i % len(records)] for i in range(count)]
                 result = run(poster, bodies, rate)
                 acknowledged += result["acknowledged"]
+                results.append(result)
                 print(json.dumps(result))
         finally:
             process.terminate()
@@ -129,6 +135,30 @@ def main() -> None:
         stored = sum(len(spool.read_segment(s).deliveries) for s in segments)
         mean_bytes = round(statistics.mean(map(len, records)))
         print(json.dumps({"acknowledged_total": acknowledged, "in_spool": stored, "body_bytes_mean": mean_bytes}))
+    write_results(results, args, load, mean_bytes, acknowledged, stored)
+
+
+def write_results(results: list[dict], args: argparse.Namespace, load: str, mean_bytes: int, acknowledged: int,
+                  stored: int) -> None:
+    """benchmarks/webhook_results.md: the run's settings, machine load and one row per run."""
+    lines = [
+        "# Webhook receiver: acknowledgement latency and throughput",
+        "",
+        f"Produced by `.venv/bin/python benchmarks/webhook_bench.py --rates {' '.join(f'{r:g}' for r in args.rates)}"
+        f" --seconds {args.seconds:g} --workers {args.workers}` on {utcnow():%Y-%m-%d %H:%M} UTC,"
+        f" {os.cpu_count()} cpus, load average {load} at start. The receiver (`mureka-etl webhook serve`, uvicorn"
+        " with uvloop and httptools) and the client (keep-alive `requests` sessions in threads) share the machine over loopback. Bodies are the"
+        f" simulator's job records ({mean_bytes} bytes on average); each is fsynced to the spool before its 200.",
+        "",
+        "| target | deliveries | per second | p50 ms | p99 ms | max ms | p99 from slot ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['target_per_s']} | {r['deliveries']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} |"
+                     f" {r['max_ms']} | {r['p99_from_slot_ms']} |")
+    lines += ["", f"Acknowledged {acknowledged} deliveries in all (with a warm-up of 200); {stored} were in the spool.",
+              ""]
+    RESULTS.write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
