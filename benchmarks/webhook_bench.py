@@ -147,8 +147,9 @@ def write_results(results: list[dict], args: argparse.Namespace, load: str, mean
         f"Produced by `.venv/bin/python benchmarks/webhook_bench.py --rates {' '.join(f'{r:g}' for r in args.rates)}"
         f" --seconds {args.seconds:g} --workers {args.workers}` on {utcnow():%Y-%m-%d %H:%M} UTC,"
         f" {os.cpu_count()} cpus, load average {load} at start. The receiver (`mureka-etl webhook serve`, uvicorn"
-        " with uvloop and httptools) and the client (keep-alive `requests` sessions in threads) share the machine over loopback. Bodies are the"
-        f" simulator's job records ({mean_bytes} bytes on average); each is fsynced to the spool before its 200.",
+        " with uvloop and httptools) and the client (keep-alive `requests` sessions in threads) share the machine"
+        f" over loopback. Bodies are the simulator's job records ({mean_bytes} bytes on average); each is fsynced"
+        " to the spool before its 200.",
         "",
         "| target | deliveries | per second | p50 ms | p99 ms | max ms | p99 from slot ms |",
         "|---|---|---|---|---|---|---|",
