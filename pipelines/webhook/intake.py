@@ -37,7 +37,9 @@ LOCK_TIMEOUT = 600.0
 
 @dataclass
 class IntakeReport:
-    """What one intake pass did with the spooled deliveries."""
+    """What one intake pass did: deliveries read (and torn lines skipped), the distinct jobs they name, of which
+    already final in the registry (no request), confirmed by a 200, or not confirmed (400/403/404: audited); the
+    deliveries put back after a transient failure; the GET attempts made; the raw batch and days written."""
 
     deliveries: int = 0
     jobs: int = 0

@@ -187,13 +187,14 @@ class SpoolWriter:
                 _write_all(segment.fd, data)
                 os.fsync(segment.fd)
                 segment.size += len(data)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
                 # Whatever part was written stays unacknowledged at the end of a sealed segment.
                 broken = self._segments.pop(day, None)
                 if broken is not None:
                     broken.close()
                 for _, future in entries:
-                    future.set_exception(SpoolError(f"cannot write the webhook spool: {exc.strerror or exc}"))
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    future.set_exception(SpoolError(f"cannot write the webhook spool: {reason}"))
                 continue
             for _, future in entries:
                 future.set_result(None)
