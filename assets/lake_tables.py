@@ -1,14 +1,11 @@
-from collections.abc import Sequence
-from datetime import date
+from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
 
+from assets.day_metadata import file_rows, preview, record, run_range
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture, lake
-from pipelines.checks import markdown_table
-from pipelines.config import Home
-from pipelines.partitions import daily_partitions, partition_days
+from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource
 
 TABLE_DESCRIPTIONS = {
@@ -20,23 +17,6 @@ TABLE_DESCRIPTIONS = {
 }
 
 
-PREVIEW_ROWS = 5
-PREVIEW_COLUMNS = 6
-PREVIEW_WIDTH = 40
-
-
-def preview(home: Home, table: str, days: Sequence[date]) -> str:
-    """The first rows and columns of the table's file for the first of `days` that has one, as Markdown."""
-    for day in days:
-        path = lake.table_file(home, table, day)
-        if path.exists():
-            columns = pq.read_schema(path).names[:PREVIEW_COLUMNS]
-            rows = pq.read_table(path, columns=columns).slice(0, PREVIEW_ROWS).to_pylist()
-            cells = [[str(row[c])[:PREVIEW_WIDTH] if row[c] is not None else None for c in columns] for row in rows]
-            return f"`{day}`\n\n" + markdown_table(columns, cells)
-    return "_no rows_"
-
-
 class LakeTablesConfig(dg.Config):
     rebuild: bool | None = None
     """Rebuild the days from `lake/raw` instead of applying new batches; default: only in backfills."""
@@ -44,33 +24,49 @@ class LakeTablesConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=daily_partitions)
+        dg.AssetSpec(
+            name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=RETENTION_PARTITIONS
+        )
         for name, text in TABLE_DESCRIPTIONS.items()
     ],
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
 )
 def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, home: HomeResource):
-    """Flatten the raw archive of these creation days into the lake tables."""
+    """Flatten the raw archive of these creation days into the lake tables.
+
+    Each day's materialization of a table carries the rows of that day's file, the raw batches this run
+    applied to the day and a preview of the file; `run_*` describe the run.
+    """
     rebuild = config.rebuild if config.rebuild is not None else "dagster/backfill" in context.run.tags
     days = partition_days(context)
     summary = capture.flatten_days(home.home, days, rebuild=rebuild)
     for table in TABLE_DESCRIPTIONS:
+        for day in days:
+            path = lake.table_file(home.home, table, day)
+            record(
+                context,
+                day,
+                {
+                    "dagster/row_count": file_rows([path]),
+                    "batches_applied": summary.applied_by_day.get(day, 0),
+                    "preview": dg.MetadataValue.md(preview(path)),
+                },
+                asset_key=table,
+            )
         yield dg.MaterializeResult(
             asset_key=table,
             metadata={
-                "dagster/row_count": summary.rows.get(table, 0),
-                "days_changed": len(summary.days_changed),
-                "batches_applied": summary.batches_applied,
+                "run_partitions": run_range(days),
+                "run_days_changed": len(summary.days_changed),
+                "run_batches_applied": summary.batches_applied,
                 "rebuild": rebuild,
-                "partitions": f"{days[0]}..{days[-1]}",
-                "preview": dg.MetadataValue.md(preview(home.home, table, days)),
             },
         )
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=RETENTION_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
     deps=["raw"],
@@ -78,15 +74,26 @@ def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, hom
     kinds={"parquet", "sqlite"},
 )
 def job_ids(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
-    """The registry of known job ids (state, deadline, fetch count) for these creation days, in `lake/job_ids/`."""
+    """The registry of known job ids (state, deadline, fetch count) for these creation days, in `lake/job_ids/`.
+
+    Each day's materialization carries the rows of that day's file, whether this run rewrote it, and a preview.
+    """
     days = partition_days(context)
+    paths = {day: lake.table_file(home.home, "job_ids", day) for day in days}
+    before = {day: _version(path) for day, path in paths.items()}
     written = capture.export_registry(home.home, days)
-    rows = sum(pq.read_metadata(p).num_rows for d in days if (p := lake.table_file(home.home, "job_ids", d)).exists())
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "days_written": written,
-            "partitions": f"{days[0]}..{days[-1]}",
-            "preview": dg.MetadataValue.md(preview(home.home, "job_ids", days)),
-        }
-    )
+    for day, path in paths.items():
+        record(
+            context,
+            day,
+            {
+                "dagster/row_count": file_rows([path]),
+                "exported": _version(path) != before[day],
+                "preview": dg.MetadataValue.md(preview(path)),
+            },
+        )
+    return dg.MaterializeResult(metadata={"run_partitions": run_range(days), "run_days_written": written})
+
+
+def _version(path: Path) -> str | None:
+    return lake.file_version(path) if path.is_file() else None

@@ -1,15 +1,20 @@
 import dagster as dg
 
+from assets.day_metadata import file_rows, preview, record, run_range
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
-from pipelines import capture
-from pipelines.partitions import daily_partitions, partition_days
+from pipelines import capture, lake
+from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.useapi.client import AuthError
 from pipelines.webhook.intake import take_in
 
+# Outcomes that leave an id due (fetched again by a later run).
+STILL_DUE = ("active", "not_yet_visible", "deferred")
+RAW_PREVIEW_COLUMNS = ["jobid", "observed_at", "http_status", "body"]
+
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=RETENTION_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     group_name="capture",
     kinds={"parquet"},
@@ -23,7 +28,12 @@ def raw(
 ) -> dg.MaterializeResult:
     """Every API answer for the due job ids of these creation days, archived verbatim in `lake/raw/`
     (fetched nearest deadline first; finished jobs are never fetched again), after the webhook deliveries
-    spooled for these days are confirmed (one GET per job not yet final) and archived."""
+    spooled for these days are confirmed (one GET per job not yet final) and archived.
+
+    Each day's materialization carries that day's archive rows (`dagster/row_count`), the ids of the day this
+    run fetched and their outcomes, and a preview of the day's newest raw batch; `run_*` describe the run
+    (`run_webhook`: what the webhook intake did).
+    """
     days = partition_days(context)
     try:
         with mureka_api.client() as client, progress.track(context.log, "fetch") as on_progress:
@@ -33,20 +43,29 @@ def raw(
         raise dg.Failure(description=str(error), allow_retries=False) from None
     if report.stopped_reason:
         context.log.warning(report.stopped_reason)
-    outcomes = dict(sorted(report.by_outcome.items()))
+    for day in days:
+        outcomes = dict(sorted(report.by_day.get(day, {}).items()))
+        batches = lake.raw_batches(home.home, day)
+        newest = batches[max(batches)] if batches else None
+        record(
+            context,
+            day,
+            {
+                "dagster/row_count": file_rows(batches.values()),
+                "raw_batches": len(batches),
+                "fetched": sum(outcomes.values()),
+                "outcomes": dg.MetadataValue.json(outcomes),
+                "still_due": sum(outcomes.get(label, 0) for label in STILL_DUE),
+                "preview": dg.MetadataValue.md(preview(newest, RAW_PREVIEW_COLUMNS)),
+            },
+        )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": report.requested,
-            "requests": report.http_requests,
-            "retries": report.retries,
-            "jobs_per_second": round(report.jobs_per_second(), 1),
-            "still_due": report.still_due,
-            "outcomes": dg.MetadataValue.json(outcomes),
-            "partitions": f"{days[0]}..{days[-1]}",
+            "run_partitions": run_range(days),
+            "run_requests": report.http_requests,
+            "run_retries": report.retries,
+            "run_jobs_per_second": round(report.jobs_per_second(), 1),
             "api": mureka_api.base_url,
-            "webhook": dg.MetadataValue.json(webhook.as_metadata()),
-            "preview": dg.MetadataValue.md(
-                "| outcome | ids |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in outcomes.items())
-            ),
+            "run_webhook": dg.MetadataValue.json(webhook.as_metadata()),
         }
     )

@@ -1,13 +1,15 @@
 import dagster as dg
 
+from assets.day_metadata import record
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture
-from pipelines.partitions import POOL, daily_partitions
+from pipelines.checks import markdown_table
+from pipelines.partitions import POOL, RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=RETENTION_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
     deps=["jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids"],
@@ -17,15 +19,31 @@ from pipelines.resources import HomeResource
 )
 def warehouse(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
     """`warehouse.duckdb`: every lake day whose files changed since the last load, replaced in one transaction,
-    plus the analytics views of `sql/views/`. One writer at a time (pool `duckdb_write`)."""
+    plus the analytics views of `sql/views/`. One writer at a time (pool `duckdb_write`).
+
+    Each day's materialization says what this load replaced of that day: the lake files loaded and their
+    rows per table (none when the warehouse already held the day as it is). `run_*` describe the whole load,
+    which also catches up days outside the run's partitions that an earlier load left behind.
+    """
     result = capture.load_warehouse(home.home)
-    sizes = "\n".join(f"| {table} | {rows} |" for table, rows in sorted(result.rows_by_table.items()))
+    for day in partition_days(context):
+        loaded = result.loaded.get(day, {})
+        record(
+            context,
+            day,
+            {
+                "files_loaded": len(loaded),
+                "rows_loaded": dg.MetadataValue.md(markdown_table(["table", "rows"], sorted(loaded.items()))),
+                **{f"rows_loaded/{table}": rows for table, rows in sorted(loaded.items())},
+            },
+        )
+    sizes = markdown_table(["table", "rows"], sorted(result.rows_by_table.items()))
     return dg.MaterializeResult(
         metadata={
-            "days_loaded": result.days_loaded,
-            "seconds": round(result.seconds, 2),
+            "run_files_loaded": result.days_loaded,
+            "run_days_loaded": len(result.loaded),
+            "run_seconds": round(result.seconds, 2),
             "path": dg.MetadataValue.path(str(home.home.warehouse_path)),
-            "table_sizes": dg.MetadataValue.md("| table | rows |\n|---|---|\n" + sizes),
-            **{f"rows/{table}": rows for table, rows in result.rows_by_table.items()},
+            "run_table_sizes": dg.MetadataValue.md(sizes),
         }
     )

@@ -42,21 +42,21 @@ class RunSummary:
 class FlattenSummary:
     days_changed: list[date] = field(default_factory=list)
     batches_applied: int = 0
-    rows: dict[str, int] = field(default_factory=dict)
+    applied_by_day: dict[date, int] = field(default_factory=dict)
+    """`batches_applied` per day that has raw batches."""
 
 
 def flatten_days(home: Home, days: Collection[date], rebuild: bool = False) -> FlattenSummary:
     """Apply the raw batches not yet in the lake tables of `days` (or rebuild those days from raw)."""
-    summary = FlattenSummary(rows={table: 0 for table in FLATTENED})
+    summary = FlattenSummary()
     for day in sorted(days):
         if not lake.raw_batches(home, day):
             continue
         result = lake.apply_pending(home, day, rebuild=rebuild)
+        summary.applied_by_day[day] = result.batches_applied
         if result.batches_applied or rebuild:
             summary.days_changed.append(day)
             summary.batches_applied += result.batches_applied
-        for table, count in result.rows.items():
-            summary.rows[table] = summary.rows.get(table, 0) + count
     return summary
 
 

@@ -3,6 +3,7 @@ and resources from the environment."""
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -12,8 +13,9 @@ from assets.lake_tables import job_ids, lake_tables
 from assets.raw import raw
 from assets.report import report
 from assets.warehouse import warehouse
-from pipelines.config import DEFAULT_BASE_URL
+from pipelines.config import DEFAULT_BASE_URL, Home
 from pipelines.dev import SIMULATOR_ENV
+from pipelines.partitions import partitions_for
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.schedules import build_capture_schedule
 from pipelines.sensors import build_inbox_sensor, build_running_jobs_sensor
@@ -62,17 +64,26 @@ def api_label() -> str:
 
 def build_defs(resources: Mapping[str, Any], api: str | None = None) -> dg.Definitions:
     """The same assets, checks, job, schedule and sensors with the given resources (the CLI runs the job
-    in-process with its own); `api` labels every asset's metadata with the API it talks to."""
-    assets = ASSETS if api is None else dg.map_asset_specs(lambda s: s.merge_attributes(metadata={"mureka/api": api}), ASSETS)
+    in-process with its own); `api` labels every asset's metadata with the API it talks to.
+
+    The daily partitions are those of the `home` resource's folder (`partitions_for`): read once here, at
+    load, so a day ingested later gets its partition when the definitions are next loaded.
+    """
+    partitions = partitions_for(Home(Path(resources["home"].root).resolve()))  # not `.home`: that creates it
+
+    def spec(s: dg.AssetSpec) -> dg.AssetSpec:
+        s = s.replace_attributes(partitions_def=partitions) if s.partitions_def is not None else s
+        return s if api is None else s.merge_attributes(metadata={"mureka/api": api})
+
     return dg.Definitions(
-        assets=assets,
+        assets=dg.map_asset_specs(spec, ASSETS),
         asset_checks=CHECKS,
         jobs=[capture_job, report_job],
-        schedules=[build_capture_schedule(CAPTURE_JOB), report_schedule],
+        schedules=[build_capture_schedule(CAPTURE_JOB, partitions=partitions), report_schedule],
         sensors=[
-            build_inbox_sensor(CAPTURE_JOB),
-            build_running_jobs_sensor(CAPTURE_JOB),
-            build_webhook_sensor(CAPTURE_JOB),
+            build_inbox_sensor(CAPTURE_JOB, partitions),
+            build_running_jobs_sensor(CAPTURE_JOB, partitions),
+            build_webhook_sensor(CAPTURE_JOB, partitions),
         ],
         resources=dict(resources),
         executor=dg.in_process_executor,

@@ -84,7 +84,7 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
             run = run_capture(home, api, bar=True)
             fetch = run.fetch
             console.print(
-                f"pass {attempt}: {fetch.get('dagster/row_count', 0)} ids, {fetch.get('requests', 0)} requests, "
+                f"pass {attempt}: {fetch.get('fetched', 0)} ids, {fetch.get('requests', 0)} requests, "
                 f"{fetch.get('jobs_per_second', 0)} jobs/s, outcomes {fetch.get('outcomes', {})}",
                 highlight=False,
             )

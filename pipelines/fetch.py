@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -63,6 +63,8 @@ class FetchReport:
     days: list[date] = field(default_factory=list)
     stopped_reason: str | None = None
     raw_batches: list[str] = field(default_factory=list)
+    by_day: defaultdict[date, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    """`by_outcome` per creation day of the ids."""
 
     def jobs_per_second(self) -> float:
         """Ids answered (not deferred) per second of wall time."""
@@ -223,7 +225,9 @@ class _Run:
                 failure = failure or exc
                 continue
             outcome = None if answer is None else classify(answer, due, answer.observed_at)
-            self.report.by_outcome["deferred" if outcome is None else outcome_label(outcome)] += 1
+            label = "deferred" if outcome is None else outcome_label(outcome)
+            self.report.by_outcome[label] += 1
+            self.report.by_day[due.created_at.date()][label] += 1
             results.append(_Result(due, answer, outcome))
             crashpoint("fetch_answer")
             self.done += 1

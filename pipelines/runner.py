@@ -1,6 +1,7 @@
 """Runs the Dagster capture job in-process: how `mureka-etl sync` and `demo` use the same assets as the UI."""
 
 import os
+from collections import Counter
 from typing import Any
 
 import dagster as dg
@@ -8,7 +9,7 @@ import dagster as dg
 from pipelines.capture import RunSummary, days_to_catch_up, warehouse_is_current
 from pipelines.config import Home, utcnow
 from pipelines.definitions import CAPTURE_JOB, build_defs
-from pipelines.partitions import range_tags
+from pipelines.partitions import first_day, range_tags
 from pipelines.registry import Registry
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.webhook.spool import pending_days
@@ -23,11 +24,37 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
 
 
-def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
-    events = result.asset_materializations_for_node(node)
+def _fetch_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """What the run's `raw` step did: its `run_*` figures (the webhook intake's among them), and the ids
+    fetched, their outcomes and the ids still due summed over the per-day materializations."""
+    days = [_values(event) for event in result.asset_materializations_for_node("raw")]
+    if not days:
+        return {}
+    outcomes: Counter = Counter()
+    for day in days:
+        outcomes.update(day["outcomes"])
+    return {
+        "fetched": sum(day["fetched"] for day in days),
+        "still_due": sum(day["still_due"] for day in days),
+        "outcomes": dict(sorted(outcomes.items())),
+        "requests": days[0]["run_requests"],
+        "retries": days[0]["run_retries"],
+        "jobs_per_second": days[0]["run_jobs_per_second"],
+        "webhook": days[0]["run_webhook"],
+    }
+
+
+def _load_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """What the run's warehouse load did: lake files and days loaded (any day, not only the run's)."""
+    events = result.asset_materializations_for_node("warehouse")
     if not events:
         return {}
-    return {key: getattr(value, "value", value) for key, value in events[-1].metadata.items()}
+    run = _values(events[0])
+    return {"files_loaded": run["run_files_loaded"], "days_loaded": run["run_days_loaded"]}
+
+
+def _values(event: dg.AssetMaterialization) -> dict[str, Any]:
+    return {key: getattr(value, "value", value) for key, value in event.metadata.items()}
 
 
 # The CLI draws its own progress and summary; Dagster's per-event console lines would bury them.
@@ -45,7 +72,9 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
         days = registry.partitions_with_due(utcnow())
     # A run killed after archiving answers leaves days no id is due in any more: they are finished here; days
     # with webhook deliveries in the spool are taken in by the run's raw asset.
-    days = sorted(set(days) | set(days_to_catch_up(home)) | set(pending_days(home)))
+    # Days before the first partition (MUREKA_ETL_FIRST_DAY set later than the data) are left alone.
+    first = first_day(home)
+    days = sorted(day for day in set(days) | set(days_to_catch_up(home)) | set(pending_days(home)) if day >= first)
     if not days and warehouse_is_current(home):
         return RunSummary(days=[])
     defs = build_defs(
@@ -69,7 +98,7 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
     if not result.success:
         raise RunFailedError(_failure_message(result))
     return RunSummary(
-        days=days, fetch=_metadata(result, "raw"), warehouse=_metadata(result, "warehouse"), run_id=result.run_id
+        days=days, fetch=_fetch_figures(result), warehouse=_load_figures(result), run_id=result.run_id
     )
 
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 
 from pipelines.config import Home, utcnow
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import partitions_for
 from pipelines.registry import Registry
 from pipelines.resources import HomeResource
 
@@ -43,12 +43,18 @@ def waiting_days(instance: dg.DagsterInstance) -> set[date]:
     return days
 
 
-def due_days(home: Home, now: datetime, among: Iterable[date] | None = None) -> list[date]:
-    """Days holding due, unleased ids (nearest deadline first) that are partitions, optionally only `among`."""
+def due_days(
+    home: Home,
+    now: datetime,
+    among: Iterable[date] | None = None,
+    partitions: dg.PartitionsDefinition | None = None,
+) -> list[date]:
+    """Days holding due, unleased ids (nearest deadline first) that are `partitions` (default: the home's as
+    they are now), optionally only `among`."""
     with Registry(home.registry_path) as registry:
         days = registry.partitions_with_due(now)
     wanted = None if among is None else set(among)
-    keys = set(daily_partitions.get_partition_keys(current_time=now))
+    keys = set((partitions or partitions_for(home, now)).get_partition_keys(current_time=now))
     return [d for d in days if d.isoformat() in keys and (wanted is None or d in wanted)]
 
 
@@ -66,8 +72,11 @@ def digest(parts: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def build_capture_schedule(job_name: str, cron: str | None = None) -> dg.ScheduleDefinition:
-    """The capture schedule of job `job_name` (running by default, so `make dev` captures without a click)."""
+def build_capture_schedule(
+    job_name: str, cron: str | None = None, partitions: dg.PartitionsDefinition | None = None
+) -> dg.ScheduleDefinition:
+    """The capture schedule of job `job_name`, whose assets have `partitions` (default: the home's at each
+    tick); running by default, so `make dev` captures without a click."""
 
     @dg.schedule(
         name="capture_schedule",
@@ -80,7 +89,7 @@ def build_capture_schedule(job_name: str, cron: str | None = None) -> dg.Schedul
     )
     def capture_schedule(context: dg.ScheduleEvaluationContext, home: HomeResource):
         tick = context.scheduled_execution_time or utcnow()
-        days = due_days(home.home, utcnow())
+        days = due_days(home.home, utcnow(), partitions=partitions)
         if not days:
             return dg.SkipReason("no creation day holds due ids")
         requests = run_requests(days, tick.isoformat(), waiting_days(context.instance), "schedule")

@@ -85,13 +85,21 @@ def _register(home: Home, ids: list[JobId], source: str) -> tuple[int, set[date]
     return result.added, {j.created_date for j in ids}
 
 
-def _requests(context: dg.SensorEvaluationContext, home: Home, days: set[date], key: str, source: str):
-    ordered = due_days(home, utcnow(), among=days)
+def _requests(
+    context: dg.SensorEvaluationContext,
+    home: Home,
+    partitions: dg.PartitionsDefinition | None,
+    days: set[date],
+    key: str,
+    source: str,
+) -> list[dg.RunRequest]:
+    ordered = due_days(home, utcnow(), among=days, partitions=partitions)
     return run_requests(ordered, key, waiting_days(context.instance), source)
 
 
-def build_inbox_sensor(job_name: str) -> dg.SensorDefinition:
-    """The inbox sensor, requesting runs of job `job_name`."""
+def build_inbox_sensor(job_name: str, partitions: dg.PartitionsDefinition | None = None) -> dg.SensorDefinition:
+    """The inbox sensor, requesting runs of job `job_name`, whose assets have `partitions` (default: the
+    home's at each tick)."""
 
     @dg.sensor(
         name="inbox_sensor",
@@ -131,7 +139,7 @@ def build_inbox_sensor(job_name: str) -> dg.SensorDefinition:
         cursor = json.dumps({name: v for name, v in sorted(seen.items()) if name in names})
         if not read:
             return dg.SensorResult(skip_reason="no new file in the inbox", cursor=cursor)
-        requests = _requests(context, root, days, "inbox-" + digest(read), "inbox_sensor")
+        requests = _requests(context, root, partitions, days, "inbox-" + digest(read), "inbox_sensor")
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return inbox_sensor
@@ -165,8 +173,11 @@ def _parse(jobids: Iterable[str], log: dg.DagsterLogManager) -> list[JobId]:
     return ids
 
 
-def build_running_jobs_sensor(job_name: str) -> dg.SensorDefinition:
-    """The GET /jobs discovery sensor, requesting runs of job `job_name`."""
+def build_running_jobs_sensor(
+    job_name: str, partitions: dg.PartitionsDefinition | None = None
+) -> dg.SensorDefinition:
+    """The GET /jobs discovery sensor, requesting runs of job `job_name`, whose assets have `partitions`
+    (default: the home's at each tick)."""
 
     @dg.sensor(
         name="running_jobs_sensor",
@@ -195,7 +206,7 @@ def build_running_jobs_sensor(job_name: str) -> dg.SensorDefinition:
         root = home.home
         added, days = _register(root, _parse(fresh, context.log), source="sensor:running_jobs")
         context.log.info(f"GET /jobs: {len(running)} running, {len(fresh)} not seen last tick, {added} registered")
-        requests = _requests(context, root, days, "running-" + digest(fresh), "running_jobs_sensor")
+        requests = _requests(context, root, partitions, days, "running-" + digest(fresh), "running_jobs_sensor")
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return running_jobs_sensor

@@ -68,13 +68,13 @@ def print_run(console: Console, home: Home, run: RunSummary) -> None:
             return
         console.print(
             f"Nothing due: no request sent. The warehouse caught up with "
-            f"{run.warehouse.get('days_loaded', 0)} lake files a previous load had left.",
+            f"{run.warehouse.get('files_loaded', 0)} lake files a previous load had left.",
             highlight=False,
         )
     else:
         fetch = run.fetch
         console.print(
-            f"Fetched {fetch.get('dagster/row_count', 0)} ids for {run.days[0]}..{run.days[-1]}: "
+            f"Fetched {fetch.get('fetched', 0)} ids for {run.days[0]}..{run.days[-1]}: "
             f"{fetch.get('requests', 0)} requests, {fetch.get('retries', 0)} retries, "
             f"{fetch.get('jobs_per_second', 0)} jobs/s; outcomes {fetch.get('outcomes', {})}",
             highlight=False,

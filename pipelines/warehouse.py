@@ -11,7 +11,7 @@ the load, and waits a bounded time for an outside holder (an analyst's session) 
 
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -48,6 +48,8 @@ class LoadResult:
     days_loaded: int
     rows_by_table: dict[str, int]
     seconds: float
+    loaded: dict[date, dict[str, int]] = field(default_factory=dict)
+    """Per creation day, the rows loaded of each table this load replaced (0: its lake file was removed)."""
 
 
 class Warehouse:
@@ -99,7 +101,12 @@ class Warehouse:
                 con.close()
         finally:
             lock.release()
-        return LoadResult(days_loaded=loaded, rows_by_table=counts, seconds=time.monotonic() - started)
+        return LoadResult(
+            days_loaded=sum(map(len, loaded.values())),
+            rows_by_table=counts,
+            seconds=time.monotonic() - started,
+            loaded=loaded,
+        )
 
     def apply_views(self, con: duckdb.DuckDBPyConnection) -> None:
         """Execute every sql/views/*.sql in name order (if the folder exists)."""
@@ -171,8 +178,11 @@ class _Change:
     version: str | None
 
 
-def _load_days(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None, summarized: bool) -> int:
-    """Delete and re-insert each (table, day) whose file version differs from `_lake_loads`; returns how many.
+def _load_days(
+    con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None, summarized: bool
+) -> dict[date, dict[str, int]]:
+    """Delete and re-insert each (table, day) whose file version differs from `_lake_loads`; returns the rows
+    loaded per day and table.
 
     When `summarized`, the song duration summary follows the replaced days of songs and jobs.
     """
@@ -180,11 +190,12 @@ def _load_days(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date
     summary_days = sorted({c.day for c in changes if c.table in SONG_DURATION_SOURCES}) if summarized else []
     if summary_days:
         _begin_song_duration_refresh(con, summary_days, summarized=True)
+    loaded: dict[date, dict[str, int]] = {}
     for change in changes:
-        _replace(con, change)
+        loaded.setdefault(change.day, {})[change.table] = _replace(con, change)
     if summary_days:
         _finish_song_duration_refresh(con, summary_days)
-    return len(changes)
+    return loaded
 
 
 def _changes(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None) -> list[_Change]:
@@ -210,8 +221,9 @@ def _changes(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] 
     return changes
 
 
-def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> None:
-    """Replace the warehouse rows of one (table, day) with its lake file (none if the file is gone)."""
+def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> int:
+    """Replace the warehouse rows of one (table, day) with its lake file (none if the file is gone); returns
+    the rows inserted."""
     table, day = change.table, change.day
     con.execute(f"DELETE FROM {table} WHERE created_date = ?", [day])
     con.execute("DELETE FROM _lake_loads WHERE table_name = ? AND created_date = ?", [table, day])
@@ -223,6 +235,8 @@ def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> None:
         ).fetchone()
         con.execute("INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, change.version, rows])
         crashpoint("warehouse_insert")
+        return rows
+    return 0
 
 
 def _begin_song_duration_refresh(con: duckdb.DuckDBPyConnection, days: list[date], summarized: bool) -> None:

@@ -9,14 +9,15 @@ flattens and loads as any capture run does.
 import dagster as dg
 
 from pipelines.config import utcnow
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import partitions_for
 from pipelines.resources import HomeResource
 from pipelines.schedules import digest, run_requests, waiting_days
 from pipelines.webhook import spool
 
 
-def build_webhook_sensor(job_name: str) -> dg.SensorDefinition:
-    """The webhook spool sensor, requesting runs of job `job_name`."""
+def build_webhook_sensor(job_name: str, partitions: dg.PartitionsDefinition | None = None) -> dg.SensorDefinition:
+    """The webhook spool sensor, requesting runs of job `job_name` for days that are `partitions` (default: the
+    home's as they are at each tick)."""
 
     @dg.sensor(
         name="webhook_sensor",
@@ -30,7 +31,8 @@ def build_webhook_sensor(job_name: str) -> dg.SensorDefinition:
         found = spool.pending(home.home)
         if not found:
             return dg.SkipReason("no new webhook delivery in the spool")
-        keys = set(daily_partitions.get_partition_keys(current_time=utcnow()))
+        now = utcnow()
+        keys = set((partitions or partitions_for(home.home, now)).get_partition_keys(current_time=now))
         waiting = waiting_days(context.instance)
         requests = []
         for day, segments in sorted(found.items()):

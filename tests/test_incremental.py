@@ -109,7 +109,7 @@ def test_a_lake_file_the_warehouse_has_not_loaded_starts_a_warehouse_only_run(ho
         run = runner.run_capture(home, api_for(sim))
         assert sim.requests_total == 0
     assert run.days == [] and run.run_id is not None
-    assert run.warehouse["days_loaded"] == 1
+    assert run.warehouse["files_loaded"] == 1
     assert capture.warehouse_is_current(home)
 
 

@@ -97,6 +97,10 @@ def test_capture_polls_running_jobs_and_fetches_each_finished_job_once(home, cor
     started = simulator.clock.now()
     first = run_capture(home, api)
     assert first.fetch["outcomes"].get("active", 0) >= 1  # the recent jobs are still generating
+    # summed over the run's days: every registered id was due
+    assert first.fetch["fetched"] == sum(first.fetch["outcomes"].values()) == len(corpus)
+    outcomes = first.fetch["outcomes"]
+    assert first.fetch["still_due"] == sum(outcomes.get(k, 0) for k in ("active", "not_yet_visible", "deferred"))
 
     simulator.clock.advance(120)  # every running job has finished now
     run_capture(home, api)

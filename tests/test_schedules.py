@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, defs
+from pipelines.definitions import CAPTURE_JOB, build_defs, defs
 from pipelines.registry import Outcome, Registry
-from pipelines.resources import HomeResource
+from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.schedules import CRON_ENV, DEFAULT_CRON, build_capture_schedule
 from pipelines.useapi.corpus import generate_jobs
 from tests.conftest import register
@@ -22,10 +22,10 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def tick(home: Home, instance: dg.DagsterInstance, at: datetime | None = None):
-    """Evaluate the schedule at `at` (default now: after every job the test created, so that each creation
-    day is a partition that exists at the tick)."""
-    repository = defs.get_repository_def()
+def tick(home: Home, instance: dg.DagsterInstance, at: datetime | None = None, loaded: dg.Definitions = defs):
+    """Evaluate the schedule of the `loaded` definitions at `at` (default now: after every job the test
+    created, so that each creation day is a partition that exists at the tick)."""
+    repository = loaded.get_repository_def()
     schedule = repository.get_schedule_def("capture_schedule")
     # Entered, so its resources are torn down here: a context left to the garbage collector can leave
     # Dagster's current-instance state pointing at a closed test instance for later tests.
@@ -93,3 +93,22 @@ def test_cron_is_configurable(monkeypatch):
     monkeypatch.setenv(CRON_ENV, "*/5 * * * *")
     assert build_capture_schedule(CAPTURE_JOB).cron_schedule == "*/5 * * * *"
     assert build_capture_schedule(CAPTURE_JOB).default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def defs_for(home: Home) -> dg.Definitions:
+    api = MurekaApiResource(base_url="http://127.0.0.1:9/v1/mureka", token="user:777-unused")
+    return build_defs({"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource()})
+
+
+def test_a_schedule_requests_only_partitions_its_definitions_have(home, instance):
+    recent = generate_jobs(20, 6, utcnow(), days=2)
+    register(home, recent)
+    loaded = defs_for(home)  # loaded before the old ids came in
+    old = generate_jobs(5, 7, utcnow() - timedelta(days=30), days=1)
+    register(home, old)
+    requested = [r.partition_key for r in tick(home, instance, loaded=loaded).run_requests]
+    assert requested == sorted({job.created.date().isoformat() for job in recent})
+
+    reloaded = defs_for(home)  # the next load has their days
+    requested = [r.partition_key for r in tick(home, instance, loaded=reloaded).run_requests]
+    assert requested[0] == min(job.created.date() for job in old).isoformat()

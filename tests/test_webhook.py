@@ -111,6 +111,7 @@ def sources(home: Home) -> dict[str, str]:
 
 def test_bad_deliveries_get_their_answer_and_store_nothing(receiver: Receiver, home: Home) -> None:
     jobid = build_jobid(utcnow(), "123456", "m", "777", "12345678901234")
+    expired = build_jobid(utcnow() - timedelta(days=8), "123456", "m", "777", "12345678901234")
     hook = receiver.url
     cases = [
         ("POST", receiver.base + "/hooks/mureka/" + "x" * len(SECRET), {"jobid": jobid}, 404),
@@ -128,6 +129,7 @@ def test_bad_deliveries_get_their_answer_and_store_nothing(receiver: Receiver, h
         ("POST", hook, {"status": "completed"}, 400),
         ("POST", hook, {"jobid": 12}, 400),
         ("POST", hook, {"jobid": "j123-not-an-id"}, 400),
+        ("POST", hook, {"jobid": expired}, 400),
         ("POST", hook, json.dumps({"jobid": jobid, "pad": "x" * MAX_BODY}).encode(), 400),
     ]
     for method, url, body, expected in cases:
@@ -271,7 +273,7 @@ def test_webhook_sensor_turns_new_segments_into_capture_runs(home: Home) -> None
                 run_config=QUIET_RUN_CONFIG, partition_key=request.partition_key, instance=instance
             )
             assert result.success
-            webhook = result.asset_materializations_for_node("raw")[0].metadata["webhook"].value
+            webhook = result.asset_materializations_for_node("raw")[0].metadata["run_webhook"].value
             assert webhook["confirmed"] == webhook["jobs"] > 0 and webhook["segments_trimmed"] == 1
         assert tick().run_requests == []
     rows = warehouse_jobs(home)

@@ -1,7 +1,7 @@
 """The webhook receiver: an ASGI app served by uvicorn that spools useapi.net deliveries durably.
 
-`POST /hooks/mureka/{secret}` with a JSON object body carrying a well-formed `jobid` is appended and fsynced to
-the spool, then answered 200. Everything else changes nothing: a wrong or missing secret is 404 (the same answer
+`POST /hooks/mureka/{secret}` with a JSON object body carrying a well-formed `jobid` (of a job the API still
+keeps) is appended and fsynced to the spool, then answered 200. Everything else changes nothing: a wrong or missing secret is 404 (the same answer
 as any unknown path), a wrong method 405, a body that is not a JSON object with a job id, or is over MAX_BODY, 400.
 The receiver never calls the API, Dagster or DuckDB: the intake confirms deliveries later. uvicorn's access log
 is off, since request paths carry the secret.
@@ -85,9 +85,12 @@ def parse_delivery(body: bytes, now: datetime) -> tuple[str, date]:
     if not isinstance(jobid, str):
         raise Rejected("body has no jobid")
     try:
-        return text, parse_jobid(jobid, now).created_date
+        parsed = parse_jobid(jobid, now)
     except InvalidJobId:
         raise Rejected("jobid is not a well-formed Mureka job id") from None
+    if parsed.expires_at < now:
+        raise Rejected("job is past the API's 7-day retention: nothing left to confirm")
+    return text, parsed.created_date
 
 
 class ReceiverApp:
