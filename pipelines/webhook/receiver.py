@@ -1,10 +1,10 @@
 """The webhook receiver: an ASGI app served by uvicorn that spools useapi.net deliveries durably.
 
 `POST /hooks/mureka/{secret}` with a JSON object body carrying a well-formed `jobid` (of a job the API still
-keeps) is appended and fsynced to the spool, then answered 200. Everything else changes nothing: a wrong or missing secret is 404 (the same answer
-as any unknown path), a wrong method 405, a body that is not a JSON object with a job id, or is over MAX_BODY, 400.
-The receiver never calls the API, Dagster or DuckDB: the intake confirms deliveries later. uvicorn's access log
-is off, since request paths carry the secret.
+keeps) is appended and fsynced to the spool, then answered 200. Everything else changes nothing: a wrong or
+missing secret is 404 (the same answer as any unknown path), a wrong method 405, a body that is not a JSON object
+with such a job id, or is over MAX_BODY, 400. The receiver never calls the API, Dagster or DuckDB: the intake
+confirms deliveries later. uvicorn's access log is off, since request paths carry the secret.
 """
 
 import asyncio
