@@ -27,8 +27,8 @@ def raw(
     progress: ProgressResource,
 ) -> dg.MaterializeResult:
     """Every API answer for the due job ids of these creation days, archived verbatim in `lake/raw/`
-    (fetched nearest deadline first; finished jobs are never fetched again), after the webhook deliveries
-    spooled for these days are confirmed (one GET per job not yet final) and archived.
+    (fetched nearest deadline first; finished jobs are never fetched again), then the webhook deliveries
+    spooled for these days, confirmed by one GET per job not yet final.
 
     Each day's materialization carries that day's archive rows (`dagster/row_count`), the ids of the day this
     run fetched and their outcomes, and a preview of the day's newest raw batch; `run_*` describe the run
@@ -37,8 +37,10 @@ def raw(
     days = partition_days(context)
     try:
         with mureka_api.client() as client, progress.track(context.log, "fetch") as on_progress:
-            webhook = take_in(home.home, client, days)
             report = capture.fetch_days(home.home, client, days, on_progress)
+            # After the fetch: a job it just found final costs no confirming GET, one confirmed running waits
+            # for the next run instead of being fetched twice in this one.
+            webhook = take_in(home.home, client, days)
     except AuthError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     if report.stopped_reason:

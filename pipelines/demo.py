@@ -85,7 +85,8 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
             fetch = run.fetch
             console.print(
                 f"pass {attempt}: {fetch.get('fetched', 0)} ids, {fetch.get('requests', 0)} requests, "
-                f"{fetch.get('jobs_per_second', 0)} jobs/s, outcomes {fetch.get('outcomes', {})}",
+                f"{fetch.get('jobs_per_second', 0)} jobs/s, outcomes {fetch.get('outcomes', {})}, "
+                f"webhook jobs confirmed {fetch.get('webhook', {}).get('confirmed', 0)}",
                 highlight=False,
             )
             with Registry(home.registry_path) as registry:
