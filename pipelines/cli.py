@@ -158,7 +158,11 @@ def cmd_webhook(args: argparse.Namespace) -> int:
     except WebhookConfigError as error:
         errors.print(f"error: {error}", markup=False, highlight=False)
         return EXIT_USAGE
-    serve(Home.from_env().ensure(), secret, host=args.host, port=args.port)
+    try:
+        serve(Home.from_env().ensure(), secret, host=args.host, port=args.port)
+    except WebhookConfigError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return EXIT_FAILED
     return EXIT_OK
 
 

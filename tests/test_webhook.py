@@ -160,6 +160,12 @@ def test_serve_refuses_to_start_without_a_strong_secret(home: Home) -> None:
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and "MUREKA_WEBHOOK_SECRET" in done.stderr
         assert secret is None or secret not in done.stderr + done.stdout
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = [*command[:-1], str(taken.getsockname()[1])]
+        done = subprocess.run(busy, cwd=ROOT, env={**env, "MUREKA_WEBHOOK_SECRET": SECRET}, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("error: cannot listen on 127.0.0.1:"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and SECRET not in done.stderr + done.stdout
     url = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "webhook", "url", "--base", "https://example.org/etl/"],
         cwd=ROOT, env={**env, "MUREKA_WEBHOOK_SECRET": SECRET}, capture_output=True, text=True, timeout=60,

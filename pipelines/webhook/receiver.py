@@ -44,7 +44,7 @@ log = logging.getLogger("uvicorn.error")
 
 
 class WebhookConfigError(ValueError):
-    """The receiver cannot start as configured (secret missing or weak, bad base URL)."""
+    """The receiver cannot start as configured (secret missing or weak, bad base URL, address in use)."""
 
 
 def webhook_secret(environ: dict[str, str] | None = None) -> str:
@@ -186,15 +186,20 @@ def _stop(signum: int, frame: object) -> None:
 def serve(home: Home, secret: str, host: str = "127.0.0.1", port: int = 8787) -> None:
     """Serve the receiver until SIGINT/SIGTERM: uvicorn answers the requests in flight, then the spool is sealed
     and this returns."""
+    try:
+        sock = socket.create_server((host, port))
+    except OSError as error:
+        raise WebhookConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
     try:
         with SpoolWriter(home) as spool:
             config = _config(ReceiverApp(secret, spool), host, port)
             log.info("receiving webhooks at POST http://%s:%d%s<%s>, spooled in %s", host, port, HOOK_PREFIX,
                      SECRET_ENV, spool_dir(home))
-            uvicorn.Server(config).run()
+            uvicorn.Server(config).run(sockets=[sock])
     except _Stopped:
         pass
     finally:
+        sock.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
