@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -173,9 +174,44 @@ def test_serve_refuses_to_start_without_a_strong_secret(home: Home) -> None:
     assert url.returncode == 0 and url.stdout == f"https://example.org/etl/hooks/mureka/{SECRET}\n"
 
 
+class RunningJobsPoll:
+    """`running_jobs_sensor` ticking in a thread every half second, as the daemon runs it; `listed` collects
+    every job id a tick saw running (the sensor registers them)."""
+
+    def __init__(self, home: Home, sim: Simulator) -> None:
+        self.resources = {"home": HomeResource(root=str(home.root)), "mureka_api": api_for(sim)}
+        self.listed: set[str] = set()
+        self.ticks = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        defs = build_defs({**self.resources, "progress": ProgressResource()})
+        repository = defs.get_repository_def()
+        sensor = repository.get_sensor_def("running_jobs_sensor")
+        cursor = None
+        with dg.instance_for_test() as instance:
+            while not self.stop.wait(0.5):
+                with dg.build_sensor_context(
+                    instance=instance, cursor=cursor, resources=self.resources, repository_def=repository
+                ) as context:
+                    cursor = sensor.evaluate_tick(context).cursor
+                self.listed |= set(json.loads(cursor or "[]"))
+                self.ticks += 1
+
+    def __enter__(self) -> "RunningJobsPoll":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
 def test_every_acknowledged_job_lands_once_with_its_final_state(receiver: Receiver, home: Home) -> None:
     """A few hundred jobs with duplicated, reordered, dropped and delayed deliveries; the receiver is SIGKILLed
-    and restarted mid-stream; sync passes take the spool in. No id is added by hand."""
+    and restarted mid-stream; the running-jobs poll ticks beside it; sync passes take the spool in. No id is
+    added by hand."""
     start = utcnow()
     span = 6.0
     jobs = generate_jobs(
@@ -184,14 +220,15 @@ def test_every_acknowledged_job_lands_once_with_its_final_state(receiver: Receiv
     )
     options = WebhookOptions(receiver.url, duplicate=0.2, reorder=0.2, drop=0.1, delay_ms=300, seed=5)
     with Simulator(jobs, seed=3) as sim:
-        sender = WebhookSender(jobs, options, sim.clock).start()
-        while len(sender.log.attempts) < sender.planned * 0.4:
-            time.sleep(0.05)
-        receiver.kill()  # deliveries fail while it is down, as they would with the real API
-        time.sleep(0.5)
-        receiver.start()
-        run_capture(home, api_for(sim))  # a sync mid-stream: running jobs confirmed as active
-        assert sender.wait(60)
+        with RunningJobsPoll(home, sim) as poll:
+            sender = WebhookSender(jobs, options, sim.clock).start()
+            while len(sender.log.attempts) < sender.planned * 0.4:
+                time.sleep(0.05)
+            receiver.kill()  # deliveries fail while it is down, as they would with the real API
+            time.sleep(0.5)
+            receiver.start()
+            run_capture(home, api_for(sim))  # a sync mid-stream: running jobs confirmed as active
+            assert sender.wait(60)
         receiver.stop()  # seals the last segment, so the final pass can trim the spool
         for _ in range(5):
             run_capture(home, api_for(sim))
@@ -206,20 +243,26 @@ def test_every_acknowledged_job_lands_once_with_its_final_state(receiver: Receiv
     final = {job.jobid: job.final_record["status"] for job in jobs}
     counts = log.counts()
     assert counts["failed"] > 0 and counts["dropped"] > 0 and counts["200"] > 500, counts
+    assert poll.ticks > 5
     rows = warehouse_jobs(home)
-    assert acknowledged and acknowledged <= set(rows)
-    for jobid in acknowledged:
+    # Every job with an acknowledged delivery, and every one the poll saw running (its deliveries dropped or sent
+    # while the receiver was down, maybe), is there once with its final state.
+    assert acknowledged and acknowledged | poll.listed <= set(rows)
+    for jobid in acknowledged | poll.listed:
         assert [status for status, _ in rows[jobid]] == [final[jobid]], jobid
     # Jobs whose final delivery never came (dropped, or sent while the receiver was down) were polled to the end.
     ended = {s.jobid for s in log.attempts if s.status != "created" and s.http_status == 200}
-    polled = acknowledged - ended
-    assert polled, "no job needed polling: the test did not exercise it"
-    assert set(sources(home).values()) == {"webhook"}
-    # No phantom: every row is a job the sender tried to deliver (a kill can land between the fsync and the 200).
-    assert set(rows) <= {s.jobid for s in log.attempts}
+    assert acknowledged - ended, "no job needed polling: the test did not exercise it"
+    assert poll.listed - acknowledged, "no job was left to the running-jobs poll: the test did not exercise it"
+    assert set(sources(home).values()) <= {"webhook", "sensor:running_jobs"}
+    # No phantom: every row is a job the sender tried to deliver (a kill can land between the fsync and the 200)
+    # or that the poll saw running.
+    assert set(rows) <= {s.jobid for s in log.attempts} | poll.listed
     assert spooled(home) == []
     captured_requests = sum(requests_by_jobid[jobid] for jobid in rows)
-    print(f"webhook path: {len(rows)} jobs captured, {captured_requests / len(rows):.2f} GET per job, {counts}")
+    unacknowledged = len(poll.listed - acknowledged)
+    print(f"webhook path: {len(rows)} jobs captured, {captured_requests / len(rows):.2f} GET per job, {counts},"
+          f" {poll.ticks} poll ticks, {unacknowledged} jobs without an acknowledged delivery caught by the poll")
 
 
 def test_forged_deliveries_never_become_rows(receiver: Receiver, home: Home) -> None:
