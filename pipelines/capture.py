@@ -22,9 +22,15 @@ FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")
 
 
 def fetch_days(home: Home, client: MurekaClient, days: Collection[date], progress: ProgressCallback | None = None) -> FetchReport:
-    """Fetch every due id created on `days`, nearest deadline first, into the raw archive."""
+    """Fetch every due id created on `days`, nearest deadline first, into the raw archive.
+
+    Ends by freeing the leases of runs that died meanwhile (raising LeaseReclaimError when it cannot): a run
+    never ends well while ids are held by a dead one.
+    """
     with Registry(home.registry_path) as registry:
-        return fetch_due(home, registry, client, now=utcnow, created_dates=days, progress=progress)
+        report = fetch_due(home, registry, client, now=utcnow, created_dates=days, progress=progress)
+        registry.reclaim_dead_leases(utcnow())
+    return report
 
 
 @dataclass
