@@ -1,5 +1,6 @@
 """Asset checks: all pass on a clean capture, and each fails on the bad data planted for it."""
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -65,7 +66,18 @@ def rewrite(home: Home, table: str, change: Callable[[Rows], Rows]) -> None:
     """Apply `change` to the rows of every day file of a lake table, keeping its schema."""
     for path in sorted(home.table_dir(table).glob("created_date=*/data.parquet")):
         data = pq.read_table(path)
-        pq.write_table(pa.Table.from_pylist(change(data.to_pylist()), schema=data.schema), path)
+        planted(path, table, pa.Table.from_pylist(change(data.to_pylist()), schema=data.schema))
+
+
+def planted(path, table: str, rows: pa.Table) -> None:
+    """Write bad rows as a faulty flatten would: the day's job_observations file records their number, so the
+    lake is consistent (not damage that reading would rebuild from raw)."""
+    pq.write_table(rows, path)
+    observations = path.parents[1].with_name("job_observations") / path.parent.name / path.name
+    kept = pq.read_table(observations)
+    metadata = dict(kept.schema.metadata)
+    metadata[lake.DAY_ROWS_KEY] = json.dumps(json.loads(metadata[lake.DAY_ROWS_KEY]) | {table: rows.num_rows})
+    pq.write_table(kept.replace_schema_metadata(metadata), observations)
 
 
 def first_where(home: Home, table: str, match: Callable[[dict], bool]) -> dict:
@@ -96,7 +108,7 @@ def test_a_day_outside_the_checked_days_is_not_read(home):
     first, *others = lake.lake_days(home, "jobs")
     path = lake.table_file(home, "jobs", first)
     table = pq.read_table(path)
-    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)  # a duplicate key on the first day
+    planted(path, "jobs", pa.concat_tables([table, table.slice(0, 1)]))  # a duplicate key on the first day
     found = checks.find(home, ["jobs_duplicate_keys"], others)["jobs_duplicate_keys"]
     assert found.count == 0
     assert checks.find(home, ["jobs_duplicate_keys"], [first])["jobs_duplicate_keys"].count == 1

@@ -173,3 +173,84 @@ def test_write_job_ids_and_file_version(home):
     lake.write_job_ids(home, DAY, SCHEMAS["job_ids"].empty_table())
     assert not path.exists()
 
+
+
+# --- damaged files are rebuilt from raw --------------------------------------------------------------
+
+
+def applied_day(home: Home) -> dict[str, bytes]:
+    """Two raw batches of DAY applied one after the other; returns the files a clean rebuild of the day writes."""
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    lake.apply_pending(home, DAY, rebuild=True)
+    return file_bytes(home)
+
+
+def fewer_rows(path: Path) -> None:
+    """Replace a Parquet file with a readable one that lost its last row (its metadata kept)."""
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, table.num_rows - 1), path)
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda path: path.write_bytes(b"\x8f" * path.stat().st_size), "is unreadable"),
+        (lambda path: path.write_bytes(path.read_bytes()[:-200] + bytes(200)), "is unreadable"),
+        (Path.unlink, "is missing (it held 12 rows)"),
+        (fewer_rows, "holds 11 rows where 12 were written"),
+    ],
+    ids=["random-bytes", "broken-footer", "deleted", "rows-lost"],
+)
+def test_a_damaged_file_is_named_and_its_day_rebuilt_from_raw(home, caplog, damage, reason):
+    clean = applied_day(home)
+    jobs = lake.table_file(home, "jobs", DAY)
+    damage(jobs)
+    (found,) = lake.damaged_files(home, DAY)
+    assert (found.table, found.path) == ("jobs", jobs) and found.reason.startswith(reason)
+    assert lake.damaged_days(home) == {DAY: [found]}
+    assert lake.heal(home) == [found]
+    assert f"lake file {jobs} {reason}" in caplog.text and "rebuilding 2026-01-21 from lake/raw" in caplog.text
+    assert file_bytes(home) == clean
+    assert lake.damaged_days(home) == {}
+    assert lake.heal(home) == []
+
+
+def test_a_damaged_page_behind_a_sound_footer_is_rebuilt_when_the_day_is_applied(home, caplog):
+    clean = applied_day(home)
+    songs = lake.table_file(home, "songs", DAY)
+    data = bytearray(songs.read_bytes())
+    data[4:204] = b"\xff" * 200  # the first column chunk's pages; the footer still reads
+    songs.write_bytes(bytes(data))
+    result = lake.apply_pending(home, DAY)
+    assert [d.path for d in result.healed] == [songs]
+    assert f"lake file {songs} is unreadable" in caplog.text
+    assert file_bytes(home) == clean
+
+
+def test_an_unreadable_job_ids_file_is_removed_for_the_registry_to_export_again(home, caplog):
+    path = lake.write_job_ids(home, DAY, pa.table({"jobid": ["j1"]}))
+    path.write_bytes(b"not parquet")
+    (found,) = lake.damaged_days(home)[DAY]
+    assert found.table == "job_ids"
+    assert lake.heal(home) == [found]
+    assert not path.exists()
+    assert "the next sync exports it again from the registry" in caplog.text
+
+
+def test_a_day_a_killed_apply_left_midway_is_caught_up_not_rebuilt(home, caplog):
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    observations = lake.table_file(home, "job_observations", DAY)
+    before = observations.read_bytes()
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    observations.write_bytes(before)  # killed before its last file: the other tables hold b02 already
+    assert lake.damaged_files(home, DAY) == []
+    assert lake.pending_days(home) == [DAY]
+    assert lake.apply_pending(home, DAY).healed == []
+    assert "rebuilding" not in caplog.text
+    observations.write_bytes(b"garbage")
+    assert lake.pending_days(home) == [DAY]  # unreadable: its batches count as not applied
