@@ -57,8 +57,10 @@ def evaluate(name: str, home: Home) -> dg.AssetCheckResult:
     for group in asset_checks.CHECKS:
         if name in {key.name for key in group.check_keys}:
             context = dg.build_asset_check_context()
-            results = {r.check_name: r for r in group(context, home=HomeResource(root=str(home.root)))}
-            return results[name]
+            results = group(context, home=HomeResource(root=str(home.root)))
+            if isinstance(results, dg.AssetCheckResult):  # a single check returns its result
+                return results
+            return {r.check_name: r for r in results}[name]
     raise KeyError(name)
 
 
@@ -100,7 +102,8 @@ def test_in_a_run_the_checks_read_only_the_runs_days(clean_capture):
     days = lake.lake_days(home, "jobs")
     scope = f"{days[0]}..{days[-1]}"
     assert {e.check_name: e.metadata["days"].value for e in evaluations.values() if "days" in e.metadata} == {
-        name: scope for name in [*(c[0] for c in asset_checks.TABLE_CHECKS), "api_drift", "lost_jobs"]
+        name: scope
+        for name in [*(c[0] for c in asset_checks.TABLE_CHECKS), "api_drift", "lost_jobs", "lake_matches_raw"]
     }
 
 
@@ -193,3 +196,23 @@ def test_expiry_risk_lists_ids_that_expire_within_a_day_and_lost_jobs_warns(home
     lost = evaluate("lost_jobs", home)
     assert not lost.passed and lost.severity == dg.AssetCheckSeverity.WARN
     assert lost.metadata["lost"].value == 1
+
+
+def test_lake_matches_raw_names_damaged_files_unflattened_and_lost_raw_batches(home):
+    first, second, third = lake.lake_days(home, "raw")[:3]
+    songs = lake.table_file(home, "songs", first)
+    songs.write_bytes(b"not parquet")
+    lake.write_raw_batch(home, "zz-late", lake.read_raw(home, second).append_column(
+        "created_date", pa.array([second] * lake.read_raw(home, second).num_rows, pa.date32())))
+    (gone, *_) = lake.raw_batches(home, third).values()
+    gone.unlink()  # an archived batch lost: the lake holds observations raw no longer has
+
+    result = evaluate("lake_matches_raw", home)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["damaged_files"].data == [str(songs)]
+    assert (result.metadata["days_not_flattened"].value, result.metadata["days_mismatched"].value) == (1, 1)
+    preview = result.metadata["preview"].value
+    assert f"| {first} | songs | data.parquet is unreadable" in preview
+    assert f"| {second} | raw | raw batches not flattened yet |" in preview
+    assert f"| {third} | job_observations |" in preview
+    assert checks.lake_raw_findings(home, [first]).count == 1
