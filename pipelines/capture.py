@@ -53,7 +53,9 @@ class FlattenSummary:
 
 
 def flatten_days(home: Home, days: Collection[date], rebuild: bool = False) -> FlattenSummary:
-    """Apply the raw batches not yet in the lake tables of `days` (or rebuild those days from raw)."""
+    """Apply the raw batches not yet in the lake tables of `days` (or rebuild those days from raw), after removing
+    the temp files killed writes left anywhere in the lake."""
+    lake.remove_stale_temps(home)
     summary = FlattenSummary()
     for day in sorted(days):
         if not lake.raw_batches(home, day):

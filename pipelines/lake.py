@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -40,6 +41,10 @@ LOCK_TIMEOUT = 600.0
 # Raw rows flattened at once: DuckDB's working set follows it, so a day of any size fits in bounded memory.
 FLATTEN_ROWS = 25_000
 _BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=-]*")
+# `.<file name>.<writer pid>.<32 hex>.tmp`: a file being written, renamed over <file name> once whole.
+_TEMP_NAME = re.compile(r"\..+\.(\d+)\.[0-9a-f]{32}\.tmp")
+# A temp file this old is left over even if a process with its writer's pid runs (the pid was reused since).
+TEMP_MAX_AGE_S = 24 * 3600
 # Columns with few distinct values, dictionary-encoded in Parquet. The others (bodies, ids, urls, prompts)
 # are nearly unique: building their dictionaries costs a third of the write and the encoder gives it up.
 _DICTIONARY_COLUMNS = frozenset(
@@ -474,7 +479,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def _write_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet (zstd) to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    temp = temp_path(path)
     try:
         with open(temp, "wb") as handle:
             dictionary = [name for name in table.column_names if name in _DICTIONARY_COLUMNS]
@@ -491,6 +496,46 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     finally:
         os.close(folder)
     crashpoint("lake_file_replaced")
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden temp name a write of `path` by this process uses before renaming it (readers skip dot files)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def remove_stale_temps(home: Home) -> list[Path]:
+    """Remove the temp files of lake writes that never finished (a killed process): those whose writer process
+    is gone, or older than TEMP_MAX_AGE_S. A live writer's temp file is left alone. Returns the files removed."""
+    removed = []
+    now = time.time()
+    for folder, _, names in os.walk(home.lake):
+        for name in names:
+            match = _TEMP_NAME.fullmatch(name)
+            if match is None:
+                continue
+            path = Path(folder) / name
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # renamed or removed meanwhile
+            if _process_alive(int(match[1])) and age < TEMP_MAX_AGE_S:
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d temp files of unfinished lake writes", len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _visible_parquet(folder: Path) -> Iterator[Path]:

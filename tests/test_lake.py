@@ -2,6 +2,10 @@
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -254,3 +258,36 @@ def test_a_day_a_killed_apply_left_midway_is_caught_up_not_rebuilt(home, caplog)
     assert "rebuilding" not in caplog.text
     observations.write_bytes(b"garbage")
     assert lake.pending_days(home) == [DAY]  # unreadable: its batches count as not applied
+
+
+# --- temp files of killed writes ---------------------------------------------------------------------
+
+
+def temp_of(path: Path, pid: int) -> Path:
+    temp = lake.temp_path(path)
+    temp = temp.with_name(temp.name.replace(f".{os.getpid()}.", f".{pid}.", 1))
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_bytes(b"PAR1 half a file")
+    return temp
+
+
+def test_temp_files_are_removed_when_their_writer_is_dead_or_they_are_old(home):
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        raw = lake.day_dir(home.raw, DAY) / "20260121T000000-deadbeef-0000.parquet"
+        jobs = lake.table_file(home, "jobs", DAY)
+        dead = [temp_of(raw, exited.pid), temp_of(jobs, exited.pid)]
+        live = [temp_of(jobs, running.pid), temp_of(raw, os.getpid())]
+        old = temp_of(jobs, running.pid)
+        os.utime(old, (time.time() - lake.TEMP_MAX_AGE_S - 60,) * 2)
+        others = [jobs.with_name(".notes.tmp"), jobs.with_name("data.parquet")]
+        for path in others:
+            path.write_bytes(b"x")
+        assert sorted(lake.remove_stale_temps(home)) == sorted([*dead, old])
+        assert all(path.exists() for path in [*live, *others])
+        assert lake.remove_stale_temps(home) == []
+    finally:
+        running.kill()
+        running.wait()
