@@ -233,7 +233,8 @@ def apply_pending(
 def damaged_files(home: Home, day: date) -> list[Damage]:
     """The flattened files of `day` that are not as written, from Parquet footers only: unreadable, or (against
     the row counts job_observations records) missing or of another size. A file a run is still catching up
-    (its applied batches differ from job_observations') is not compared."""
+    (its applied batches differ from job_observations') is not compared. Of a day written before the counts,
+    only a missing jobs file is found (job_observations' statistics show a captured job)."""
     footers: dict[str, pq.FileMetaData | None] = {}
     damage = []
     for table in FLATTENED:
@@ -247,8 +248,11 @@ def damaged_files(home: Home, day: date) -> list[Damage]:
             damage.append(Damage(table, day, path, f"is unreadable ({exc})"))
     observations = footers["job_observations"]
     metadata = (observations.metadata or {}) if observations is not None else {}
-    if DAY_ROWS_KEY not in metadata:
-        return damage  # no job_observations file (everything is pending then), or one written before the counts
+    if DAY_ROWS_KEY not in metadata:  # no job_observations (all is pending then), or one written before the counts
+        if footers["jobs"] is None and observations is not None and _observes_a_status(observations):
+            path = table_file(home, "jobs", day)
+            damage.append(Damage("jobs", day, path, "is missing (job_observations holds captured jobs)"))
+        return damage
     written = json.loads(metadata[DAY_ROWS_KEY])
     applied = set(json.loads(metadata.get(APPLIED_KEY, b"[]")))
     for table in FLATTENED:
@@ -275,6 +279,17 @@ def damaged_job_ids(home: Home, day: date) -> Damage | None:
     except (OSError, pa.ArrowException) as exc:
         return Damage("job_ids", day, path, f"is unreadable ({exc})")
     return None
+
+
+def _observes_a_status(observations: pq.FileMetaData) -> bool:
+    """Whether a job_observations file holds a job status (a captured record, so the day has jobs rows), from its
+    column statistics."""
+    column = observations.schema.to_arrow_schema().get_field_index("status")
+    for group in range(observations.num_row_groups):
+        statistics = observations.row_group(group).column(column).statistics
+        if statistics is not None and statistics.num_values > 0:
+            return True
+    return False
 
 
 def damaged_days(home: Home, days: Collection[date] | None = None) -> dict[date, list[Damage]]:

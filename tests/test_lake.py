@@ -222,6 +222,21 @@ def test_a_damaged_file_is_named_and_its_day_rebuilt_from_raw(home, caplog, dama
     assert lake.heal(home) == []
 
 
+def test_a_jobs_file_deleted_from_a_day_written_before_the_row_counts_is_rebuilt(home, caplog):
+    clean = applied_day(home)
+    observations = lake.table_file(home, "job_observations", DAY)
+    table = pq.read_table(observations)
+    metadata = {k: v for k, v in table.schema.metadata.items() if k != lake.DAY_ROWS_KEY}
+    pq.write_table(table.replace_schema_metadata(metadata), observations)
+    assert lake.damaged_files(home, DAY) == []
+    jobs = lake.table_file(home, "jobs", DAY)
+    jobs.unlink()
+    (found,) = lake.damaged_files(home, DAY)
+    assert (found.path, found.reason) == (jobs, "is missing (job_observations holds captured jobs)")
+    assert lake.heal(home) == [found]
+    assert file_bytes(home) == clean
+
+
 def test_a_damaged_page_behind_a_sound_footer_is_rebuilt_when_the_day_is_applied(home, caplog):
     clean = applied_day(home)
     songs = lake.table_file(home, "songs", DAY)
