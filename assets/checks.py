@@ -1,4 +1,5 @@
-"""Asset checks: keys, durations, songs and speech of completed jobs, expiry risk, lost ids and API drift.
+"""Asset checks: keys, durations, songs and speech of completed jobs, expiry risk, lost ids, API drift, and the
+lake against the raw archive.
 
 Table checks read the lake through an in-memory DuckDB (pipelines/checks.py), never the warehouse file;
 registry checks read the registry. In a run they check the run's partitions (creation days) only, so a
@@ -142,4 +143,29 @@ def registry_checks(context: dg.AssetCheckExecutionContext, home: HomeResource) 
     )
 
 
-CHECKS = [lake_checks, registry_checks]
+LAKE_MATCHES_RAW = (
+    "lake_matches_raw",
+    "job_observations",
+    "The lake tables agree with the raw archive they are built from: no damaged file (unreadable, missing, or of"
+    " another row count than written), every raw batch flattened, one job_observations row per raw observation.",
+)
+
+
+@dg.asset_check(asset=LAKE_MATCHES_RAW[1], name=LAKE_MATCHES_RAW[0], description=LAKE_MATCHES_RAW[2])
+def lake_matches_raw(context: dg.AssetCheckExecutionContext, home: HomeResource) -> dg.AssetCheckResult:
+    days = run_days(context)
+    found = checks.lake_raw_findings(home.home, days)
+    return dg.AssetCheckResult(
+        passed=found.count == 0,
+        severity=ERROR,
+        metadata={
+            "days": _scope(days),
+            "damaged_files": dg.MetadataValue.json([str(d.path) for d in found.damaged]),
+            "days_not_flattened": len(found.pending),
+            "days_mismatched": len(found.mismatched),
+            "preview": dg.MetadataValue.md(found.markdown()),
+        },
+    )
+
+
+CHECKS = [lake_checks, registry_checks, lake_matches_raw]

@@ -9,7 +9,7 @@ from rich.table import Table
 from pipelines.capture import RunSummary
 from pipelines.config import Home
 from pipelines.discovery import count_by_route
-from pipelines.registry import Registry
+from pipelines.registry import LeaseHolder, Registry
 from pipelines.warehouse import open_lake
 
 SUMMARY_SQL = Path(__file__).resolve().parents[1] / "sql" / "summary"
@@ -49,11 +49,21 @@ def print_registry_status(console: Console, home: Home, now: datetime) -> None:
     rows = [(state, count) for state, count in sorted(status.by_state.items())]
     rows += [("(total)", status.total), ("due now", status.due_now), ("at risk (< 24 h, not final)", status.at_risk),
              ("lost to expiry", status.lost)]
+    rows += [("leased to a running sync", status.held), ("held by a dead run (freed by the next sync)", status.stale)]
     console.print(table_of("Registry", ["state", "ids"], rows))
     discovered = [(route.replace("_", " "), count) for route, count in routes.items()]
     console.print(table_of("Discovered by", ["route", "ids"], discovered))
     for jobid in status.at_risk_ids:
         console.print(f"  at risk: {jobid}", highlight=False)
+    print_lease_holders(console, status.lease_holders)
+
+
+def print_lease_holders(console: Console, holders: list[LeaseHolder]) -> None:
+    """One line per run holding leases: live ones fetch those ids now, a dead one's ids wait for the next sync."""
+    for holder in holders:
+        state = "running" if holder.alive else "dead, its leases are freed by the next sync"
+        until = f"{holder.until:%Y-%m-%d %H:%M:%S} UTC"
+        console.print(f"  leases: {holder.ids} ids held by run {holder.owner} ({state}) until {until}", highlight=False)
 
 
 def print_run(console: Console, home: Home, run: RunSummary) -> None:
