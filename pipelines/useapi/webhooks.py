@@ -15,11 +15,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import requests
 
 from pipelines.useapi.corpus import Clock, SimJob, generate_jobs
+
+if TYPE_CHECKING:
+    from pipelines.useapi.simulator import Simulator
 
 SENDERS = 8
 TIMEOUT = (2.0, 10.0)
@@ -164,10 +167,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--webhook-duplicate", type=float, default=0.0, help="share of deliveries sent twice")
     group.add_argument("--webhook-reorder", type=float, default=0.0, help="share of created sent after the end")
     group.add_argument("--webhook-drop", type=float, default=0.0, help="share of deliveries never sent")
-    group.add_argument("--webhook-delay-ms", type=float, default=0.0, help="random extra delay, up to this")
+    group.add_argument("--webhook-delay-ms", type=float, default=0.0, help="random extra delay of each delivery, up to this many ms")
 
 
-def start_from_args(args: Any, sim: Any, clock: Clock, user: str) -> WebhookSender | None:
+def start_from_args(args: argparse.Namespace, sim: "Simulator", clock: Clock, user: str) -> WebhookSender | None:
     """With --webhook: add the live jobs to the simulator `sim` and start posting their deliveries."""
     if not args.webhook:
         return None
