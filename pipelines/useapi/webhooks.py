@@ -167,7 +167,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--webhook-duplicate", type=float, default=0.0, help="share of deliveries sent twice")
     group.add_argument("--webhook-reorder", type=float, default=0.0, help="share of created sent after the end")
     group.add_argument("--webhook-drop", type=float, default=0.0, help="share of deliveries never sent")
-    group.add_argument("--webhook-delay-ms", type=float, default=0.0, help="extra delay of each delivery, random up to this")
+    group.add_argument(
+        "--webhook-delay-ms", type=float, default=0.0, help="extra delay of each delivery, random up to this many ms"
+    )
 
 
 def start_from_args(args: argparse.Namespace, sim: "Simulator", clock: Clock, user: str) -> WebhookSender | None:
