@@ -5,7 +5,7 @@ from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
 from pipelines import capture, lake
 from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.useapi.client import AuthError
+from pipelines.useapi.client import FatalApiError
 
 # Outcomes that leave an id due (fetched again by a later run).
 STILL_DUE = ("active", "not_yet_visible", "deferred")
@@ -35,7 +35,7 @@ def raw(
     try:
         with mureka_api.client() as client, progress.track(context.log, "fetch") as on_progress:
             report = capture.fetch_days(home.home, client, days, on_progress)
-    except AuthError as error:
+    except FatalApiError as error:  # a refused or malformed token, an unreachable or wrong API: retrying cannot help
         raise dg.Failure(description=str(error), allow_retries=False) from None
     if report.stopped_reason:
         context.log.warning(report.stopped_reason)

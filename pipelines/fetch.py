@@ -118,11 +118,15 @@ def fetch_due(
 ) -> FetchReport:
     """Fetch every due id (of `created_dates`, at most `limit`), nearest deadline first, into raw.
 
-    Raises AuthError (after releasing every unfinished id) when the API refuses the token.
+    Raises AuthError (after releasing every unfinished id) when the API refuses the token. With ids due, the
+    API is checked first (`MurekaClient.check_api`): ApiUnreachable, WrongApi or AuthError stop the run before
+    any id is claimed; WrongApi also ends a run whose every answer was a 404 for ids well inside their window.
     """
     started = time.monotonic()
     report = FetchReport(batch_id=new_batch_id(now()))
     with registry.run_lock(report.batch_id):
+        if limit != 0 and registry.count_due(now(), created_dates):
+            client.check_api()
         claimed = _claim(registry, now(), report.batch_id, created_dates, limit)
         report.requested = len(claimed)
         if claimed:
@@ -130,6 +134,7 @@ def fetch_due(
                 RETRY_BUDGET_SHARE * len(claimed)
             )
             _Run(home, registry, client, now, report, budget, progress).fetch(claimed, chunk_size)
+            client.check_answers()
     report.seconds = time.monotonic() - started
     return report
 
