@@ -3,8 +3,8 @@
 -- `keys` the key lists of the record, its request, its response and its first ten songs (for jobs.extra_fields;
 -- the API returns at most four songs). Input: the Arrow table `latest` (raw lake schema), the latest 200
 -- observation per jobid whose body is a JSON object, chosen by flatten.py before parsing (a window over the
--- parsed structs costs several times the parse). A malformed latest body gives a NULL doc (TRY); fetch and
--- ingest never archive one, as they check every 200.
+-- parsed structs costs several times the parse). A malformed latest body gives a NULL doc (TRY): the fetch
+-- stage flattens every answer before it records its state, and quarantines one that gives no record.
 -- flatten.py makes this the view `docs`, which flatten_records.sql reads; the rows whose doc is NULL are dropped
 -- after it (its `parsed`), not here: a WHERE on doc makes DuckDB's optimizer push the whole from_json into a
 -- filter and parse every body twice.
@@ -12,7 +12,7 @@ WITH parsed AS (
     SELECT
         jobid, observed_at, http_status, batch_id,
         TRY(from_json(body, '{
-            "jobType": "VARCHAR", "verb": "VARCHAR", "status": "VARCHAR", "created": "VARCHAR",
+            "jobid": "VARCHAR", "jobType": "VARCHAR", "verb": "VARCHAR", "status": "VARCHAR", "created": "VARCHAR",
             "updated": "VARCHAR", "error": "VARCHAR", "errorDetails": "VARCHAR", "code": "JSON",
             "request": "JSON",
             "response": {"feed_id": "JSON", "state": "JSON", "title": "VARCHAR", "preview": "VARCHAR",

@@ -100,7 +100,7 @@ def run_pipeline(tmp_path: Path, name: str, corpus: list[SimJob], faults: FaultC
         client = MurekaClient(sim.base_url, sim.token, timeout=(3.05, READ_TIMEOUT), concurrency=16, **FAST)
         with client:
             while registry.count_due(utcnow()) and runs < MAX_RUNS:
-                report = fetch_due(home, registry, client, now=utcnow, chunk_size=40)
+                report = fetch_due(home, registry, client, now=utcnow, batch_size=40)
                 runs += 1
                 retries += report.retries
                 deferred += report.by_outcome["deferred"]

@@ -3,7 +3,8 @@
 Two retry layers, both bounded: urllib3's Retry handles 429/5xx (honouring Retry-After) and
 connection/read errors below requests; the `backoff` library re-asks when an answer that looked
 fine turns out unusable (truncated, not a JSON object, an HTML page, another job's record) or when
-urllib3 gave up. 400/403/404/410 are answers and come back as `Answer`; 401 raises `AuthError`.
+urllib3 gave up. 400/403/404/410 are answers and come back as `Answer`; 401 raises `AuthError`. A whole
+answer that is still unusable after the re-asks raises `UnusableAnswer` carrying it, for the archive.
 
 A run first calls `check_api` (GET /jobs, a few quick tries): an API that cannot be reached or is not the
 Mureka API stops the run at once with one line naming the base URL and the cause, before any id is claimed.
@@ -117,14 +118,32 @@ class UnexpectedStatus(ApiError):
         super().__init__(f"{what} answered HTTP {status}, which this client does not expect")
 
 
+class UnusableAnswer(ApiError):
+    """A whole HTTP answer that cannot be the job's record, still so after the bounded re-asks: a 200 whose body
+    is not a JSON object of this job (not UTF-8, not JSON, nested too deep, an array, another job's record) or an
+    undocumented 2xx. Unlike a transient failure it is kept: the fetch stage quarantines it with its body."""
+
+    def __init__(self, jobid: str, http_status: int, body: str, reason: str, attempts: int) -> None:
+        self.jobid = jobid
+        self.http_status = http_status
+        self.body = body
+        self.reason = reason
+        self.attempts = attempts
+        super().__init__(f"GET /jobs/{jobid} answered HTTP {http_status} that cannot be stored: {reason}")
+
+
 class _BadAnswer(Exception):
     """An answer not to keep (retried by the body layer); `kind` names what was wrong, `retry_after`
-    the seconds the server asked to wait (429/503 Retry-After), if any."""
+    the seconds the server asked to wait (429/503 Retry-After), if any. `unusable` holds the status and body
+    text of a whole answer that is unusable (rather than a transport fault: an HTML page from a proxy is one)."""
 
-    def __init__(self, kind: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, kind: str, retry_after: float | None = None, unusable: tuple[int, str] | None = None
+    ) -> None:
         super().__init__(kind)
         self.kind = kind
         self.retry_after = retry_after
+        self.unusable = unusable
 
 
 @dataclass(frozen=True)
@@ -217,6 +236,11 @@ def _failure_kind(exc: BaseException | None) -> str:
     if isinstance(exc, requests.Timeout):
         return "timeout"
     return f"connection error ({type(exc).__name__})"
+
+
+def _text(response: requests.Response) -> str:
+    """A body as text for the archive: UTF-8, with any byte that is not written as \\xNN."""
+    return response.content.decode("utf-8", errors="backslashreplace")
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -457,24 +481,41 @@ class MurekaClient:
     def get_job(self, jobid: str) -> Answer:
         """GET /jobs/{jobid} for a parsed job id; returns the answer (200/400/403/404/410).
 
-        Raises AuthError on 401, TransientError when retries are exhausted, UnexpectedStatus otherwise.
+        Raises AuthError on 401, UnusableAnswer when the last of the bounded re-asks still got an answer that
+        cannot be the job's record, TransientError when retries are exhausted otherwise, UnexpectedStatus on an
+        undocumented status that is not 2xx.
         """
         url = f"{self.base_url}/jobs/{quote_jobid(jobid)}"
         what = f"GET /jobs/{jobid}"
+        last_unusable: list[_BadAnswer] = []  # the last attempt's failure, when it was an unusable answer
 
         def attempt() -> Answer:
-            response = self._get(url)
-            status = response.status_code
-            if status == 200:
-                body, record = self._json_object(response)
-                if record.get("jobid") != jobid:
-                    raise _BadAnswer("record of another job")
-            else:
-                self._check_status(what, status)
-                body = response.content.decode("utf-8", errors="replace")
+            last_unusable.clear()
+            try:
+                response = self._get(url)
+                status = response.status_code
+                if status == 200:
+                    body, record = self._json_object(response)
+                    if record.get("jobid") != jobid:
+                        raise _BadAnswer("record of another job", unusable=(status, body))
+                elif 200 < status < 300:
+                    raise _BadAnswer(f"HTTP {status} without a record", unusable=(status, _text(response)))
+                else:
+                    self._check_status(what, status)
+                    body = response.content.decode("utf-8", errors="replace")
+            except _BadAnswer as exc:
+                if exc.unusable is not None:
+                    last_unusable.append(exc)
+                raise
             return Answer(jobid, status, body, datetime.now(timezone.utc), self._local.retries)
 
-        answer = self._run(what, attempt)
+        try:
+            answer = self._run(what, attempt)
+        except TransientError as exc:
+            if not last_unusable:
+                raise
+            status, body = last_unusable[0].unusable
+            raise UnusableAnswer(jobid, status, body, last_unusable[0].kind, exc.attempts) from None
         self._tally(answer)
         return answer
 
@@ -542,19 +583,22 @@ class MurekaClient:
 
     @staticmethod
     def _json_object(response: requests.Response) -> tuple[str, dict]:
-        """The body of a 200 as text and as the JSON object it must be; else _BadAnswer."""
+        """The body of a 200 as text and as the JSON object it must be; else _BadAnswer (an HTML page, which a
+        proxy sends, is a transport fault; any other body that is not a JSON object is an unusable answer)."""
         try:
             body = response.content.decode("utf-8")
         except UnicodeDecodeError:
-            raise _BadAnswer("body is not UTF-8") from None
+            raise _BadAnswer("body is not UTF-8", unusable=(200, _text(response))) from None
         if body.lstrip().startswith("<"):
             raise _BadAnswer("HTML page instead of JSON")
         try:
             value = json.loads(body)
         except ValueError:
-            raise _BadAnswer("body is not JSON (truncated?)") from None
+            raise _BadAnswer("body is not JSON", unusable=(200, body)) from None
+        except RecursionError:
+            raise _BadAnswer("body nests deeper than Python's json reads", unusable=(200, body)) from None
         if not isinstance(value, dict):
-            raise _BadAnswer("body is not a JSON object")
+            raise _BadAnswer("body is not a JSON object", unusable=(200, body))
         return body, value
 
     def _check_status(self, what: str, status: int) -> None:
