@@ -8,7 +8,7 @@ from pipelines.resources import HomeResource, MurekaApiResource, ProgressResourc
 from pipelines.useapi.client import FatalApiError
 
 # Outcomes that leave an id due (fetched again by a later run).
-STILL_DUE = ("active", "not_yet_visible", "deferred")
+STILL_DUE = ("active", "not_yet_visible", "deferred", "quarantined")
 RAW_PREVIEW_COLUMNS = ["jobid", "observed_at", "http_status", "body"]
 
 
@@ -61,6 +61,7 @@ def raw(
             "run_requests": report.http_requests,
             "run_retries": report.retries,
             "run_jobs_per_second": round(report.jobs_per_second(), 1),
+            "run_quarantined": dg.MetadataValue.json(report.quarantined),
             "api": mureka_api.base_url,
         }
     )

@@ -38,7 +38,7 @@ TOKEN_USER_RE = re.compile(r"^user:(\d+)-")
 MAX_HEAD_BYTES = 65536
 
 REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
 }
@@ -178,6 +178,7 @@ class Simulator:
         self._user = token_user(token)
         self._rng = random.Random(seed)
         self._jobs: dict[str, _Entry] = {}
+        self._fixed: dict[str, tuple[int, bytes]] = {}
         self._jobs_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._requests_total = 0
@@ -198,6 +199,17 @@ class Simulator:
         """Add (or replace) a job; safe while serving."""
         with self._jobs_lock:
             self._jobs[job.jobid] = _Entry(job)
+
+    def set_answer(self, jobid: str, status: int, body: bytes) -> None:
+        """Answer GET /jobs/{jobid} (once auth and the id's owner pass) with exactly `status` and `body` from now
+        on, whatever the job: a poison body, an undocumented 2xx. Safe while serving."""
+        with self._jobs_lock:
+            self._fixed[jobid] = (status, body)
+
+    def clear_answer(self, jobid: str) -> None:
+        """Answer `jobid` as its job again (undo `set_answer`)."""
+        with self._jobs_lock:
+            self._fixed.pop(jobid, None)
 
     @property
     def jobs(self) -> list[SimJob]:
@@ -342,6 +354,9 @@ class Simulator:
         if m.group(9) != self._user:
             return 403, BODY_403
         self._count(jobid=jobid)
+        fixed = self._fixed.get(jobid)
+        if fixed is not None:
+            return fixed
         entry = self._jobs.get(jobid)
         if entry is None or now < entry.job.created or now > entry.job.created + RETENTION:
             return 404, BODY_404
