@@ -130,3 +130,33 @@ def test_registry_state_equals_the_tables_for_arbitrary_bodies(tmp_path: Path, s
 def _export(home: Home) -> list[dict]:
     with Registry(home.registry_path) as registry:
         return [row for day in registry.days() for row in registry.export_day(day).to_pylist()]
+
+
+def test_the_issue_bodies_read_once(tmp_path: Path) -> None:
+    """A lone surrogate is quarantined (not `completed` with no row); repeated statuses are read one way for
+    both: the first, as DuckDB does, so created-then-completed stays active like its row, and the reverse is
+    completed like its row and never fetched again."""
+    jobs = generate_jobs(3, 90, utcnow() - timedelta(hours=1), days=2, other_user_fraction=0)
+    texts = [json.dumps({**job.final_record, "status": "completed"}, separators=(",", ":")) for job in jobs]
+    bodies = {
+        jobs[0].jobid: _append(texts[0], '"title":"\\ud800x"'),
+        jobs[1].jobid: _insert_first(texts[1], '"status":"created"'),
+        jobs[2].jobid: _append(_insert_first(texts[2].replace('"status":"completed",', ""), '"status":"completed"'),
+                               '"status":"created"'),
+    }
+    home = Home(tmp_path / "home").ensure()
+    register(home, jobs)
+    with Simulator(jobs) as sim, Registry(home.registry_path) as registry:
+        for jobid, body in bodies.items():
+            sim.set_answer(jobid, 200, body.encode())
+        with MurekaClient(sim.base_url, sim.token, max_retries=0) as client:
+            fetch_due(home, registry, client, now=utcnow)
+            capture.flatten_days(home, registry.days())
+            again = fetch_due(home, registry, client, now=utcnow)
+    statuses = {row["jobid"]: row["status"] for path in home.lake.glob("jobs/*/*.parquet")
+                for row in pq.read_table(path).to_pylist()}
+    states = {row["jobid"]: row["state"] for row in _export(home)}
+    assert jobs[0].jobid not in statuses and states[jobs[0].jobid] == "new"
+    assert (statuses[jobs[1].jobid], states[jobs[1].jobid]) == ("created", "active")
+    assert (statuses[jobs[2].jobid], states[jobs[2].jobid]) == ("completed", "completed")
+    assert again.requested == 2  # the quarantined id and the active one; the completed one is done
