@@ -264,6 +264,7 @@ class _Run:
                 self.report.stopped_reason = f"retry budget exhausted: {deferred} ids still due"
         except BaseException:
             self.stop.set()  # the workers take no more ids; requests in flight are not waited for
+            waiting += _received(results)
             if waiting:
                 self._settle_on_the_way_out(waiting)
             raise
@@ -310,7 +311,7 @@ class _Run:
             self._count(exc.attempts)
             return _Result(due, None)
         except AuthError:
-            self.stop.set()  # here, not when the chunk loop gets to it: no queued request may go out after a 401
+            self.stop.set()  # here, not when the calling thread gets to it: no request may go out after a 401
             raise
         self._count(answer.retries + 1)
         return _Result(due, replace(answer, observed_at=self.now()))
@@ -382,9 +383,19 @@ class _Run:
         return statuses, failures
 
     def _statuses(self, records: list[_Result]) -> dict[str, str | None]:
-        raw = _raw_table("read", records).drop_columns(["created_date"])
-        jobs = self.flattener.flatten(raw, records[0].due.created_at.date())["jobs"]
-        return dict(zip(jobs.column("jobid").to_pylist(), jobs.column("status").to_pylist()))
+        return self.flattener.statuses(_raw_table("read", records).drop_columns(["created_date"]))
+
+
+def _received(results: queue.SimpleQueue) -> list[_Result]:
+    """The answers the workers handed back that the calling thread has not taken yet."""
+    received = []
+    while True:
+        try:
+            item = results.get_nowait()
+        except queue.Empty:
+            return received
+        if isinstance(item, _Result):
+            received.append(item)
 
 
 def _raw_table(raw_batch_id: str, results: list[_Result]) -> pa.Table:

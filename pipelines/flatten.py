@@ -189,12 +189,22 @@ class Flattener:
     def close(self) -> None:
         self._con.close()
 
+    def statuses(self, raw: pa.Table) -> dict[str, str | None]:
+        """jobid -> jobs.status of each jobs row `flatten` makes of `raw`, read by the same parse without making
+        the tables (a jobid without a jobs row is absent). What the fetch stage records as the job's state."""
+        con = self._con
+        con.register("latest", latest_rows(_raw_columns(raw)))
+        try:
+            states = con.sql(_sql("states")).to_arrow_table()
+        finally:
+            con.unregister("latest")
+        states = states.filter(states.column("parsed"))
+        return dict(zip(states.column("jobid").to_pylist(), states.column("status").to_pylist()))
+
     def flatten(self, raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
         """`flatten` of `raw` (one creation day's rows) in this session."""
         con = self._con
-        if "reason" not in raw.column_names:  # rows that were never quarantined (ingest's)
-            raw = raw.append_column("reason", pa.nulls(raw.num_rows, pa.string()))
-        raw = raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+        raw = _raw_columns(raw)
         con.register("raw_input", raw)
         con.register("latest", latest_rows(raw))
         try:
@@ -218,6 +228,13 @@ class Flattener:
             "job_observations": observations,
         }
         return {name: _owned(table) for name, table in tables.items()}
+
+
+def _raw_columns(raw: pa.Table) -> pa.Table:
+    """Raw rows with exactly the raw lake columns; without a `reason` column (ingest's), none was quarantined."""
+    if "reason" not in raw.column_names:
+        raw = raw.append_column("reason", pa.nulls(raw.num_rows, pa.string()))
+    return raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
 
 
 def _owned(table: pa.Table) -> pa.Table:

@@ -8,7 +8,7 @@
 -- Timestamps are epoch milliseconds.
 SELECT
     jobid,
-    coalesce(doc.jobid = jobid, false) AS parsed,  -- the body reads as a record, of this job
+    parsed,
     job_type,
     doc.verb AS verb,
     doc.status AS status,

@@ -160,3 +160,30 @@ def test_the_issue_bodies_read_once(tmp_path: Path) -> None:
     assert (statuses[jobs[1].jobid], states[jobs[1].jobid]) == ("created", "active")
     assert (statuses[jobs[2].jobid], states[jobs[2].jobid]) == ("completed", "completed")
     assert again.requested == 2  # the quarantined id and the active one; the completed one is done
+
+
+def test_the_state_reading_is_the_jobs_rows_reading() -> None:
+    """Flattener.statuses (what the fetch stage records) gives exactly flatten's jobs (jobid, status), on the
+    flatten fixture and on the drawn bodies, quarantined rows and all."""
+    from datetime import date
+
+    import pyarrow as pa
+
+    from pipelines.flatten import RAW_SCHEMA, Flattener
+    from tests.test_flatten import raw_rows
+
+    rng = random.Random(7)
+    jobs = generate_jobs(201, 95, utcnow() - timedelta(hours=1), days=2, other_user_fraction=0)
+    drawn = [
+        {"jobid": job.jobid, "observed_at": utcnow(), "http_status": 200, "batch_id": "b",
+         "body": draw_body(rng, job, jobs[-1].jobid).decode("utf-8", "backslashreplace"),
+         "reason": "quarantined" if rng.random() < 0.1 else None}
+        for job in jobs[:-1]
+    ]
+    for rows in (raw_rows(), drawn):
+        raw = pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
+        with Flattener(threads=1) as flattener:
+            jobs_table = flattener.flatten(raw, date(2026, 1, 21))["jobs"]
+            statuses = flattener.statuses(raw)
+        assert statuses == dict(zip(jobs_table.column("jobid").to_pylist(), jobs_table.column("status").to_pylist()))
+        assert 0 < len(statuses) < len({row["jobid"] for row in rows})
