@@ -4,10 +4,10 @@
 -- the API returns at most four songs). Input: the Arrow table `latest` (raw lake schema), the latest 200
 -- observation per jobid whose body is a JSON object, chosen by flatten.py before parsing (a window over the
 -- parsed structs costs several times the parse). A malformed latest body gives a NULL doc (TRY): the fetch
--- stage flattens every answer before it records its state, and quarantines one that gives no record.
--- flatten.py makes this the view `docs`, which flatten_records.sql and flatten_states.sql read; the rows that do
--- not read as the job's record are dropped after it (`parsed`), not here: a WHERE on doc makes DuckDB's optimizer push the whole from_json into a
--- filter and parse every body twice.
+-- stage reads every answer's state here (flatten_states.sql) before it records it, and quarantines one that
+-- gives no record. flatten.py makes this the view `docs`, which flatten_records.sql and flatten_states.sql read;
+-- the rows that do not read as the job's record are dropped after it (`parsed`), not here: a WHERE on doc makes
+-- DuckDB's optimizer push the whole from_json into a filter and parse every body twice.
 WITH parsed AS (
     SELECT
         jobid, observed_at, http_status, batch_id,
