@@ -255,3 +255,18 @@ def test_classify_records(status: str, state: str) -> None:
     answer = Answer("j1", 200, json.dumps({"jobid": "j1", "status": status}), NOW, 0)
     outcome = classify(answer, due, NOW, status)
     assert (outcome.state, outcome.captured) == (state, True)
+
+
+def test_answers_that_trickle_in_are_archived_by_time(
+    home: Home, registry: Registry, clock: Clock, finished: list[SimJob]
+) -> None:
+    """Answers 200 ms apart per worker: a batch is archived `batch_seconds` after its first answer, not when it is
+    full, so a crash would lose well under a second of them; batch ids sort in the order they were written."""
+    mine = [job for job in finished if job.owner_user == "777"][:12]
+    register(registry, clock, [j.jobid for j in mine])
+    with Simulator(mine, token=TOKEN, clock=clock, faults=FaultConfig(latency_ms=200)) as sim:
+        with client_for(sim, concurrency=2) as client:
+            report = fetch_due(home, registry, client, now=clock.now, batch_seconds=0.3)
+    assert len(report.raw_batches) >= 3
+    assert report.raw_batches == sorted(report.raw_batches)
+    assert sorted(r["jobid"] for r in raw_rows(home)) == sorted(j.jobid for j in mine)
