@@ -39,6 +39,7 @@ def _fetch_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
         "requests": days[0]["run_requests"],
         "retries": days[0]["run_retries"],
         "jobs_per_second": days[0]["run_jobs_per_second"],
+        "quarantined": days[0]["run_quarantined"],
     }
 
 

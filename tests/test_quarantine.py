@@ -27,7 +27,7 @@ from pipelines.flatten import RAW_SCHEMA, flatten
 from pipelines.partitions import range_tags
 from pipelines.registry import Registry
 from pipelines.resources import HomeResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG, _metadata
+from pipelines.runner import QUIET_RUN_CONFIG, _fetch_figures
 from pipelines.useapi.client import MurekaClient
 from pipelines.useapi.corpus import SimJob, generate_jobs
 from pipelines.useapi.simulator import Simulator
@@ -155,7 +155,7 @@ def test_one_answer_nesting_1200_arrays_among_300_does_not_stop_the_dagster_run(
         with dg.instance_for_test() as instance:
             result = job.execute_in_process(run_config=QUIET_RUN_CONFIG, tags=range_tags(days), instance=instance)
     assert result.success
-    fetched = _metadata(result, "raw")
+    fetched = _fetch_figures(result)
     reason = "body nests deeper than Python's json reads"
     assert fetched["quarantined"] == {poison: reason}
     assert fetched["outcomes"]["quarantined"] == 1 and fetched["still_due"] == 1
