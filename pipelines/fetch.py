@@ -217,6 +217,8 @@ class _Run:
         self.report, self.budget, self.progress, self.flattener = report, budget, progress, flattener
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self._settling = threading.Event()
+        self._settling.set()  # set while no batch is being settled
         self.unsettled: set[str] = set()
         self.days: set[date] = set()
         self.done = 0
@@ -253,18 +255,19 @@ class _Run:
                     if self.progress is not None:
                         self.progress(self.done, len(claimed), self.report.by_outcome)
                 if waiting and (len(waiting) >= batch_size or time.monotonic() >= flush_at):
-                    self._settle(waiting)
-                    waiting = []
+                    batch, waiting = waiting, []
+                    self._settle_whole(batch)
             if waiting:
-                self._settle(waiting)
-                waiting = []
+                batch, waiting = waiting, []
+                self._settle_whole(batch)
             if self.unsettled:  # the retry budget ran out: the ids no worker took stay due
                 self.report.by_outcome["deferred"] += len(self.unsettled)
                 deferred = self.report.by_outcome["deferred"]
                 self.report.stopped_reason = f"retry budget exhausted: {deferred} ids still due"
         except BaseException:
             self.stop.set()  # the workers take no more ids; requests in flight are not waited for
-            waiting += _received(results)
+            self._settling.wait()  # a batch being settled is finished, not cut in two
+            waiting = [r for r in waiting + _received(results) if r.due.jobid in self.unsettled]
             if waiting:
                 self._settle_on_the_way_out(waiting)
             raise
@@ -276,6 +279,25 @@ class _Run:
             self.report.still_due = (
                 counts["active"] + counts["not_yet_visible"] + counts["deferred"] + counts["quarantined"]
             )
+
+    def _settle_whole(self, batch: list["_Result"]) -> None:
+        """Settle `batch` in a thread of its own and wait for it: a KeyboardInterrupt, raised only in the main
+        thread, then cannot fall between a batch's raw file and its registry record."""
+        failure: list[BaseException] = []
+
+        def settle() -> None:
+            try:
+                self._settle(batch)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
+                failure.append(exc)
+            finally:
+                self._settling.set()
+
+        self._settling.clear()
+        threading.Thread(target=settle, name="fetch-settle", daemon=True).start()
+        self._settling.wait()
+        if failure:
+            raise failure[0]
 
     def _settle_on_the_way_out(self, waiting: list["_Result"]) -> None:
         """Archive the answers already received when the run stops; if that fails too, their ids are released
