@@ -48,6 +48,13 @@ EXPIRY_RISK = (
     " (or are past their deadline unfetched); lists them, nearest deadline first.",
 )
 LOST_JOBS = ("lost_jobs", "job_ids", "Warns about ids that expired (404 past deadline) before any capture.")
+QUARANTINED = (
+    "quarantined_answers",
+    "raw",
+    "Warns about ids whose last answer cannot be stored as a record (not a JSON object of that job, an undocumented"
+    " 2xx, a body the flattener cannot read): kept in lake/raw with the reason, the id still due; lists ids and"
+    " reasons.",
+)
 
 
 def run_days(context: dg.AssetCheckExecutionContext) -> list[date] | None:
@@ -168,4 +175,23 @@ def lake_matches_raw(context: dg.AssetCheckExecutionContext, home: HomeResource)
     )
 
 
-CHECKS = [lake_checks, registry_checks, lake_matches_raw]
+@dg.asset_check(asset=QUARANTINED[1], name=QUARANTINED[0], description=QUARANTINED[2])
+def quarantined_answers(context: dg.AssetCheckExecutionContext, home: HomeResource) -> dg.AssetCheckResult:
+    days = run_days(context)
+    found = checks.quarantined(home.home, days)
+    rows = [(jobid, state, problem) for jobid, state, problem, _ in found.latest]
+    return dg.AssetCheckResult(
+        passed=found.count == 0,
+        severity=WARN,
+        metadata={
+            "days": _scope(days),
+            "quarantined": found.count,
+            "jobids": dg.MetadataValue.json({jobid: problem for jobid, _, problem in rows}),
+            "preview": dg.MetadataValue.md(
+                checks.markdown_table(["jobid", "state", "reason"], rows, omitted=found.count - len(rows))
+            ),
+        },
+    )
+
+
+CHECKS = [lake_checks, registry_checks, lake_matches_raw, quarantined_answers]

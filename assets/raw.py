@@ -1,15 +1,15 @@
 import dagster as dg
 
 from assets.day_metadata import file_rows, preview, record, run_range
-from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from pipelines import capture, lake
 from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.useapi.client import AuthError
+from pipelines.useapi.client import FatalApiError
 from pipelines.webhook.intake import take_in
 
 # Outcomes that leave an id due (fetched again by a later run).
-STILL_DUE = ("active", "not_yet_visible", "deferred")
+STILL_DUE = ("active", "not_yet_visible", "deferred", "quarantined")
 RAW_PREVIEW_COLUMNS = ["jobid", "observed_at", "http_status", "body"]
 
 
@@ -20,6 +20,7 @@ RAW_PREVIEW_COLUMNS = ["jobid", "observed_at", "http_status", "body"]
     kinds={"parquet"},
     retry_policy=TRANSIENT_RETRY,
 )
+@stop_on_interrupt
 def raw(
     context: dg.AssetExecutionContext,
     home: HomeResource,
@@ -41,7 +42,7 @@ def raw(
             # After the fetch: a job it just found final costs no confirming GET, one confirmed running waits
             # for the next run instead of being fetched twice in this one.
             webhook = take_in(home.home, client, days)
-    except AuthError as error:
+    except FatalApiError as error:  # a refused or malformed token, an unreachable or wrong API: retrying cannot help
         raise dg.Failure(description=str(error), allow_retries=False) from None
     if report.stopped_reason:
         context.log.warning(report.stopped_reason)
@@ -67,6 +68,7 @@ def raw(
             "run_requests": report.http_requests,
             "run_retries": report.retries,
             "run_jobs_per_second": round(report.jobs_per_second(), 1),
+            "run_quarantined": dg.MetadataValue.json(report.quarantined),
             "api": mureka_api.base_url,
             "run_webhook": dg.MetadataValue.json(webhook.as_metadata()),
         }

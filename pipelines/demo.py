@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pipelines import summary
-from pipelines.config import Home, utcnow
+from pipelines.config import DEMO_MARKER, Home, utcnow
 from pipelines.discovery import count_by_route
 from pipelines.idfiles import read_ids
 from pipelines.registry import Registry
@@ -24,11 +24,15 @@ from pipelines.useapi.webhooks import WebhookOptions, WebhookSender, live_jobs
 from pipelines.webhook.receiver import running as webhook_receiver
 from pipelines.webhook.spool import pending_days
 
-MARKER = ".mureka-etl-demo"
 RECENT_JOBS = 40
 MAX_PASSES = 12
 POLL_SECONDS = 3.0
 WEBHOOK_JOBS = 30
+# The query the demo suggests: music jobs and their songs per verb (a job has one or two songs).
+TRY_QUERY = (
+    "SELECT verb, count(DISTINCT jobid) AS jobs, count(*) AS songs, round(avg(duration_milliseconds) / 1000, 1)"
+    " AS avg_song_s FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC"
+)
 
 
 class DemoHomeError(RuntimeError):
@@ -38,11 +42,11 @@ class DemoHomeError(RuntimeError):
 def prepare_home(root: Path) -> Home:
     """A fresh demo home; refuses to wipe a folder that a previous demo did not create."""
     if root.exists() and any(root.iterdir()):
-        if not (root / MARKER).exists():
+        if not (root / DEMO_MARKER).exists():
             raise DemoHomeError(f"{root} is not empty and is not a demo home; choose another with --home")
         shutil.rmtree(root)
     home = Home(root.resolve()).ensure()
-    (root / MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
+    (root / DEMO_MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
     return home
 
 
@@ -52,11 +56,7 @@ def command_name() -> str:
 
 
 def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> int:
-    try:
-        home = prepare_home(root)
-    except DemoHomeError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    home = prepare_home(root)
     now = utcnow()
     # Most jobs are spread over 10 days (some already past the 7-day retention); a few started seconds ago
     # and are still generating, so the demo shows running jobs polled until they finish.
@@ -115,9 +115,6 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
     console.print(f"Lake:      {home.lake}", highlight=False)
     console.print(f"Report:    {report.path}", highlight=False)
     console.print(
-        f"Try:  MUREKA_ETL_HOME={root} {command_name()} query "
-        "\"SELECT verb, count(*) AS jobs, avg(duration_milliseconds)/1000 AS avg_s "
-        "FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC\"",
-        highlight=False,
+        f"Try:  {command_name()} --home {shlex.quote(str(root))} query {shlex.quote(TRY_QUERY)}", highlight=False
     )
     return 0

@@ -109,6 +109,7 @@ ON CONFLICT (jobid) DO UPDATE SET
     last_observed_at = ?10,
     last_http_status = 200,
     captured = 1,
+    problem = NULL,
     lease_until = CASE WHEN lease_owner IS NULL THEN NULL ELSE lease_until END
 """
 
@@ -120,6 +121,7 @@ UPDATE job_ids SET
         WHEN :state = 'lost' AND (captured = 1 OR :captured = 1) THEN 'expired'
         ELSE :state END,
     fetch_count = fetch_count + 1,
+    problem = CASE WHEN :captured = 1 OR :problem IS NOT NULL THEN :problem ELSE problem END,
     last_observed_at = :observed_at,
     last_http_status = :http_status,
     captured = MAX(captured, :captured),
@@ -127,6 +129,13 @@ UPDATE job_ids SET
     lease_owner = CASE WHEN lease_owner IS :owner THEN NULL ELSE lease_owner END
 WHERE jobid = :jobid
 """
+
+
+# job_ids.problem: why the last answer that should have been the job's record was quarantined (cleared when a
+# record is captured). Added to registries made before it; the partial index lists them without a scan.
+_PROBLEM_COLUMN = "ALTER TABLE job_ids ADD COLUMN problem TEXT"
+_PROBLEM_INDEX = "CREATE INDEX IF NOT EXISTS job_ids_problem ON job_ids (last_observed_at) WHERE problem IS NOT NULL"
+PROBLEMS_LISTED = 50
 
 
 class RegistryError(RuntimeError):
@@ -188,13 +197,23 @@ class DueId:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One fetch of one id. ``state`` None leaves the state unchanged; ``captured`` marks a stored 200."""
+    """One fetch of one id. ``state`` None leaves the state unchanged; ``captured`` marks a stored 200;
+    ``problem`` says why an answer was quarantined (kept in raw, not a record)."""
 
     jobid: str
     observed_at: datetime
     http_status: int
     state: str | None
     captured: bool = False
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Problems:
+    """Ids whose last answer was quarantined: how many, and the latest ones as (jobid, state, problem, when)."""
+
+    count: int
+    latest: list[tuple[str, str, str, datetime]]
 
 
 @dataclass(frozen=True)
@@ -262,6 +281,7 @@ class Registry:
             self._db.executescript(DDL_PATH.read_text(encoding="utf-8"))
             if migrate:
                 self._db.execute(_MIGRATE_DAY_VERSIONS)
+            self._add_problem_column()
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(f"cannot open the registry {self.path}: {exc}") from exc
 
@@ -459,6 +479,7 @@ class Registry:
                     "observed_at": _ms(o.observed_at),
                     "http_status": o.http_status,
                     "owner": owner,
+                    "problem": o.problem,
                 }
             )
         with self._write() as db:
@@ -478,6 +499,19 @@ class Registry:
         """Ids per `source` value as stored (`pipelines.discovery` groups them by how they were discovered)."""
         with self._lock:
             return dict(self._db.execute("SELECT source, COUNT(*) FROM job_ids GROUP BY source").fetchall())
+
+    def problems(self, created_dates: Collection[date] | None = None, limit: int = PROBLEMS_LISTED) -> Problems:
+        """Ids (of `created_dates`, or all) whose last answer was quarantined, the most recent first."""
+        where = "problem IS NOT NULL AND (?1 IS NULL OR created_date IN (SELECT value FROM json_each(?1)))"
+        dates = _dates_json(created_dates)
+        with self._lock, self._snapshot() as db:
+            count = db.execute(f"SELECT COUNT(*) FROM job_ids WHERE {where}", (dates,)).fetchone()[0]
+            rows = db.execute(
+                f"SELECT jobid, state, problem, last_observed_at FROM job_ids WHERE {where}"
+                " ORDER BY last_observed_at DESC, jobid LIMIT ?2",
+                (dates, limit),
+            ).fetchall()
+        return Problems(count, [(jobid, state, problem, _dt(at)) for jobid, state, problem, at in rows])
 
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
@@ -603,6 +637,17 @@ class Registry:
             DueId(jobid=r[0], created_at=_dt(r[1]), expires_at=_dt(r[2]), state=r[3], captured=bool(r[4]))
             for r in rows
         ]
+
+    def _add_problem_column(self) -> None:
+        """Add job_ids.problem to a registry made before it (a second process doing the same meanwhile is fine)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(job_ids)")}
+        if "problem" not in columns:
+            try:
+                self._db.execute(_PROBLEM_COLUMN)
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+        self._db.execute(_PROBLEM_INDEX)
 
     def _has_table(self, name: str) -> bool:
         found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))

@@ -56,6 +56,7 @@ def print_registry_status(console: Console, home: Home, now: datetime) -> None:
     for jobid in status.at_risk_ids:
         console.print(f"  at risk: {jobid}", highlight=False)
     print_lease_holders(console, status.lease_holders)
+    print_quarantined(console, home)
 
 
 def print_lease_holders(console: Console, holders: list[LeaseHolder]) -> None:
@@ -64,6 +65,23 @@ def print_lease_holders(console: Console, holders: list[LeaseHolder]) -> None:
         state = "running" if holder.alive else "dead, its leases are freed by the next sync"
         until = f"{holder.until:%Y-%m-%d %H:%M:%S} UTC"
         console.print(f"  leases: {holder.ids} ids held by run {holder.owner} ({state}) until {until}", highlight=False)
+
+
+def print_quarantined(console: Console, home: Home) -> None:
+    """The ids whose last answer was quarantined, with the reasons (nothing when there is none)."""
+    with Registry(home.registry_path) as registry:
+        problems = registry.problems()
+    if not problems.count:
+        return
+    console.print(
+        f"Quarantined: {problems.count} ids whose last answer cannot be stored (kept in lake/raw with the reason;"
+        " the ids stay due until their deadline):",
+        highlight=False,
+    )
+    for jobid, state, problem, _ in problems.latest:
+        console.print(f"  quarantined: {jobid} ({state}): {problem}", highlight=False)
+    if problems.count > len(problems.latest):
+        console.print(f"  ... and {problems.count - len(problems.latest)} more", highlight=False)
 
 
 def print_run(console: Console, home: Home, run: RunSummary) -> None:
@@ -99,4 +117,14 @@ def print_run(console: Console, home: Home, run: RunSummary) -> None:
             )
         if fetch.get("still_due"):
             console.print(f"Still due after this run: {fetch['still_due']} (the next run picks them up)")
+        quarantined = fetch.get("quarantined") or {}
+        if quarantined:
+            count = fetch.get("outcomes", {}).get("quarantined", len(quarantined))
+            console.print(
+                f"Quarantined {count} answers that cannot be stored"
+                " (kept in lake/raw with the reason; the ids stay due):",
+                highlight=False,
+            )
+            for jobid, reason in quarantined.items():
+                console.print(f"  quarantined: {jobid}: {reason}", highlight=False)
     print_tables(console, home)

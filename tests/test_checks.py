@@ -103,7 +103,13 @@ def test_in_a_run_the_checks_read_only_the_runs_days(clean_capture):
     scope = f"{days[0]}..{days[-1]}"
     assert {e.check_name: e.metadata["days"].value for e in evaluations.values() if "days" in e.metadata} == {
         name: scope
-        for name in [*(c[0] for c in asset_checks.TABLE_CHECKS), "api_drift", "lost_jobs", "lake_matches_raw"]
+        for name in [
+            *(c[0] for c in asset_checks.TABLE_CHECKS),
+            "api_drift",
+            "lost_jobs",
+            "lake_matches_raw",
+            "quarantined_answers",
+        ]
     }
 
 
