@@ -24,7 +24,8 @@ from pipelines.config import Home, utcnow
 from pipelines.fetch import RAW_BATCH_SCHEMA, classify, new_batch_id
 from pipelines.jobids import InvalidJobId, JobId, parse_jobid
 from pipelines.registry import FINAL_STATES, DueId, Registry
-from pipelines.useapi.client import Answer, MurekaClient, TransientError, UnexpectedStatus
+from pipelines.flatten import Flattener
+from pipelines.useapi.client import Answer, MurekaClient, TransientError, UnexpectedStatus, UnusableAnswer
 from pipelines.webhook import spool
 from pipelines.webhook.spool import Delivery
 
@@ -33,6 +34,7 @@ BATCH_PREFIX = "webhook-"
 # Deliveries taken in by one pass at most (whole segments): the rest waits for the next pass.
 MAX_DELIVERIES = 20_000
 LOCK_TIMEOUT = 600.0
+UNUSABLE = object()  # a confirming GET whose answer can never be a record
 
 
 @dataclass
@@ -118,13 +120,23 @@ def _confirm(home: Home, client: MurekaClient, reads: list[spool.SegmentRead], r
         answers = _get_all(client, todo, report)
         confirmed: list[tuple[_Job, Answer]] = []
         retry: dict[date, list[Delivery]] = {}
+        unusable: list[_Job] = []
         for job, answer in zip(todo, answers):
             if answer is None:
                 retry.setdefault(job.jobid.created_date, []).extend(job.deliveries)
+            elif answer is UNUSABLE:
+                unusable.append(job)
             elif answer.http_status == 200:
                 confirmed.append((job, answer))
             else:
                 rejected.extend((d, f"GET /jobs answered {answer.http_status}") for d in job.deliveries)
+        # The state is the one the flattener reads, as in a fetch; an answer it cannot read as this job's record
+        # is not data: its id is registered, and the capture fetch quarantines the answer and names it.
+        states = _states(confirmed)
+        unusable += [job for job, answer in confirmed if answer.jobid not in states]
+        confirmed = [(job, answer) for job, answer in confirmed if answer.jobid in states]
+        if unusable:
+            registry.add([job.jobid for job in unusable], source=SOURCE, now=now)
         report.confirmed = len(confirmed)
         report.unconfirmed = len(todo) - len(confirmed) - sum(1 for a in answers if a is None)
         report.deferred = sum(len(deliveries) for deliveries in retry.values())
@@ -133,18 +145,23 @@ def _confirm(home: Home, client: MurekaClient, reads: list[spool.SegmentRead], r
             lake.write_raw_batch(home, report.raw_batch, _raw_table(report.raw_batch, confirmed))
             report.days = sorted({job.jobid.created_date for job, _ in confirmed})
             registry.add([job.jobid for job, _ in confirmed], source=SOURCE, now=now)
-            registry.record([classify(answer, _due(job.jobid), answer.observed_at) for job, answer in confirmed])
+            registry.record(
+                [classify(answer, _due(job.jobid), answer.observed_at, states[answer.jobid]) for job, answer in confirmed]
+            )
     for day, deliveries in retry.items():
         spool.write_sealed(home, day, deliveries)
     _audit(home, rejected)
 
 
-def _get_all(client: MurekaClient, jobs: list[_Job], report: IntakeReport) -> list[Answer | None]:
-    """One GET per job, concurrently; None for a job whose GET failed transiently. AuthError propagates."""
+def _get_all(client: MurekaClient, jobs: list[_Job], report: IntakeReport) -> list[Answer | object | None]:
+    """One GET per job, concurrently; None for a job whose GET failed transiently, UNUSABLE for one whose answer
+    can never be a record. Fatal API errors (token, unreachable API) propagate."""
 
-    def get(job: _Job) -> tuple[Answer | None, int]:
+    def get(job: _Job) -> tuple[Answer | object | None, int]:
         try:
             answer = client.get_job(job.jobid.jobid)
+        except UnusableAnswer as error:
+            return UNUSABLE, error.attempts
         except (TransientError, UnexpectedStatus) as error:
             return None, error.attempts
         return answer, answer.retries + 1
@@ -155,6 +172,14 @@ def _get_all(client: MurekaClient, jobs: list[_Job], report: IntakeReport) -> li
         results = list(pool.map(get, jobs))
     report.requests = sum(attempts for _, attempts in results)
     return [answer for answer, _ in results]
+
+
+def _states(confirmed: list[tuple[_Job, Answer]]) -> dict[str, str | None]:
+    """jobid -> the status the flattener reads from each 200 answer (absent: it reads no record of that job)."""
+    if not confirmed:
+        return {}
+    with Flattener(threads=1) as flattener:
+        return flattener.statuses(_raw_table("read", confirmed).drop_columns(["created_date"]))
 
 
 def _due(jobid: JobId) -> DueId:
