@@ -1,4 +1,5 @@
-"""Asset checks: keys, durations, songs and speech of completed jobs, expiry risk, lost ids and API drift.
+"""Asset checks: keys, durations, songs and speech of completed jobs, expiry risk, lost ids, API drift, and the
+lake against the raw archive.
 
 Table checks read the lake through an in-memory DuckDB (pipelines/checks.py), never the warehouse file;
 registry checks read the registry. In a run they check the run's partitions (creation days) only, so a
@@ -47,6 +48,13 @@ EXPIRY_RISK = (
     " (or are past their deadline unfetched); lists them, nearest deadline first.",
 )
 LOST_JOBS = ("lost_jobs", "job_ids", "Warns about ids that expired (404 past deadline) before any capture.")
+QUARANTINED = (
+    "quarantined_answers",
+    "raw",
+    "Warns about ids whose last answer cannot be stored as a record (not a JSON object of that job, an undocumented"
+    " 2xx, a body the flattener cannot read): kept in lake/raw with the reason, the id still due; lists ids and"
+    " reasons.",
+)
 
 
 def run_days(context: dg.AssetCheckExecutionContext) -> list[date] | None:
@@ -142,4 +150,48 @@ def registry_checks(context: dg.AssetCheckExecutionContext, home: HomeResource) 
     )
 
 
-CHECKS = [lake_checks, registry_checks]
+LAKE_MATCHES_RAW = (
+    "lake_matches_raw",
+    "job_observations",
+    "The lake tables agree with the raw archive they are built from: no damaged file (unreadable, missing, or of"
+    " another row count than written), every raw batch flattened, one job_observations row per raw observation.",
+)
+
+
+@dg.asset_check(asset=LAKE_MATCHES_RAW[1], name=LAKE_MATCHES_RAW[0], description=LAKE_MATCHES_RAW[2])
+def lake_matches_raw(context: dg.AssetCheckExecutionContext, home: HomeResource) -> dg.AssetCheckResult:
+    days = run_days(context)
+    found = checks.lake_raw_findings(home.home, days)
+    return dg.AssetCheckResult(
+        passed=found.count == 0,
+        severity=ERROR,
+        metadata={
+            "days": _scope(days),
+            "damaged_files": dg.MetadataValue.json([str(d.path) for d in found.damaged]),
+            "days_not_flattened": len(found.pending),
+            "days_mismatched": len(found.mismatched),
+            "preview": dg.MetadataValue.md(found.markdown()),
+        },
+    )
+
+
+@dg.asset_check(asset=QUARANTINED[1], name=QUARANTINED[0], description=QUARANTINED[2])
+def quarantined_answers(context: dg.AssetCheckExecutionContext, home: HomeResource) -> dg.AssetCheckResult:
+    days = run_days(context)
+    found = checks.quarantined(home.home, days)
+    rows = [(jobid, state, problem) for jobid, state, problem, _ in found.latest]
+    return dg.AssetCheckResult(
+        passed=found.count == 0,
+        severity=WARN,
+        metadata={
+            "days": _scope(days),
+            "quarantined": found.count,
+            "jobids": dg.MetadataValue.json({jobid: problem for jobid, _, problem in rows}),
+            "preview": dg.MetadataValue.md(
+                checks.markdown_table(["jobid", "state", "reason"], rows, omitted=found.count - len(rows))
+            ),
+        },
+    )
+
+
+CHECKS = [lake_checks, registry_checks, lake_matches_raw, quarantined_answers]

@@ -1,14 +1,15 @@
 import dagster as dg
 
 from assets.day_metadata import file_rows, preview, record, run_range
-from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from pipelines import capture, lake
 from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.useapi.client import AuthError
+from pipelines.useapi.client import FatalApiError
+from pipelines.webhook.intake import take_in
 
 # Outcomes that leave an id due (fetched again by a later run).
-STILL_DUE = ("active", "not_yet_visible", "deferred")
+STILL_DUE = ("active", "not_yet_visible", "deferred", "quarantined")
 RAW_PREVIEW_COLUMNS = ["jobid", "observed_at", "http_status", "body"]
 
 
@@ -19,6 +20,7 @@ RAW_PREVIEW_COLUMNS = ["jobid", "observed_at", "http_status", "body"]
     kinds={"parquet"},
     retry_policy=TRANSIENT_RETRY,
 )
+@stop_on_interrupt
 def raw(
     context: dg.AssetExecutionContext,
     home: HomeResource,
@@ -26,16 +28,21 @@ def raw(
     progress: ProgressResource,
 ) -> dg.MaterializeResult:
     """Every API answer for the due job ids of these creation days, archived verbatim in `lake/raw/`
-    (fetched nearest deadline first; finished jobs are never fetched again).
+    (fetched nearest deadline first; finished jobs are never fetched again), then the webhook deliveries
+    spooled for these days, confirmed by one GET per job not yet final.
 
     Each day's materialization carries that day's archive rows (`dagster/row_count`), the ids of the day this
-    run fetched and their outcomes, and a preview of the day's newest raw batch; `run_*` describe the run.
+    run fetched and their outcomes, and a preview of the day's newest raw batch; `run_*` describe the run
+    (`run_webhook`: what the webhook intake did).
     """
     days = partition_days(context)
     try:
         with mureka_api.client() as client, progress.track(context.log, "fetch") as on_progress:
             report = capture.fetch_days(home.home, client, days, on_progress)
-    except AuthError as error:
+            # After the fetch: a job it just found final costs no confirming GET, one confirmed running waits
+            # for the next run instead of being fetched twice in this one.
+            webhook = take_in(home.home, client, days)
+    except FatalApiError as error:  # a refused or malformed token, an unreachable or wrong API: retrying cannot help
         raise dg.Failure(description=str(error), allow_retries=False) from None
     if report.stopped_reason:
         context.log.warning(report.stopped_reason)
@@ -61,6 +68,8 @@ def raw(
             "run_requests": report.http_requests,
             "run_retries": report.retries,
             "run_jobs_per_second": round(report.jobs_per_second(), 1),
+            "run_quarantined": dg.MetadataValue.json(report.quarantined),
             "api": mureka_api.base_url,
+            "run_webhook": dg.MetadataValue.json(webhook.as_metadata()),
         }
     )

@@ -22,9 +22,15 @@ FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")
 
 
 def fetch_days(home: Home, client: MurekaClient, days: Collection[date], progress: ProgressCallback | None = None) -> FetchReport:
-    """Fetch every due id created on `days`, nearest deadline first, into the raw archive."""
+    """Fetch every due id created on `days`, nearest deadline first, into the raw archive.
+
+    Ends by freeing the leases of runs that died meanwhile (raising LeaseReclaimError when it cannot): a run
+    never ends well while ids are held by a dead one.
+    """
     with Registry(home.registry_path) as registry:
-        return fetch_due(home, registry, client, now=utcnow, created_dates=days, progress=progress)
+        report = fetch_due(home, registry, client, now=utcnow, created_dates=days, progress=progress)
+        registry.reclaim_dead_leases(utcnow())
+    return report
 
 
 @dataclass
@@ -47,7 +53,9 @@ class FlattenSummary:
 
 
 def flatten_days(home: Home, days: Collection[date], rebuild: bool = False) -> FlattenSummary:
-    """Apply the raw batches not yet in the lake tables of `days` (or rebuild those days from raw)."""
+    """Apply the raw batches not yet in the lake tables of `days` (or rebuild those days from raw), after removing
+    the temp files killed writes left anywhere in the lake."""
+    lake.remove_stale_temps(home)
     summary = FlattenSummary()
     for day in sorted(days):
         if not lake.raw_batches(home, day):
@@ -67,7 +75,8 @@ def export_registry(home: Home, days: Collection[date]) -> int:
     written = 0
     with Registry(home.registry_path) as registry:
         for day, version in registry.day_versions(days).items():
-            if version.stale or not lake.table_file(home, "job_ids", day).exists():
+            path = lake.table_file(home, "job_ids", day)
+            if version.stale or not path.exists() or lake.damaged_job_ids(home, day) is not None:
                 written += _export_day(home, registry, day)
     return written
 
@@ -77,7 +86,7 @@ def _export_day(home: Home, registry: Registry, day: date) -> int:
     path = lake.table_file(home, "job_ids", day)
     with _export_lock(home, day):
         export = registry.export_versioned(day)
-        if not export.version.stale and path.exists():
+        if not export.version.stale and path.exists() and lake.damaged_job_ids(home, day) is None:
             return 0  # another process exported it meanwhile
         # Unknown (a registry from before day versions): the file may hold these rows already; keep it then.
         unknown = export.version.exported_version is None
@@ -107,11 +116,15 @@ def _export_lock(home: Home, day: date) -> Iterator[None]:
 
 
 def days_to_catch_up(home: Home) -> list[date]:
-    """Days a killed or failed run left half done: raw batches not flattened, or registry rows changed since
-    their `lake/job_ids/` export (one read of the registry's day versions, never of its ids or files)."""
+    """Days a killed or failed run left half done, or whose lake files were damaged since: raw batches not
+    flattened, registry rows changed since their `lake/job_ids/` export or that file gone, and days with a
+    damaged lake file (`lake.damaged_days`). One read of the registry's day versions (never of its ids), a stat
+    per `job_ids` file and a footer read per lake file."""
     with Registry(home.registry_path) as registry:
-        stale = registry.stale_days()
-    return sorted(set(lake.pending_days(home)) | set(stale))
+        versions = registry.day_versions()
+    stale = {day for day, version in versions.items() if version.stale}
+    gone = {day for day in versions if not lake.table_file(home, "job_ids", day).exists()}
+    return sorted(set(lake.pending_days(home)) | stale | gone | set(lake.damaged_days(home)))
 
 
 def warehouse_is_current(home: Home) -> bool:
@@ -130,6 +143,8 @@ def warehouse_is_current(home: Home) -> bool:
             rows = con.execute("SELECT table_name, created_date, version FROM _lake_loads").fetchall()
         except duckdb.CatalogException:
             rows = []
+        except duckdb.Error:
+            return False  # unreadable: the load sets it aside and rebuilds it
         finally:
             con.close()
         recorded = {(table, day): version for table, day, version in rows}

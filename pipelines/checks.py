@@ -6,13 +6,18 @@ offences within one creation day (a job, its songs and speech share the jobid's 
 only the files of its days; without days they read the whole lake.
 """
 
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import duckdb
+import pyarrow.parquet as pq
+
+from pipelines import lake
 from pipelines.config import Home
-from pipelines.registry import AtRisk, Registry
+from pipelines.registry import AtRisk, Problems, Registry
 from pipelines.warehouse import SQL_DIR, open_lake
 
 CHECKS_DIR = SQL_DIR / "checks"
@@ -98,6 +103,12 @@ def registry_findings(home: Home, now: datetime, days: Collection[date] | None =
         return RegistryFindings(at_risk=registry.at_risk(now), by_state=registry.count_by_state(days))
 
 
+def quarantined(home: Home, days: Collection[date] | None = None) -> Problems:
+    """Ids of `days` (None: all) whose last answer was quarantined, with the reasons (read by index)."""
+    with Registry(home.registry_path) as registry:
+        return registry.problems(days)
+
+
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], omitted: int = 0) -> str:
     """A small Markdown table (cells with `|` escaped), or a line saying there is nothing."""
     if not rows:
@@ -108,3 +119,53 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], omitte
     if omitted:
         lines.append(f"\n... and {omitted} more")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LakeRawFindings:
+    """Where the flattened lake disagrees with the raw archive it is built from, on the checked days: damaged
+    files (`lake.damaged_days`), days whose raw batches are not all flattened, and days whose job_observations
+    do not hold one row per distinct (jobid, observed_at) of the raw batches they say they applied."""
+
+    damaged: list[lake.Damage]
+    pending: list[date]
+    mismatched: list[tuple[date, int, int]]  # (day, raw observations, job_observations rows)
+
+    @property
+    def count(self) -> int:
+        return len(self.damaged) + len(self.pending) + len(self.mismatched)
+
+    def markdown(self, limit: int = SAMPLE_ROWS) -> str:
+        rows = [(str(d.day), d.table, f"{d.path.name} {d.reason}") for d in self.damaged]
+        rows += [(str(day), "raw", "raw batches not flattened yet") for day in self.pending]
+        rows += [(str(day), "job_observations", f"{lake_rows} rows for {raw} raw observations")
+                 for day, raw, lake_rows in self.mismatched]
+        return markdown_table(["day", "table", "problem"], rows[:limit], omitted=max(0, len(rows) - limit))
+
+
+def lake_raw_findings(home: Home, days: Collection[date] | None = None) -> LakeRawFindings:
+    """Compare the lake with raw on `days` (None: all) without repairing anything: footers, and the raw batches'
+    jobid and observed_at columns."""
+    lake_days = set(lake.lake_days(home, "raw")) | set(lake.lake_days(home, "job_observations"))
+    checked = sorted(day for day in lake_days if days is None or day in days)
+    damaged = [found for day_damage in lake.damaged_days(home, checked).values() for found in day_damage]
+    pending = sorted(set(lake.pending_days(home)) & set(checked))
+    mismatched = []
+    con = duckdb.connect()
+    try:
+        for day in checked:
+            if day in pending or any(found.day == day for found in damaged):
+                continue
+            observations = lake.table_file(home, "job_observations", day)
+            metadata = pq.read_metadata(observations)
+            applied = json.loads((metadata.metadata or {}).get(lake.APPLIED_KEY, b"[]"))
+            batches = lake.raw_batches(home, day)
+            files = [str(batches[batch]) for batch in applied if batch in batches]
+            raw = con.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT jobid, observed_at FROM read_parquet(?))", [files]
+            ).fetchone()[0] if files else 0
+            if raw != metadata.num_rows:
+                mismatched.append((day, raw, metadata.num_rows))
+    finally:
+        con.close()
+    return LakeRawFindings(damaged, pending, mismatched)

@@ -20,6 +20,7 @@ from pipelines.partitions import partitions_for
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.schedules import build_capture_schedule
 from pipelines.sensors import build_inbox_sensor, build_running_jobs_sensor
+from pipelines.webhook_sensor import build_webhook_sensor
 
 CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
 ASSETS = [*CAPTURE_ASSETS, report, *FEED_ASSETS]
@@ -80,7 +81,11 @@ def build_defs(resources: Mapping[str, Any], api: str | None = None) -> dg.Defin
         asset_checks=[*CHECKS, capture_audit],
         jobs=[capture_job, report_job, feeds_job],
         schedules=[build_capture_schedule(CAPTURE_JOB, partitions=partitions), report_schedule, feeds_schedule],
-        sensors=[build_inbox_sensor(CAPTURE_JOB, partitions), build_running_jobs_sensor(CAPTURE_JOB, partitions)],
+        sensors=[
+            build_inbox_sensor(CAPTURE_JOB, partitions),
+            build_running_jobs_sensor(CAPTURE_JOB, partitions),
+            build_webhook_sensor(CAPTURE_JOB, partitions),
+        ],
         resources=dict(resources),
         executor=dg.in_process_executor,
     )

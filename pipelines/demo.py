@@ -1,6 +1,7 @@
 """`mureka-etl demo`: the whole pipeline against the embedded simulator, in a home folder of its own."""
 
 import os
+import secrets
 import shlex
 import shutil
 import sys
@@ -10,7 +11,8 @@ from pathlib import Path
 from rich.console import Console
 
 from pipelines import summary
-from pipelines.config import Home, utcnow
+from pipelines.config import DEMO_MARKER, Home, utcnow
+from pipelines.discovery import count_by_route
 from pipelines.idfiles import read_ids
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
@@ -18,11 +20,19 @@ from pipelines.resources import MurekaApiResource
 from pipelines.runner import run_capture
 from pipelines.useapi.corpus import generate_jobs, write_ids_file
 from pipelines.useapi.simulator import Simulator
+from pipelines.useapi.webhooks import WebhookOptions, WebhookSender, live_jobs
+from pipelines.webhook.receiver import running as webhook_receiver
+from pipelines.webhook.spool import pending_days
 
-MARKER = ".mureka-etl-demo"
 RECENT_JOBS = 40
 MAX_PASSES = 12
 POLL_SECONDS = 3.0
+WEBHOOK_JOBS = 30
+# The query the demo suggests: music jobs and their songs per verb (a job has one or two songs).
+TRY_QUERY = (
+    "SELECT verb, count(DISTINCT jobid) AS jobs, count(*) AS songs, round(avg(duration_milliseconds) / 1000, 1)"
+    " AS avg_song_s FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC"
+)
 
 
 class DemoHomeError(RuntimeError):
@@ -32,11 +42,11 @@ class DemoHomeError(RuntimeError):
 def prepare_home(root: Path) -> Home:
     """A fresh demo home; refuses to wipe a folder that a previous demo did not create."""
     if root.exists() and any(root.iterdir()):
-        if not (root / MARKER).exists():
+        if not (root / DEMO_MARKER).exists():
             raise DemoHomeError(f"{root} is not empty and is not a demo home; choose another with --home")
         shutil.rmtree(root)
     home = Home(root.resolve()).ensure()
-    (root / MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
+    (root / DEMO_MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
     return home
 
 
@@ -46,11 +56,7 @@ def command_name() -> str:
 
 
 def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> int:
-    try:
-        home = prepare_home(root)
-    except DemoHomeError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    home = prepare_home(root)
     now = utcnow()
     # Most jobs are spread over 10 days (some already past the 7-day retention); a few started seconds ago
     # and are still generating, so the demo shows running jobs polled until they finish.
@@ -59,10 +65,16 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
     ids_file = home.root / "demo-ids.txt"
     write_ids_file(corpus, ids_file)
 
+    # More jobs start while the demo runs; their ids are listed nowhere: the simulator posts them to the receiver.
+    hooked = live_jobs(WEBHOOK_JOBS, seed + 2, now, span_seconds=8, user="777")
+    secret = secrets.token_hex(24)
     started = time.monotonic()
-    with Simulator(corpus, seed=seed) as sim:
+    with Simulator(corpus + hooked, seed=seed) as sim, webhook_receiver(home, secret) as receiver_url:
         base_url = sim.base_url
         console.print(f"Simulator serving {len(corpus)} jobs at {base_url}", highlight=False)
+        options = WebhookOptions(f"{receiver_url}/hooks/mureka/{secret}", duplicate=0.2, reorder=0.2, seed=seed)
+        sender = WebhookSender(hooked, options, sim.clock).start()
+        console.print(f"Webhooks: {len(hooked)} more jobs start within 8 s and post to the receiver at {receiver_url}")
         batch = read_ids(ids_file, anchor=utcnow())
         with Registry(home.registry_path) as registry:
             added = registry.add(batch.ids, source="demo", now=utcnow())
@@ -73,12 +85,13 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
             fetch = run.fetch
             console.print(
                 f"pass {attempt}: {fetch.get('fetched', 0)} ids, {fetch.get('requests', 0)} requests, "
-                f"{fetch.get('jobs_per_second', 0)} jobs/s, outcomes {fetch.get('outcomes', {})}",
+                f"{fetch.get('jobs_per_second', 0)} jobs/s, outcomes {fetch.get('outcomes', {})}, "
+                f"webhook jobs confirmed {fetch.get('webhook', {}).get('confirmed', 0)}",
                 highlight=False,
             )
             with Registry(home.registry_path) as registry:
                 still_running = registry.summary(utcnow()).by_state.get("active", 0)
-            if not still_running:
+            if not still_running and sender.wait(0) and not pending_days(home):
                 break
             console.print(f"  {still_running} jobs still running: polling again in {POLL_SECONDS:.0f} s")
             time.sleep(POLL_SECONDS)
@@ -91,17 +104,17 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
         states = registry.summary(utcnow()).by_state
     captured = sum(states.get(state, 0) for state in ("completed", "failed", "active", "expired"))
     console.print(
-        f"Captured {captured} of {len(corpus)} jobs; {states.get('lost', 0)} were already past the 7-day retention "
-        f"when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
+        f"Captured {captured} of {len(corpus) + len(hooked)} jobs; {states.get('lost', 0)} were already past the 7-day"
+        f" retention when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
     )
+    with Registry(home.registry_path) as registry:
+        by_webhook = count_by_route(registry)["webhook"]
+    console.print(f"{by_webhook} jobs came in by webhook alone (no `ids add`), each confirmed by a GET before use.")
     report = write_home_report(home, utcnow())
     console.print(f"\nWarehouse: {home.warehouse_path}", highlight=False)
     console.print(f"Lake:      {home.lake}", highlight=False)
     console.print(f"Report:    {report.path}", highlight=False)
     console.print(
-        f"Try:  MUREKA_ETL_HOME={root} {command_name()} query "
-        "\"SELECT verb, count(*) AS jobs, avg(duration_milliseconds)/1000 AS avg_s "
-        "FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC\"",
-        highlight=False,
+        f"Try:  {command_name()} --home {shlex.quote(str(root))} query {shlex.quote(TRY_QUERY)}", highlight=False
     )
     return 0

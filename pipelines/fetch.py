@@ -1,17 +1,25 @@
 """The fetch stage: claim the due ids, GET them concurrently, archive every answer in raw, record outcomes.
 
-Per chunk of ids the raw rows are written before the registry is told, so a crash in between leaves
-the ids due and the next run fetches them again (a duplicated observation is a fact, not a fault).
-Transient failures are never stored: their ids are released unchanged and counted as `deferred`.
+Answers are archived in small raw batches, every BATCH_ANSWERS answers or BATCH_SECONDS after the first one
+waiting, whichever comes first, so a crash loses seconds of work; each batch's raw rows are written before the
+registry is told, so a crash in between leaves the ids due and the next run fetches them again (a duplicated
+observation is a fact, not a fault). Transient failures are never stored: their ids are released unchanged and
+counted as `deferred`.
+
+A job's state is read from its body by the flattener (pipelines/flatten.py), the reading its rows come from.
+An answer that cannot be a record (the client's UnusableAnswer, or a 200 the flattener gives no record for) is
+quarantined: kept in raw with its `reason`, the id left due with the reason as its registry `problem`, named
+in the FetchReport; the run carries on. Only systemic faults (a refused token, the disk) stop a run, and a
+stop (KeyboardInterrupt included) archives the answers already received, releases every other id and does
+not wait for requests in flight.
 """
 
-import json
+import queue
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
@@ -20,9 +28,17 @@ import pyarrow as pa
 from pipelines import lake
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
+from pipelines.flatten import Flattener
 from pipelines.progress import ProgressCallback
 from pipelines.registry import DueId, Outcome, Registry
-from pipelines.useapi.client import Answer, AuthError, MurekaClient, TransientError, UnexpectedStatus
+from pipelines.useapi.client import (
+    Answer,
+    AuthError,
+    MurekaClient,
+    TransientError,
+    UnexpectedStatus,
+    UnusableAnswer,
+)
 
 FINAL_STATUSES = frozenset({"completed", "failed"})
 RETRY_BUDGET_BASE = 200
@@ -31,6 +47,11 @@ RETRY_BUDGET_SHARE = 2.0
 # 100 ms per id is tens of times the pace of a healthy run.
 LEASE_MIN = timedelta(minutes=10)
 LEASE_PER_ID = timedelta(milliseconds=100)
+# A raw batch: at most this many answers, archived at most this long after the first of them arrived.
+BATCH_ANSWERS = 250
+BATCH_SECONDS = 2.0
+QUARANTINED_LISTED = 50
+UNREADABLE = "the flattener (DuckDB's JSON reader) does not read the body as this job's record"
 
 _TS = pa.timestamp("ms", tz="UTC")
 RAW_BATCH_SCHEMA = pa.schema(
@@ -49,8 +70,9 @@ RAW_BATCH_SCHEMA = pa.schema(
 class FetchReport:
     """What one fetch run did: ids requested, outcomes, HTTP effort, raw days written, why it stopped early.
 
-    `batch_id` is the run's id (the registry lease owner); each chunk of answers is archived as its own
-    raw batch `<batch_id>-<chunk:04d>` (listed in `raw_batches`), since a raw file is one batch and day.
+    `batch_id` is the run's id (the registry lease owner); its answers are archived as raw batches
+    `<batch_id>-<n:06d>` (listed in `raw_batches`). `quarantined` maps the first QUARANTINED_LISTED
+    quarantined ids to their reason (`by_outcome["quarantined"]` counts them all).
     """
 
     batch_id: str
@@ -65,6 +87,7 @@ class FetchReport:
     raw_batches: list[str] = field(default_factory=list)
     by_day: defaultdict[date, Counter] = field(default_factory=lambda: defaultdict(Counter))
     """`by_outcome` per creation day of the ids."""
+    quarantined: dict[str, str] = field(default_factory=dict)
 
     def jobs_per_second(self) -> float:
         """Ids answered (not deferred) per second of wall time."""
@@ -77,12 +100,14 @@ def new_batch_id(moment: datetime) -> str:
     return f"{moment.astimezone(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def classify(answer: Answer, due: DueId, now: datetime) -> Outcome:
-    """The registry outcome of one answer (DESIGN.md, fetch semantics); `now` decides 404 vs deadline."""
+def classify(answer: Answer, due: DueId, now: datetime, record_status: str | None = None) -> Outcome:
+    """The registry outcome of one answer (DESIGN.md, fetch semantics); `now` decides 404 vs deadline.
+
+    For a 200, `record_status` is the status the flattener read from the body (None: none or not a string).
+    """
     status = answer.http_status
     state: str | None
     if status == 200:
-        record_status = json.loads(answer.body).get("status")
         state = record_status if record_status in FINAL_STATUSES else "active"
         return Outcome(answer.jobid, answer.observed_at, status, state, captured=True)
     if status == 400:
@@ -100,7 +125,9 @@ def classify(answer: Answer, due: DueId, now: datetime) -> Outcome:
 
 
 def outcome_label(outcome: Outcome) -> str:
-    """The FetchReport counter an outcome goes to: its state, or not_yet_visible when unchanged."""
+    """The FetchReport counter an outcome goes to: quarantined, its state, or not_yet_visible when unchanged."""
+    if outcome.problem is not None:
+        return "quarantined"
     return outcome.state or "not_yet_visible"
 
 
@@ -112,24 +139,34 @@ def fetch_due(
     now: Callable[[], datetime],
     created_dates: Collection[date] | None = None,
     limit: int | None = None,
-    chunk_size: int = 2000,
+    batch_size: int = BATCH_ANSWERS,
+    batch_seconds: float = BATCH_SECONDS,
     run_retry_budget: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> FetchReport:
     """Fetch every due id (of `created_dates`, at most `limit`), nearest deadline first, into raw.
 
-    Raises AuthError (after releasing every unfinished id) when the API refuses the token.
+    Answers are archived every `batch_size` answers or `batch_seconds` after the first one waiting.
+    Raises AuthError (after releasing every unfinished id) when the API refuses the token; a KeyboardInterrupt
+    propagates within moments, the answers received before it archived and every other id released. With ids
+    due, the API is checked first (`MurekaClient.check_api`): ApiUnreachable, WrongApi or AuthError stop the run
+    before any id is claimed; WrongApi also ends a run whose every answer was a 404 for ids well inside their window.
     """
     started = time.monotonic()
     report = FetchReport(batch_id=new_batch_id(now()))
     with registry.run_lock(report.batch_id):
+        if limit != 0 and registry.count_due(now(), created_dates):
+            client.check_api()
         claimed = _claim(registry, now(), report.batch_id, created_dates, limit)
         report.requested = len(claimed)
         if claimed:
             budget = run_retry_budget if run_retry_budget is not None else RETRY_BUDGET_BASE + int(
                 RETRY_BUDGET_SHARE * len(claimed)
             )
-            _Run(home, registry, client, now, report, budget, progress).fetch(claimed, chunk_size)
+            with Flattener(threads=1) as flattener:
+                run = _Run(home, registry, client, now, report, budget, progress, flattener)
+                run.fetch(claimed, max(1, batch_size), batch_seconds)
+            client.check_answers()
     report.seconds = time.monotonic() - started
     return report
 
@@ -148,15 +185,22 @@ def _claim(
 
 @dataclass(frozen=True)
 class _Result:
-    """One settled id of a chunk: its answer and outcome, or neither when it was deferred."""
+    """One settled id: its answer (None when it was deferred) and, for a quarantined answer, why."""
 
     due: DueId
     answer: Answer | None
-    outcome: Outcome | None
+    reason: str | None = None
+
+
+_WORKER_DONE = object()  # a worker's last message: it takes no more ids
 
 
 class _Run:
-    """One fetch run's shared state: the retry budget, the stop flag, and the ids not yet settled."""
+    """One fetch run's shared state: the retry budget, the stop flag, and the ids not yet settled.
+
+    Worker threads (daemons: a stopped run never waits for a request in flight) take ids from a queue and hand
+    back results; the calling thread alone writes raw and the registry, one small batch at a time.
+    """
 
     def __init__(
         self,
@@ -167,90 +211,132 @@ class _Run:
         report: FetchReport,
         budget: int,
         progress: ProgressCallback | None,
+        flattener: Flattener,
     ) -> None:
         self.home, self.registry, self.client, self.now = home, registry, client, now
-        self.report, self.budget, self.progress = report, budget, progress
+        self.report, self.budget, self.progress, self.flattener = report, budget, progress, flattener
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self._settling = threading.Event()
+        self._settling.set()  # set while no batch is being settled
         self.unsettled: set[str] = set()
+        self.days: set[date] = set()
         self.done = 0
-        self.skipped = 0
 
-    def fetch(self, claimed: Sequence[DueId], chunk_size: int) -> None:
-        """Fetch the claimed ids chunk by chunk; whatever is left unsettled is released at the end."""
+    def fetch(self, claimed: list[DueId], batch_size: int, batch_seconds: float) -> None:
+        """Fetch the claimed ids, archiving their answers in small batches; what is left unsettled is released."""
         self.unsettled = {d.jobid for d in claimed}
-        days: set[date] = set()
-        failure: BaseException | None = None
+        todo: queue.SimpleQueue[DueId] = queue.SimpleQueue()
+        for due in claimed:
+            todo.put(due)
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        workers = min(self.client.concurrency, len(claimed))
+        for n in range(workers):
+            threading.Thread(target=self._work, args=(todo, results), name=f"fetch-{n}", daemon=True).start()
+        waiting: list[_Result] = []
+        flush_at = 0.0
         try:
-            with ThreadPoolExecutor(max_workers=self.client.concurrency, thread_name_prefix="fetch") as pool:
+            while workers:
+                timeout = min(0.5, max(0.0, flush_at - time.monotonic())) if waiting else 0.5
                 try:
-                    # The next chunk is queued before this one is collected, so the workers never wait
-                    # while a chunk's answers are archived and recorded.
-                    chunks = list(_chunks(claimed, chunk_size))
-                    ahead = self._submit(pool, chunks[0]) if chunks else {}
-                    for index in range(len(chunks)):
-                        futures = ahead
-                        ahead = self._submit(pool, chunks[index + 1]) if index + 1 < len(chunks) else {}
-                        results, failure = self._collect(futures, len(claimed))
-                        days |= self._settle(f"{self.report.batch_id}-{index:04d}", results)
-                        if failure is not None:
-                            raise failure
-                except BaseException:
-                    self.stop.set()  # queued requests then end at once instead of delaying the exit
-                    raise
+                    item = results.get(timeout=timeout)
+                except queue.Empty:
+                    item = None
+                if item is _WORKER_DONE:
+                    workers -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                elif item is not None:
+                    if not waiting:
+                        flush_at = time.monotonic() + batch_seconds
+                    waiting.append(item)
+                    crashpoint("fetch_answer")
+                    self.done += 1
+                    if self.progress is not None:
+                        self.progress(self.done, len(claimed), self.report.by_outcome)
+                if waiting and (len(waiting) >= batch_size or time.monotonic() >= flush_at):
+                    batch, waiting = waiting, []
+                    self._settle_whole(batch)
+            if waiting:
+                batch, waiting = waiting, []
+                self._settle_whole(batch)
+            if self.unsettled:  # the retry budget ran out: the ids no worker took stay due
+                self.report.by_outcome["deferred"] += len(self.unsettled)
+                deferred = self.report.by_outcome["deferred"]
+                self.report.stopped_reason = f"retry budget exhausted: {deferred} ids still due"
+        except BaseException:
+            self.stop.set()  # the workers take no more ids; requests in flight are not waited for
+            self._settling.wait()  # a batch being settled is finished, not cut in two
+            waiting = [r for r in waiting + _received(results) if r.due.jobid in self.unsettled]
+            if waiting:
+                self._settle_on_the_way_out(waiting)
+            raise
         finally:
             if self.unsettled:
                 self.registry.release(self.unsettled, self.report.batch_id)
-            self.report.days = sorted(days)
-            if self.skipped and failure is None:
-                deferred = self.report.by_outcome["deferred"]
-                self.report.stopped_reason = f"retry budget exhausted: {deferred} ids still due"
+            self.report.days = sorted(self.days)
             counts = self.report.by_outcome
-            self.report.still_due = counts["active"] + counts["not_yet_visible"] + counts["deferred"]
+            self.report.still_due = (
+                counts["active"] + counts["not_yet_visible"] + counts["deferred"] + counts["quarantined"]
+            )
 
-    def _submit(self, pool: ThreadPoolExecutor, chunk: Sequence[DueId]) -> dict[Future, DueId]:
-        """Queue one chunk's requests."""
-        return {pool.submit(self._fetch_one, due): due for due in chunk}
+    def _settle_whole(self, batch: list["_Result"]) -> None:
+        """Settle `batch` in a thread of its own and wait for it: a KeyboardInterrupt, raised only in the main
+        thread, then cannot fall between a batch's raw file and its registry record."""
+        failure: list[BaseException] = []
 
-    def _collect(self, futures: dict[Future, DueId], total: int) -> tuple[list[_Result], BaseException | None]:
-        """Wait for one chunk: a result per id that got an answer or was deferred, and the first fatal error."""
-        results: list[_Result] = []
-        failure: BaseException | None = None
-        for future in as_completed(futures):
-            due = futures[future]
+        def settle() -> None:
             try:
-                answer = future.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised once the chunk's answers are stored
-                self.stop.set()
-                failure = failure or exc
-                continue
-            outcome = None if answer is None else classify(answer, due, answer.observed_at)
-            label = "deferred" if outcome is None else outcome_label(outcome)
-            self.report.by_outcome[label] += 1
-            self.report.by_day[due.created_at.date()][label] += 1
-            results.append(_Result(due, answer, outcome))
-            crashpoint("fetch_answer")
-            self.done += 1
-            if self.progress is not None:
-                self.progress(self.done, total, self.report.by_outcome)
-        return results, failure
+                self._settle(batch)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
+                failure.append(exc)
+            finally:
+                self._settling.set()
 
-    def _fetch_one(self, due: DueId) -> Answer | None:
-        """GET one id in a worker thread; None when it was deferred (transient failure, or not started)."""
-        if self.stop.is_set():
-            with self.lock:
-                self.skipped += 1
-            return None
+        self._settling.clear()
+        threading.Thread(target=settle, name="fetch-settle", daemon=True).start()
+        self._settling.wait()
+        if failure:
+            raise failure[0]
+
+    def _settle_on_the_way_out(self, waiting: list["_Result"]) -> None:
+        """Archive the answers already received when the run stops; if that fails too, their ids are released
+        with the others (the first error is the one raised)."""
+        try:
+            self._settle(waiting)
+        except Exception:  # noqa: BLE001 - the error that stopped the run is the one to report
+            pass
+
+    def _work(self, todo: "queue.SimpleQueue[DueId]", results: queue.SimpleQueue) -> None:
+        """A worker: fetch ids until none is left or the run stops; an exception stops the run."""
+        try:
+            while not self.stop.is_set():
+                try:
+                    due = todo.get_nowait()
+                except queue.Empty:
+                    break
+                results.put(self._fetch_one(due))
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            self.stop.set()
+            results.put(exc)
+        results.put(_WORKER_DONE)
+
+    def _fetch_one(self, due: DueId) -> _Result:
+        """GET one id in a worker thread: its answer, its quarantined answer, or none when it was deferred."""
         try:
             answer = self.client.get_job(due.jobid)
+        except UnusableAnswer as exc:
+            self._count(exc.attempts)
+            kept = Answer(due.jobid, exc.http_status, exc.body, self.now(), exc.attempts - 1)
+            return _Result(due, kept, exc.reason)
         except (TransientError, UnexpectedStatus) as exc:
             self._count(exc.attempts)
-            return None
+            return _Result(due, None)
         except AuthError:
-            self.stop.set()  # here, not when the chunk loop gets to it: no queued request may go out after a 401
+            self.stop.set()  # here, not when the calling thread gets to it: no request may go out after a 401
             raise
         self._count(answer.retries + 1)
-        return replace(answer, observed_at=self.now())
+        return _Result(due, replace(answer, observed_at=self.now()))
 
     def _count(self, attempts: int) -> None:
         with self.lock:
@@ -259,41 +345,93 @@ class _Run:
             if self.report.retries > self.budget:
                 self.stop.set()
 
-    def _settle(self, raw_batch_id: str, results: list[_Result]) -> set[date]:
-        """Write the chunk's answers to raw, then record their outcomes; release the deferred ids."""
+    def _settle(self, results: list[_Result]) -> None:
+        """Read the 200 answers as the flattener does, write the batch's answers to raw, then record their
+        outcomes (quarantined ones with their reason); release the deferred ids."""
         answered = [r for r in results if r.answer is not None]
         deferred = [r.due.jobid for r in results if r.answer is None]
-        days: set[date] = set()
+        for r in results:
+            if r.answer is None:
+                self.report.by_day[r.due.created_at.date()]["deferred"] += 1
         if answered:
-            lake.write_raw_batch(self.home, raw_batch_id, _raw_table(raw_batch_id, answered))
+            records = [r for r in answered if r.answer.http_status == 200 and r.reason is None]
+            statuses, failures = self._read(records)
+            kept: list[_Result] = []
+            outcomes: list[Outcome] = []
+            for r in answered:
+                reason = r.reason
+                if reason is None and r.answer.http_status == 200 and r.due.jobid not in statuses:
+                    reason = failures.get(r.due.jobid, UNREADABLE)
+                if reason is None:
+                    outcome = classify(r.answer, r.due, r.answer.observed_at, statuses.get(r.due.jobid))
+                else:
+                    outcome = Outcome(r.answer.jobid, r.answer.observed_at, r.answer.http_status, None, problem=reason)
+                kept.append(_Result(r.due, r.answer, reason))
+                outcomes.append(outcome)
+            raw_batch_id = f"{self.report.batch_id}-{len(self.report.raw_batches):06d}"
+            lake.write_raw_batch(self.home, raw_batch_id, _raw_table(raw_batch_id, kept))
             self.report.raw_batches.append(raw_batch_id)
             crashpoint("raw_written")
-            days = {r.due.created_at.date() for r in answered}
-            outcomes = [r.outcome for r in answered]
             self.registry.record(outcomes, self.report.batch_id)
             crashpoint("registry_recorded")
+            self.days |= {r.due.created_at.date() for r in kept}
             self.unsettled.difference_update(o.jobid for o in outcomes)
+            for r, outcome in zip(kept, outcomes):
+                self.report.by_outcome[outcome_label(outcome)] += 1
+                self.report.by_day[r.due.created_at.date()][outcome_label(outcome)] += 1
+                if outcome.problem is not None and len(self.report.quarantined) < QUARANTINED_LISTED:
+                    self.report.quarantined[outcome.jobid] = outcome.problem
         if deferred:
             self.registry.release(deferred, self.report.batch_id)
             self.unsettled.difference_update(deferred)
-        return days
+            self.report.by_outcome["deferred"] += len(deferred)
+
+    def _read(self, records: list[_Result]) -> tuple[dict[str, str | None], dict[str, str]]:
+        """The status the flattener reads from each of these 200 answers (jobid -> status; absent: it gives no
+        record), and why it failed on the answers it raised on (read one by one then, so only they fail)."""
+        if not records:
+            return {}, {}
+        try:
+            return self._statuses(records), {}
+        except Exception:  # noqa: BLE001 - narrowed to the answers at fault below
+            pass
+        statuses: dict[str, str | None] = {}
+        failures: dict[str, str] = {}
+        for record in records:
+            try:
+                statuses |= self._statuses([record])
+            except Exception as exc:  # noqa: BLE001 - the answer is quarantined with the reason
+                failures[record.due.jobid] = f"the flattener failed on the body: {type(exc).__name__}: {exc}"[:300]
+        return statuses, failures
+
+    def _statuses(self, records: list[_Result]) -> dict[str, str | None]:
+        return self.flattener.statuses(_raw_table("read", records).drop_columns(["created_date"]))
 
 
-def _chunks(items: Sequence[DueId], size: int) -> Iterator[Sequence[DueId]]:
-    for start in range(0, len(items), max(1, size)):
-        yield items[start : start + size]
+def _received(results: queue.SimpleQueue) -> list[_Result]:
+    """The answers the workers handed back that the calling thread has not taken yet."""
+    received = []
+    while True:
+        try:
+            item = results.get_nowait()
+        except queue.Empty:
+            return received
+        if isinstance(item, _Result):
+            received.append(item)
 
 
-def _raw_table(raw_batch_id: str, answered: list[_Result]) -> pa.Table:
-    """The raw rows (with their created_date partition column) of a chunk's answers."""
-    return pa.table(
+def _raw_table(raw_batch_id: str, results: list[_Result]) -> pa.Table:
+    """The raw rows (with their created_date partition column, and the reason of a quarantined answer) of a
+    batch's answers."""
+    table = pa.table(
         {
-            "jobid": [r.answer.jobid for r in answered],
-            "observed_at": [r.answer.observed_at for r in answered],
-            "http_status": [r.answer.http_status for r in answered],
-            "body": [r.answer.body for r in answered],
-            "batch_id": [raw_batch_id] * len(answered),
-            "created_date": [r.due.created_at.date() for r in answered],
+            "jobid": [r.answer.jobid for r in results],
+            "observed_at": [r.answer.observed_at for r in results],
+            "http_status": [r.answer.http_status for r in results],
+            "body": [r.answer.body for r in results],
+            "batch_id": [raw_batch_id] * len(results),
+            "created_date": [r.due.created_at.date() for r in results],
         },
         schema=RAW_BATCH_SCHEMA,
     )
+    return table.append_column("reason", pa.array([r.reason for r in results], pa.string()))

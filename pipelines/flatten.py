@@ -26,6 +26,7 @@ RAW_SCHEMA = pa.schema(
         ("http_status", pa.int16()),
         ("body", pa.string()),
         ("batch_id", pa.string()),
+        ("reason", pa.string()),  # why a quarantined answer is not a record (null for the others)
     ]
 )
 
@@ -153,8 +154,10 @@ def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
     """The lake tables (all but job_ids) of the raw rows of one creation day `created_date`.
 
     job_observations has one row per raw row; jobs, songs, speech and speech_turns come from the latest
-    (observed_at, then batch_id) 200 observation per jobid whose body is a JSON object. Every table is
+    (observed_at, then batch_id) 200 observation per jobid whose body is a JSON object and that was not
+    quarantined (`reason` null), when DuckDB's JSON reader reads it as that job's record. Every table is
     sorted by SORT_KEYS. The day names the partition the rows belong to; it does not change the result.
+    This reading is the only one: the fetch stage records a job's state from it (pipelines/fetch.py).
     """
     with Flattener() as flattener:
         return flattener.flatten(raw, created_date)
@@ -186,10 +189,22 @@ class Flattener:
     def close(self) -> None:
         self._con.close()
 
+    def statuses(self, raw: pa.Table) -> dict[str, str | None]:
+        """jobid -> jobs.status of each jobs row `flatten` makes of `raw`, read by the same parse without making
+        the tables (a jobid without a jobs row is absent). What the fetch stage records as the job's state."""
+        con = self._con
+        con.register("latest", latest_rows(_raw_columns(raw)))
+        try:
+            states = con.sql(_sql("states")).to_arrow_table()
+        finally:
+            con.unregister("latest")
+        states = states.filter(states.column("parsed"))
+        return dict(zip(states.column("jobid").to_pylist(), states.column("status").to_pylist()))
+
     def flatten(self, raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
         """`flatten` of `raw` (one creation day's rows) in this session."""
         con = self._con
-        raw = raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+        raw = _raw_columns(raw)
         con.register("raw_input", raw)
         con.register("latest", latest_rows(raw))
         try:
@@ -215,6 +230,13 @@ class Flattener:
         return {name: _owned(table) for name, table in tables.items()}
 
 
+def _raw_columns(raw: pa.Table) -> pa.Table:
+    """Raw rows with exactly the raw lake columns; without a `reason` column (ingest's), none was quarantined."""
+    if "reason" not in raw.column_names:
+        raw = raw.append_column("reason", pa.nulls(raw.num_rows, pa.string()))
+    return raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+
+
 def _owned(table: pa.Table) -> pa.Table:
     """`table` copied into Arrow's own memory. A column taken from a DuckDB result keeps the whole result alive,
     DuckDB's rows and their Arrow copy, and ingest holds flattened batches until their day is applied: 1M bench
@@ -226,11 +248,12 @@ def _owned(table: pa.Table) -> pa.Table:
 
 def latest_rows(raw: pa.Table) -> pa.Table:
     """The latest (observed_at, then batch_id) row per jobid among the raw rows that are 200 answers with a JSON
-    object body. Rows as they are (no copy) when each jobid has one, as in an ingest; otherwise sorted by jobid."""
+    object body, not quarantined. Rows as they are (no copy) when each jobid has one, as in an ingest; otherwise
+    sorted by jobid."""
     answered = pc.and_(
         pc.equal(raw.column("http_status"), 200), pc.match_substring_regex(raw.column("body"), r"^[ \t\n\r]*\{")
     )
-    answered = pc.fill_null(answered, False)
+    answered = pc.and_(pc.fill_null(answered, False), pc.is_null(raw.column("reason")))
     rows = raw if pc.all(answered).as_py() else raw.filter(answered)
     jobids = rows.column("jobid")
     if jobids.null_count == 0 and pc.count_distinct(jobids).as_py() == rows.num_rows:

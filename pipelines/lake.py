@@ -3,11 +3,16 @@
 Every file is written to a temp name in its folder, fsynced and renamed, so readers see a whole file
 or none. A flattened file records in its Parquet metadata (`mureka.applied_batches`) which raw batches
 it already holds, so applying is idempotent and a crash between raw and flatten is caught up later.
+The day's job_observations file, written last, also records every table's row count (`mureka.day_rows`):
+a flattened file that is unreadable, missing or of another size than written is damage, and the day is
+rebuilt from raw (the source of truth) with a warning naming the file.
 """
 
 import json
+import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -25,6 +30,7 @@ from pipelines.crashpoints import crashpoint
 from pipelines.flatten import RAW_SCHEMA, SCHEMAS, SORT_KEYS, flatten, sort_rows
 
 APPLIED_KEY = b"mureka.applied_batches"
+DAY_ROWS_KEY = b"mureka.day_rows"
 DATA_FILE = "data.parquet"
 # Written in this order: every batch in a later table's file has then been applied to the earlier ones,
 # which lets a table without a file (no rows) inherit the applied batches of the next table that has one
@@ -35,6 +41,10 @@ LOCK_TIMEOUT = 600.0
 # Raw rows flattened at once: DuckDB's working set follows it, so a day of any size fits in bounded memory.
 FLATTEN_ROWS = 25_000
 _BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=-]*")
+# `.<file name>.<writer pid>.<32 hex>.tmp`: a file being written, renamed over <file name> once whole.
+_TEMP_NAME = re.compile(r"\..+\.(\d+)\.[0-9a-f]{32}\.tmp")
+# A temp file this old is left over even if a process with its writer's pid runs (the pid was reused since).
+TEMP_MAX_AGE_S = 24 * 3600
 # Columns with few distinct values, dictionary-encoded in Parquet. The others (bodies, ids, urls, prompts)
 # are nearly unique: building their dictionaries costs a third of the write and the encoder gives it up.
 _DICTIONARY_COLUMNS = frozenset(
@@ -43,17 +53,35 @@ _DICTIONARY_COLUMNS = frozenset(
 )
 
 
+log = logging.getLogger(__name__)
+
+
 class LakeLockTimeout(RuntimeError):
     """Another process held a lake table's lock for longer than LOCK_TIMEOUT."""
 
 
+@dataclass(frozen=True)
+class Damage:
+    """A lake file that is not what was written: unreadable, missing, or of another row count."""
+
+    table: str
+    day: date
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.reason}"
+
+
 @dataclass
 class ApplyResult:
-    """What apply_pending did to one day: batches newly applied and the rows in each table's file after it."""
+    """What apply_pending did to one day: batches newly applied, the rows in each table's file after it, and
+    the damaged files it found (the day was then rebuilt from raw)."""
 
     day: date
     batches_applied: int
     rows: dict[str, int] = field(default_factory=dict)
+    healed: list[Damage] = field(default_factory=list)
 
 
 def day_dir(base: Path, day: date) -> Path:
@@ -163,10 +191,21 @@ def apply_pending(
         batches_of_day = raw_batches(home, day)
         batches = set(batches_of_day)
         files = {table: table_file(home, table, day) for table in FLATTENED}
+        damage = [] if rebuild else damaged_files(home, day)
+        current = {}
+        for table, path in files.items():
+            if rebuild or damage:
+                break
+            try:
+                current[table] = _read_table(path, SCHEMAS[table])
+            except (OSError, pa.ArrowException) as exc:  # a damaged page, which the footers do not show
+                damage.append(Damage(table, day, path, f"is unreadable ({exc})"))
+        if damage:
+            _warn_rebuild(damage)
+            rebuild = True
         if rebuild:
             current = {table: (None, set()) for table in FLATTENED}
         else:
-            current = {table: _read_table(path, SCHEMAS[table]) for table, path in files.items()}
             if current["jobs"][0] is None:
                 current["jobs"] = (None, set(current["job_observations"][1]))
             for table in JOB_CHILDREN:
@@ -181,26 +220,125 @@ def apply_pending(
         groups = _flattened_groups(home, day, batches_of_day, todo, flattened or {})
         olds = {table: old for table, (old, _) in current.items()}
         merged = _merge_day(olds, groups, [table for table in FLATTENED if pending[table] or rebuild])
-        for table in FLATTENED:
+        for table in FLATTENED:  # job_observations last: it records the row counts of all
             old, applied = current[table]
             if table not in merged:
                 rows[table] = old.num_rows if old is not None else 0
                 continue
-            rows[table] = _write_table(merged[table], files[table], sorted(applied | set(todo)))
-        return ApplyResult(day, len(todo), rows)
+            day_rows = rows | {table: merged[table].num_rows} if table == "job_observations" else None
+            rows[table] = _write_table(merged[table], files[table], sorted(applied | set(todo)), day_rows)
+        return ApplyResult(day, len(todo), rows, damage)
+
+
+def damaged_files(home: Home, day: date) -> list[Damage]:
+    """The flattened files of `day` that are not as written, from Parquet footers only: unreadable, or (against
+    the row counts job_observations records) missing or of another size. A file a run is still catching up
+    (its applied batches differ from job_observations') is not compared. Of a day written before the counts,
+    only a missing jobs file is found (job_observations' statistics show a captured job)."""
+    footers: dict[str, pq.FileMetaData | None] = {}
+    damage = []
+    for table in FLATTENED:
+        path = table_file(home, table, day)
+        try:
+            footers[table] = pq.read_metadata(path)
+        except FileNotFoundError:
+            footers[table] = None
+        except (OSError, pa.ArrowException) as exc:
+            footers[table] = None
+            damage.append(Damage(table, day, path, f"is unreadable ({exc})"))
+    observations = footers["job_observations"]
+    metadata = (observations.metadata or {}) if observations is not None else {}
+    if DAY_ROWS_KEY not in metadata:  # no job_observations (all is pending then), or one written before the counts
+        if footers["jobs"] is None and observations is not None and _observes_a_status(observations):
+            path = table_file(home, "jobs", day)
+            damage.append(Damage("jobs", day, path, "is missing (job_observations holds captured jobs)"))
+        return damage
+    written = json.loads(metadata[DAY_ROWS_KEY])
+    applied = set(json.loads(metadata.get(APPLIED_KEY, b"[]")))
+    for table in FLATTENED:
+        path, footer, expected = table_file(home, table, day), footers[table], written.get(table, 0)
+        if any(d.table == table for d in damage):
+            continue
+        if footer is None:
+            if expected:
+                damage.append(Damage(table, day, path, f"is missing (it held {expected} rows)"))
+            continue
+        caught_up = set(json.loads((footer.metadata or {}).get(APPLIED_KEY, b"[]"))) == applied
+        if caught_up and footer.num_rows != expected:
+            damage.append(Damage(table, day, path, f"holds {footer.num_rows} rows where {expected} were written"))
+    return damage
+
+
+def damaged_job_ids(home: Home, day: date) -> Damage | None:
+    """The `job_ids` file of `day` when its footer cannot be read (the registry is its source, not raw)."""
+    path = table_file(home, "job_ids", day)
+    try:
+        pq.read_metadata(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as exc:
+        return Damage("job_ids", day, path, f"is unreadable ({exc})")
+    return None
+
+
+def _observes_a_status(observations: pq.FileMetaData) -> bool:
+    """Whether a job_observations file holds a job status (a captured record, so the day has jobs rows), from its
+    column statistics."""
+    column = observations.schema.to_arrow_schema().get_field_index("status")
+    for group in range(observations.num_row_groups):
+        statistics = observations.row_group(group).column(column).statistics
+        if statistics is not None and statistics.num_values > 0:
+            return True
+    return False
+
+
+def damaged_days(home: Home, days: Collection[date] | None = None) -> dict[date, list[Damage]]:
+    """The damaged files (`damaged_files`, `damaged_job_ids`) of every day of the lake (of `days` only when
+    given), by day; days without damage are left out. Reads one footer per file."""
+    found = {}
+    for day in sorted(set(lake_days(home, "raw")) | set(lake_days(home, "job_ids"))):
+        if days is None or day in days:
+            damage = damaged_files(home, day)
+            if (job_ids := damaged_job_ids(home, day)) is not None:
+                damage.append(job_ids)
+            if damage:
+                found[day] = damage
+    return found
+
+
+def heal(home: Home, days: Collection[date] | None = None) -> list[Damage]:
+    """Repair every damaged file of the lake (of `days` when given) before it is read, with a warning naming it:
+    a day's flattened tables are rebuilt from raw; a damaged `job_ids` file is removed, and the next sync
+    exports it again from the registry (`capture.days_to_catch_up`). Returns the damage found; costs a footer
+    read per file when there is none."""
+    healed = []
+    for day, damage in damaged_days(home, days).items():
+        if any(found.table != "job_ids" for found in damage):
+            healed += apply_pending(home, day).healed  # it checks again under the day's locks
+        for found in damage:
+            if found.table == "job_ids":
+                log.warning("lake file %s: removed; the next sync exports it again from the registry", found)
+                found.path.unlink(missing_ok=True)
+                healed.append(found)
+    return healed
+
+
+def _warn_rebuild(damage: list[Damage]) -> None:
+    for found in damage:
+        log.warning("lake file %s: rebuilding %s from lake/raw", found, found.day)
 
 
 def pending_days(home: Home) -> list[date]:
     """Days holding raw batches not yet flattened (a run stopped between raw and flatten), oldest first.
 
     Reads only Parquet footers: job_observations is written last and has a row for every raw row, so
-    its applied batches are the ones every table of the day holds.
+    its applied batches are the ones every table of the day holds. An unreadable one leaves the day pending.
     """
     days = []
     for day in lake_days(home, "raw"):
         try:
             metadata = pq.read_schema(table_file(home, "job_observations", day)).metadata or {}
-        except FileNotFoundError:
+        except (OSError, pa.ArrowException):
             metadata = {}
         if set(raw_batches(home, day)) - set(json.loads(metadata.get(APPLIED_KEY, b"[]"))):
             days.append(day)
@@ -319,12 +457,15 @@ def _merge_observations(merged: pa.Table) -> pa.Table:
     return merged.filter(_first_of_each(merged.column("jobid"), merged.column("observed_at")))
 
 
-def _write_table(table: pa.Table, path: Path, applied: list[str]) -> int:
-    """Write a flattened table with its applied batches (nothing, and no stale file, when it is empty)."""
+def _write_table(table: pa.Table, path: Path, applied: list[str], day_rows: dict[str, int] | None = None) -> int:
+    """Write a flattened table with its applied batches, and the row counts of the day's tables when given
+    (nothing, and no stale file, when it is empty)."""
     if table.num_rows == 0:
         path.unlink(missing_ok=True)
         return 0
     metadata = {APPLIED_KEY: json.dumps(applied, separators=(",", ":")).encode()}
+    if day_rows is not None:
+        metadata[DAY_ROWS_KEY] = json.dumps(day_rows, separators=(",", ":"), sort_keys=True).encode()
     _write_atomic(table.replace_schema_metadata(metadata), path)
     return table.num_rows
 
@@ -353,7 +494,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def _write_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet (zstd) to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    temp = temp_path(path)
     try:
         with open(temp, "wb") as handle:
             dictionary = [name for name in table.column_names if name in _DICTIONARY_COLUMNS]
@@ -370,6 +511,46 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     finally:
         os.close(folder)
     crashpoint("lake_file_replaced")
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden temp name a write of `path` by this process uses before renaming it (readers skip dot files)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def remove_stale_temps(home: Home) -> list[Path]:
+    """Remove the temp files of lake writes that never finished (a killed process): those whose writer process
+    is gone, or older than TEMP_MAX_AGE_S. A live writer's temp file is left alone. Returns the files removed."""
+    removed = []
+    now = time.time()
+    for folder, _, names in os.walk(home.lake):
+        for name in names:
+            match = _TEMP_NAME.fullmatch(name)
+            if match is None:
+                continue
+            path = Path(folder) / name
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # renamed or removed meanwhile
+            if _process_alive(int(match[1])) and age < TEMP_MAX_AGE_S:
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d temp files of unfinished lake writes", len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _visible_parquet(folder: Path) -> Iterator[Path]:

@@ -4,16 +4,18 @@ Every write is one short ``BEGIN IMMEDIATE`` transaction, so concurrent writers 
 timeout instead of failing, and a run claims the ids it fetches with a lease so that a second run
 started meanwhile does not fetch them again. A run holds an OS file lock (``run_lock``) while it
 holds leases; the kernel drops it when the process dies, so the leases of a killed run are
-reclaimed at once instead of holding its ids back until they run out.
+reclaimed at once instead of holding its ids back until they run out. The lock file of a dead run is
+removed only once its leases are freed, so a reclaim that could not commit is retried by the next one.
 """
 
 import itertools
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,6 +33,8 @@ INGESTED_STATES = ("completed", "failed", "active")
 AT_RISK_WINDOW = timedelta(hours=24)
 AT_RISK_LISTED = 50
 BUSY_TIMEOUT = timedelta(seconds=30)
+# How long a registry write waits for another process's write lock before it fails (seconds; default BUSY_TIMEOUT).
+BUSY_TIMEOUT_ENV = "MUREKA_ETL_REGISTRY_BUSY_SECONDS"
 CACHE_KIB = 64 * 1024
 BULK_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL (SQLite's default checkpoints every 1,000 pages)
 DDL_PATH = Path(__file__).parents[1] / "sql" / "registry.sql"
@@ -52,10 +56,12 @@ JOB_IDS_SCHEMA = pa.schema(
     ]
 )
 
-# Ids in a due state whose lease is absent, run out, or held by the asking owner.
+# Ids in a due state whose lease is absent, run out, held by the asking owner or by a dead run (`:dead`, a JSON
+# list of owners: a read-only count, which frees nothing, still counts their ids as due).
 _DUE_WHERE = (
     "state IN ('new', 'active')"
-    " AND (lease_until IS NULL OR lease_until <= :now OR lease_owner IS :owner)"
+    " AND (lease_until IS NULL OR lease_until <= :now OR lease_owner IS :owner"
+    " OR lease_owner IN (SELECT value FROM json_each(:dead)))"
     " AND (:dates IS NULL OR created_date IN (SELECT value FROM json_each(:dates)))"
 )
 
@@ -103,6 +109,7 @@ ON CONFLICT (jobid) DO UPDATE SET
     last_observed_at = ?10,
     last_http_status = 200,
     captured = 1,
+    problem = NULL,
     lease_until = CASE WHEN lease_owner IS NULL THEN NULL ELSE lease_until END
 """
 
@@ -114,6 +121,7 @@ UPDATE job_ids SET
         WHEN :state = 'lost' AND (captured = 1 OR :captured = 1) THEN 'expired'
         ELSE :state END,
     fetch_count = fetch_count + 1,
+    problem = CASE WHEN :captured = 1 OR :problem IS NOT NULL THEN :problem ELSE problem END,
     last_observed_at = :observed_at,
     last_http_status = :http_status,
     captured = MAX(captured, :captured),
@@ -123,8 +131,19 @@ WHERE jobid = :jobid
 """
 
 
+# job_ids.problem: why the last answer that should have been the job's record was quarantined (cleared when a
+# record is captured). Added to registries made before it; the partial index lists them without a scan.
+_PROBLEM_COLUMN = "ALTER TABLE job_ids ADD COLUMN problem TEXT"
+_PROBLEM_INDEX = "CREATE INDEX IF NOT EXISTS job_ids_problem ON job_ids (last_observed_at) WHERE problem IS NOT NULL"
+PROBLEMS_LISTED = 50
+
+
 class RegistryError(RuntimeError):
     """The registry file cannot be opened or used."""
+
+
+class LeaseReclaimError(RegistryError):
+    """The leases of a dead run could not be freed (the registry stayed locked): its ids stay held until it is."""
 
 
 @dataclass(frozen=True)
@@ -178,18 +197,43 @@ class DueId:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One fetch of one id. ``state`` None leaves the state unchanged; ``captured`` marks a stored 200."""
+    """One fetch of one id. ``state`` None leaves the state unchanged; ``captured`` marks a stored 200;
+    ``problem`` says why an answer was quarantined (kept in raw, not a record)."""
 
     jobid: str
     observed_at: datetime
     http_status: int
     state: str | None
     captured: bool = False
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Problems:
+    """Ids whose last answer was quarantined: how many, and the latest ones as (jobid, state, problem, when)."""
+
+    count: int
+    latest: list[tuple[str, str, str, datetime]]
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """A run holding leases on ids: how many, until when, and whether it is alive (holds its run lock).
+
+    The leases of a run that is not alive are stale: the next run frees them before it claims.
+    """
+
+    owner: str
+    ids: int
+    until: datetime
+    alive: bool
 
 
 @dataclass(frozen=True)
 class RegistrySummary:
-    """Counts by state, ids due now, ids not final within 24 h of (or past) their deadline, lost ids."""
+    """Counts by state, ids due now, ids not final within 24 h of (or past) their deadline, lost ids, and the
+    runs holding leases (``held``: ids leased to live runs; ``stale``: ids held by dead runs, freed by the next
+    run)."""
 
     by_state: dict[str, int]
     due_now: int
@@ -197,6 +241,15 @@ class RegistrySummary:
     lost: int
     total: int
     at_risk_ids: list[str]
+    lease_holders: list[LeaseHolder] = field(default_factory=list)
+
+    @property
+    def held(self) -> int:
+        return sum(h.ids for h in self.lease_holders if h.alive)
+
+    @property
+    def stale(self) -> int:
+        return sum(h.ids for h in self.lease_holders if not h.alive)
 
 
 class Registry:
@@ -207,15 +260,17 @@ class Registry:
         to BULK_CHECKPOINT_PAGES before copying it into the database: fewer, larger checkpoints."""
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._held_runs: set[str] = set()  # owners whose run lock this object holds
+        busy = busy_timeout()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 self.path,
-                timeout=BUSY_TIMEOUT.total_seconds(),
+                timeout=busy.total_seconds(),
                 isolation_level=None,
                 check_same_thread=False,
             )
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT.total_seconds() * 1000)}")
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy.total_seconds() * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
             if bulk:
                 self._db.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
@@ -226,6 +281,7 @@ class Registry:
             self._db.executescript(DDL_PATH.read_text(encoding="utf-8"))
             if migrate:
                 self._db.execute(_MIGRATE_DAY_VERSIONS)
+            self._add_problem_column()
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(f"cannot open the registry {self.path}: {exc}") from exc
 
@@ -301,45 +357,68 @@ class Registry:
 
     @contextmanager
     def run_lock(self, owner: str) -> Iterator[None]:
-        """Hold ``owner``'s liveness lock: take it before claiming and keep it while the leases are held."""
+        """Hold ``owner``'s liveness lock: take it before claiming and keep it while the leases are held.
+
+        The lock file exists from before the first claim until the run's leases are settled, so the leases of
+        an owner without one (or with one nobody holds) belong to a run that is gone.
+        """
         path = self._run_lock_path(owner)
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(path):
-            yield
+            with self._lock:
+                self._held_runs.add(owner)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._held_runs.discard(owner)
         path.unlink(missing_ok=True)
 
-    def reclaim_dead_leases(self, now: datetime) -> int:
-        """Drop the leases of owners whose run lock file is left but no longer held (a killed run).
-
-        An owner without a lock file (a caller that does not use ``run_lock``) keeps its leases until they
-        run out. Returns how many leases were dropped.
-        """
+    def lease_holders(self, now: datetime) -> list[LeaseHolder]:
+        """The runs holding unexpired leases, by owner, each probed for life (its run lock held); writes nothing."""
         with self._lock:
-            owners = [
-                row[0]
-                for row in self._db.execute(
-                    "SELECT DISTINCT lease_owner FROM job_ids WHERE lease_owner IS NOT NULL AND lease_until > ?",
-                    (_ms(now),),
-                )
-            ]
+            rows = self._db.execute(
+                "SELECT lease_owner, COUNT(*), MAX(lease_until) FROM job_ids"
+                " WHERE lease_owner IS NOT NULL AND lease_until > ? GROUP BY lease_owner ORDER BY lease_owner",
+                (_ms(now),),
+            ).fetchall()
+        return [LeaseHolder(owner, ids, _dt(until), self._alive(owner)) for owner, ids, until in rows]
+
+    def reclaim_dead_leases(self, now: datetime) -> int:
+        """Free the leases of runs that are gone: their run lock file is not held, or absent. Returns how many.
+
+        A dead run's lock is held while its leases are freed and its file removed only after that commits, so
+        a reclaim that fails (the registry stayed locked past the busy timeout) raises LeaseReclaimError and
+        leaves everything for the next one.
+        """
         reclaimed = 0
-        for owner in owners:
-            path = self._run_lock_path(owner)
-            if not path.exists():
+        for holder in self.lease_holders(now):
+            if holder.alive:
                 continue
-            lock = FileLock(path, timeout=0)
-            try:
-                lock.acquire()
-            except Timeout:
-                continue  # the owner is alive
+            path = self._run_lock_path(holder.owner)
+            lock = FileLock(path, timeout=0) if path.exists() else None
+            if lock is not None:
+                try:
+                    lock.acquire()
+                except Timeout:
+                    continue  # it came alive: a run that took its lock after the probe
             try:
                 with self._write() as db:
                     reclaimed += db.execute(
-                        "UPDATE job_ids SET lease_until = NULL, lease_owner = NULL WHERE lease_owner = ?", (owner,)
+                        "UPDATE job_ids SET lease_until = NULL, lease_owner = NULL WHERE lease_owner = ?",
+                        (holder.owner,),
                     ).rowcount
+            except sqlite3.Error as exc:
+                raise LeaseReclaimError(
+                    f"cannot free the {holder.ids} ids leased to the dead run {holder.owner} in {self.path}: {exc}"
+                    " (another process held the registry's write lock); they stay held until a run frees them,"
+                    f" at the latest when the leases end at {holder.until:%Y-%m-%d %H:%M:%S} UTC."
+                    " Run sync again once that process is done."
+                ) from exc
             finally:
-                lock.release()
-                path.unlink(missing_ok=True)
+                if lock is not None:
+                    lock.release()
+            path.unlink(missing_ok=True)
         return reclaimed
 
     def claim_due(
@@ -350,7 +429,13 @@ class Registry:
         limit: int | None = None,
         lease: timedelta = timedelta(minutes=10),
     ) -> list[DueId]:
-        """Lease the due ids (nearest deadline first) to ``owner`` until ``now + lease`` and return them."""
+        """Lease the due ids (nearest deadline first) to ``owner`` until ``now + lease`` and return them.
+
+        The caller holds ``run_lock(owner)`` on this registry: without it the leases would look dead at once.
+        """
+        with self._lock:
+            if owner not in self._held_runs:
+                raise RegistryError(f"claim_due by {owner!r} without holding its run_lock")
         self.reclaim_dead_leases(now)
         with self._write() as db:
             due = self._select_due(db, now, owner, created_dates, limit)
@@ -394,11 +479,39 @@ class Registry:
                     "observed_at": _ms(o.observed_at),
                     "http_status": o.http_status,
                     "owner": owner,
+                    "problem": o.problem,
                 }
             )
         with self._write() as db:
             db.executemany(_RECORD_SQL, params)
             db.execute(_BUMP_IDS_SQL, (json.dumps(sorted({p["jobid"] for p in params})),))
+
+    def states(self, jobids: Iterable[str]) -> dict[str, str]:
+        """The state of each of `jobids` the registry knows (unknown ids are left out)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT jobid, state FROM job_ids WHERE jobid IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(jobids))),),
+            ).fetchall()
+        return dict(rows)
+
+    def count_by_source(self) -> dict[str, int]:
+        """Ids per `source` value as stored (`pipelines.discovery` groups them by how they were discovered)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT source, COUNT(*) FROM job_ids GROUP BY source").fetchall())
+
+    def problems(self, created_dates: Collection[date] | None = None, limit: int = PROBLEMS_LISTED) -> Problems:
+        """Ids (of `created_dates`, or all) whose last answer was quarantined, the most recent first."""
+        where = "problem IS NOT NULL AND (?1 IS NULL OR created_date IN (SELECT value FROM json_each(?1)))"
+        dates = _dates_json(created_dates)
+        with self._lock, self._snapshot() as db:
+            count = db.execute(f"SELECT COUNT(*) FROM job_ids WHERE {where}", (dates,)).fetchone()[0]
+            rows = db.execute(
+                f"SELECT jobid, state, problem, last_observed_at FROM job_ids WHERE {where}"
+                " ORDER BY last_observed_at DESC, jobid LIMIT ?2",
+                (dates, limit),
+            ).fetchall()
+        return Problems(count, [(jobid, state, problem, _dt(at)) for jobid, state, problem, at in rows])
 
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
@@ -406,7 +519,7 @@ class Registry:
         with self._lock:
             row = self._db.execute(
                 f"SELECT COUNT(*) FROM job_ids WHERE {_DUE_WHERE}",
-                {"now": _ms(now), "owner": None, "dates": _dates_json(created_dates)},
+                {"now": _ms(now), "owner": None, "dead": None, "dates": _dates_json(created_dates)},
             ).fetchone()
         return row[0]
 
@@ -417,16 +530,20 @@ class Registry:
             rows = self._db.execute(
                 f"SELECT created_date FROM job_ids WHERE {_DUE_WHERE}"
                 " GROUP BY created_date ORDER BY MIN(expires_at), created_date",
-                {"now": _ms(now), "owner": None, "dates": None},
+                {"now": _ms(now), "owner": None, "dead": None, "dates": None},
             ).fetchall()
         return [date.fromisoformat(r[0]) for r in rows]
 
     def summary(self, now: datetime) -> RegistrySummary:
-        """Counts by state, due now, at risk (not final, deadline within 24 h or past) and lost."""
-        self.reclaim_dead_leases(now)
+        """Counts by state, due now, at risk (not final, deadline within 24 h or past), lost, and lease holders.
+
+        Writes nothing, so it never waits on (or fails for) a busy registry: ids held by a dead run count as due
+        now, since the next run frees them first.
+        """
+        holders = self.lease_holders(now)
         with self._lock, self._snapshot() as db:
             by_state = _count_by_state(db, None)
-            risk = _at_risk(db, now)
+            risk = _at_risk(db, now, _dead(holders))
         return RegistrySummary(
             by_state=by_state,
             due_now=risk.due_now,
@@ -434,13 +551,15 @@ class Registry:
             lost=by_state["lost"],
             total=sum(by_state.values()),
             at_risk_ids=risk.jobids,
+            lease_holders=holders,
         )
 
     def at_risk(self, now: datetime) -> AtRisk:
-        """Ids at risk and ids due now, over the whole registry; read through the state index only."""
-        self.reclaim_dead_leases(now)
+        """Ids at risk and ids due now (held by a dead run counts as due), over the whole registry; read through
+        the state and lease indexes only, writing nothing."""
+        dead = _dead(self.lease_holders(now))
         with self._lock, self._snapshot() as db:
-            return _at_risk(db, now)
+            return _at_risk(db, now, dead)
 
     def count_by_state(self, created_dates: Collection[date] | None = None) -> dict[str, int]:
         """Ids per state (every state listed), of `created_dates` only when given (read through their index)."""
@@ -509,6 +628,7 @@ class Registry:
             {
                 "now": _ms(now),
                 "owner": owner,
+                "dead": None,
                 "dates": _dates_json(created_dates),
                 "limit": -1 if limit is None else limit,
             },
@@ -518,12 +638,39 @@ class Registry:
             for r in rows
         ]
 
+    def _add_problem_column(self) -> None:
+        """Add job_ids.problem to a registry made before it (a second process doing the same meanwhile is fine)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(job_ids)")}
+        if "problem" not in columns:
+            try:
+                self._db.execute(_PROBLEM_COLUMN)
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+        self._db.execute(_PROBLEM_INDEX)
+
     def _has_table(self, name: str) -> bool:
         found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
         return found.fetchone() is not None
 
     def _run_lock_path(self, owner: str) -> Path:
         return self.path.with_name(self.path.name + ".runs") / f"{owner}.lock"
+
+    def _alive(self, owner: str) -> bool:
+        """Whether ``owner``'s run lock is held (by this object or another process); absent means gone."""
+        with self._lock:
+            if owner in self._held_runs:
+                return True
+        path = self._run_lock_path(owner)
+        if not path.exists():
+            return False
+        probe = FileLock(path, timeout=0)
+        try:
+            probe.acquire()
+        except Timeout:
+            return True
+        probe.release()
+        return False
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -563,7 +710,27 @@ def _check_ingested(rows: pa.Table) -> None:
         raise ValueError(f"unknown ingested states {sorted(unknown)}; expected one of {list(INGESTED_STATES)}")
 
 
-def _at_risk(db: sqlite3.Connection, now: datetime) -> AtRisk:
+def busy_timeout() -> timedelta:
+    """How long a registry write waits for another process's write lock: $MUREKA_ETL_REGISTRY_BUSY_SECONDS, else
+    BUSY_TIMEOUT."""
+    value = os.environ.get(BUSY_TIMEOUT_ENV)
+    if not value:
+        return BUSY_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise RegistryError(f"{BUSY_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise RegistryError(f"{BUSY_TIMEOUT_ENV}={value!r} must not be negative")
+    return timedelta(seconds=seconds)
+
+
+def _dead(holders: Iterable[LeaseHolder]) -> str:
+    """The owners of stale leases as the JSON list `_DUE_WHERE` takes for `:dead`."""
+    return json.dumps([h.owner for h in holders if not h.alive])
+
+
+def _at_risk(db: sqlite3.Connection, now: datetime, dead: str | None) -> AtRisk:
     horizon = {"horizon": _ms(now + AT_RISK_WINDOW)}
     count = db.execute(f"SELECT COUNT(*) FROM job_ids WHERE {_AT_RISK_WHERE}", horizon).fetchone()[0]
     jobids = [
@@ -574,7 +741,8 @@ def _at_risk(db: sqlite3.Connection, now: datetime) -> AtRisk:
         )
     ]
     due_now = db.execute(
-        f"SELECT COUNT(*) FROM job_ids WHERE {_DUE_WHERE}", {"now": _ms(now), "owner": None, "dates": None}
+        f"SELECT COUNT(*) FROM job_ids WHERE {_DUE_WHERE}",
+        {"now": _ms(now), "owner": None, "dead": dead, "dates": None},
     ).fetchone()[0]
     return AtRisk(count=count, jobids=jobids, due_now=due_now)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import Home
+from pipelines.discovery import ROUTES
 from pipelines.query import connect_readonly
 
 REPORT_SQL = Path(__file__).resolve().parents[1] / "sql" / "report"
@@ -360,6 +361,10 @@ def _capture_health(records: list[dict], since: date, until: date) -> str:
             series[state][index[r["day"]]] = float(r[state])
     at_risk = sum(r["at_risk"] for r in records)
     note = f"<p class=\"sub\">{_int(at_risk)} id(s) not final with a deadline within 24 hours (or past).</p>"
+    routes = [(route, sum(r[f"via_{route}"] for r in records)) for route in ROUTES]
+    note += "<p class=\"sub\">Discovered by: " + " · ".join(
+        f"{_esc(route.replace('_', ' '))} {_int(count)}" for route, count in routes if count
+    ) + ".</p>"
     return (_stacked_bars(days, series, dict(CAPTURE_STATES), _int, partial=until) + _legend(CAPTURE_STATES)
             + note)
 

@@ -14,10 +14,16 @@ from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.partitions import first_day, range_tags
 from pipelines.registry import Registry
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.webhook.spool import pending_days
 
 
 class RunFailedError(RuntimeError):
-    """The capture run could not do its work (bad token, unwritable home, ...); the message says why."""
+    """The capture run could not do its work (bad token, unwritable home, ...); the message says why in one line,
+    `detail` holds Dagster's whole error with its stack traces (`mureka-etl --verbose` prints it)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def _instance() -> dg.DagsterInstance:
@@ -26,8 +32,8 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _fetch_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    """What the run's `raw` step did: its `run_*` figures, and the ids fetched, their outcomes and the ids
-    still due summed over the per-day materializations."""
+    """What the run's `raw` step did: its `run_*` figures (the webhook intake's among them), and the ids
+    fetched, their outcomes and the ids still due summed over the per-day materializations."""
     days = [_values(event) for event in result.asset_materializations_for_node("raw")]
     if not days:
         return {}
@@ -41,6 +47,8 @@ def _fetch_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
         "requests": days[0]["run_requests"],
         "retries": days[0]["run_retries"],
         "jobs_per_second": days[0]["run_jobs_per_second"],
+        "webhook": days[0]["run_webhook"],
+        "quarantined": days[0]["run_quarantined"],
     }
 
 
@@ -57,22 +65,25 @@ def _values(event: dg.AssetMaterialization) -> dict[str, Any]:
     return {key: getattr(value, "value", value) for key, value in event.metadata.items()}
 
 
-# The CLI draws its own progress and summary; Dagster's per-event console lines would bury them.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI draws its own progress, summary and one-line error; Dagster's per-event console lines (a failed step's
+# traceback among them) would bury them. RunFailedError.detail keeps the traceback for --verbose.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> RunSummary:
-    """One pass: fetch every due id (the partitions that hold them, as one ranged run), flatten, load.
+    """One pass: take in the webhook spool, fetch every due id (the partitions that hold them, as one ranged
+    run), flatten, load.
 
     With nothing due, nothing to catch up and the warehouse current, no Dagster run is started at all: the
     pass costs a few indexed registry reads and a stat per lake file.
     """
     with Registry(home.ensure().registry_path) as registry:
         days = registry.partitions_with_due(utcnow())
-    # A run killed after archiving answers leaves days no id is due in any more: they are finished here.
+    # A run killed after archiving answers leaves days no id is due in any more: they are finished here; days
+    # with webhook deliveries in the spool are taken in by the run's raw asset.
     # Days before the first partition (MUREKA_ETL_FIRST_DAY set later than the data) are left alone.
     first = first_day(home)
-    days = sorted(day for day in set(days) | set(days_to_catch_up(home)) if day >= first)
+    days = sorted(day for day in set(days) | set(days_to_catch_up(home)) | set(pending_days(home)) if day >= first)
     if not days and warehouse_is_current(home):
         return RunSummary(days=[])
     defs = build_defs(
@@ -94,21 +105,34 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
                 raise_on_error=False,
             )
     if not result.success:
-        raise RunFailedError(_failure_message(result))
+        raise RunFailedError(*_failure_message(result))
     return RunSummary(
         days=days, fetch=_fetch_figures(result), warehouse=_load_figures(result), run_id=result.run_id
     )
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def _failure_message(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
+    """The first failed step's reason in one line, and Dagster's whole error for it.
+
+    A step that failed after its retries reports `Exceeded max_retries of 2` and wraps the user's error in
+    Dagster's own: the line names the innermost cause (e.g. `OSError: [Errno 28] No space left on device`).
+    """
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             failure = event.step_failure_data
+            detail = failure.error.to_string() if failure.error is not None else ""
             if failure.user_failure_data is not None and failure.user_failure_data.description:
-                return failure.user_failure_data.description
+                return failure.user_failure_data.description, detail
             if failure.error is not None:
-                return failure.error.message.strip()
-    return "the capture run failed"
+                cause = failure.error
+                while cause.cause is not None:
+                    cause = cause.cause
+                return f"step {event.step_key}: {_first_line(cause.message)}", detail
+    return "the capture run failed", ""
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
 
 
 @dataclass(frozen=True)
@@ -144,7 +168,7 @@ def run_feeds(
             run_config=run_config, instance=instance, raise_on_error=False
         )
     if not result.success:
-        raise RunFailedError(_failure_message(result))
+        raise RunFailedError(*_failure_message(result))
     scan = _values(result.asset_materializations_for_node("feed_scan")[0])
     checks = [(e.check_name, e.passed, e.description) for e in result.get_asset_check_evaluations()]
     return FeedRunSummary(

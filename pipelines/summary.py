@@ -8,7 +8,8 @@ from rich.table import Table
 
 from pipelines.capture import RunSummary
 from pipelines.config import Home
-from pipelines.registry import Registry
+from pipelines.discovery import count_by_route
+from pipelines.registry import LeaseHolder, Registry
 from pipelines.warehouse import open_lake
 
 SUMMARY_SQL = Path(__file__).resolve().parents[1] / "sql" / "summary"
@@ -44,12 +45,43 @@ def print_tables(console: Console, home: Home) -> None:
 def print_registry_status(console: Console, home: Home, now: datetime) -> None:
     with Registry(home.registry_path) as registry:
         status = registry.summary(now)
+        routes = count_by_route(registry)
     rows = [(state, count) for state, count in sorted(status.by_state.items())]
     rows += [("(total)", status.total), ("due now", status.due_now), ("at risk (< 24 h, not final)", status.at_risk),
              ("lost to expiry", status.lost)]
+    rows += [("leased to a running sync", status.held), ("held by a dead run (freed by the next sync)", status.stale)]
     console.print(table_of("Registry", ["state", "ids"], rows))
+    discovered = [(route.replace("_", " "), count) for route, count in routes.items()]
+    console.print(table_of("Discovered by", ["route", "ids"], discovered))
     for jobid in status.at_risk_ids:
         console.print(f"  at risk: {jobid}", highlight=False)
+    print_lease_holders(console, status.lease_holders)
+    print_quarantined(console, home)
+
+
+def print_lease_holders(console: Console, holders: list[LeaseHolder]) -> None:
+    """One line per run holding leases: live ones fetch those ids now, a dead one's ids wait for the next sync."""
+    for holder in holders:
+        state = "running" if holder.alive else "dead, its leases are freed by the next sync"
+        until = f"{holder.until:%Y-%m-%d %H:%M:%S} UTC"
+        console.print(f"  leases: {holder.ids} ids held by run {holder.owner} ({state}) until {until}", highlight=False)
+
+
+def print_quarantined(console: Console, home: Home) -> None:
+    """The ids whose last answer was quarantined, with the reasons (nothing when there is none)."""
+    with Registry(home.registry_path) as registry:
+        problems = registry.problems()
+    if not problems.count:
+        return
+    console.print(
+        f"Quarantined: {problems.count} ids whose last answer cannot be stored (kept in lake/raw with the reason;"
+        " the ids stay due until their deadline):",
+        highlight=False,
+    )
+    for jobid, state, problem, _ in problems.latest:
+        console.print(f"  quarantined: {jobid} ({state}): {problem}", highlight=False)
+    if problems.count > len(problems.latest):
+        console.print(f"  ... and {problems.count - len(problems.latest)} more", highlight=False)
 
 
 def print_run(console: Console, home: Home, run: RunSummary) -> None:
@@ -75,6 +107,24 @@ def print_run(console: Console, home: Home, run: RunSummary) -> None:
             f"{fetch.get('jobs_per_second', 0)} jobs/s; outcomes {fetch.get('outcomes', {})}",
             highlight=False,
         )
+        webhook = fetch.get("webhook") or {}
+        if webhook.get("deliveries"):
+            console.print(
+                f"Webhook spool: {webhook['deliveries']} deliveries of {webhook['jobs']} jobs; {webhook['confirmed']}"
+                f" confirmed by {webhook['requests']} requests, {webhook['already_final']} already final,"
+                f" {webhook['unconfirmed']} not confirmed (kept in webhook/rejected/), {webhook['deferred']} for later",
+                highlight=False,
+            )
         if fetch.get("still_due"):
             console.print(f"Still due after this run: {fetch['still_due']} (the next run picks them up)")
+        quarantined = fetch.get("quarantined") or {}
+        if quarantined:
+            count = fetch.get("outcomes", {}).get("quarantined", len(quarantined))
+            console.print(
+                f"Quarantined {count} answers that cannot be stored"
+                " (kept in lake/raw with the reason; the ids stay due):",
+                highlight=False,
+            )
+            for jobid, reason in quarantined.items():
+                console.print(f"  quarantined: {jobid}: {reason}", highlight=False)
     print_tables(console, home)

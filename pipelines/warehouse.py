@@ -7,8 +7,13 @@ so the view reads a few thousand rows instead of joining and unnesting every son
 DuckDB lets one process open a database file for writing and then no other process may open it at all,
 so the writer takes a file lock first (one mureka-etl writer at a time), keeps its connection only for
 the load, and waits a bounded time for an outside holder (an analyst's session) before giving up.
+
+The warehouse holds nothing the lake does not: a file DuckDB cannot read is set aside and rebuilt from the
+lake, and a (table, day) whose rows differ from what its load wrote is loaded again, each with a warning.
 """
 
+import logging
+import os
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -20,7 +25,7 @@ from filelock import FileLock, Timeout
 
 from pipelines.config import TABLES, Home
 from pipelines.crashpoints import crashpoint
-from pipelines.lake import file_version, lake_days, table_file
+from pipelines.lake import file_version, heal, lake_days, table_file
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMA_SQL = SQL_DIR / "schema.sql"
@@ -35,6 +40,13 @@ LOAD_MEMORY_LIMIT = "256MB"
 ROW_GROUP_SIZE = 30_720
 _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 2.0
+# What DuckDB says of a file it cannot read as a database: truncated, overwritten, or failing a block checksum.
+_DAMAGE_MARKERS = (
+    "not a valid DuckDB database file", "Could not read enough bytes", "Corrupt database file", "checksum",
+)
+DAMAGED_SUFFIX = ".damaged"
+
+log = logging.getLogger(__name__)
 
 
 class WarehouseLockedError(RuntimeError):
@@ -82,23 +94,13 @@ class Warehouse:
                 " safe in the lake and the next run loads it (or run the load again when that one ends)"
             ) from None
         try:
-            con = self._connect(deadline)
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    summarized = _has_table(con, "_song_duration_seconds")
-                    con.execute(SCHEMA_SQL.read_text())
-                    loaded = _load_days(con, home, days, summarized)
-                    if not summarized:  # a new warehouse, or one older than the summary tables
-                        rebuild_summaries(con)
-                    self.apply_views(con)
-                    counts = _counts(con)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
+                loaded, counts = self._load(home, days, deadline)
+            except duckdb.Error as error:
+                if not any(marker in str(error) for marker in _DAMAGE_MARKERS):
                     raise
-            finally:
-                con.close()
+                self._set_aside(error)
+                loaded, counts = self._load(home, None, deadline)
         finally:
             lock.release()
         return LoadResult(
@@ -107,6 +109,37 @@ class Warehouse:
             seconds=time.monotonic() - started,
             loaded=loaded,
         )
+
+    def _load(self, home: Home, days: Collection[date] | None, deadline: float) -> tuple[int, dict[str, int]]:
+        """One load transaction: (table, day) files replaced, and the table sizes after it."""
+        con = self._connect(deadline)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                summarized = _has_table(con, "_song_duration_seconds")
+                con.execute(SCHEMA_SQL.read_text())
+                loaded = _load_days(con, home, days, summarized)
+                if not summarized:  # a new warehouse, or one older than the summary tables
+                    rebuild_summaries(con)
+                self.apply_views(con)
+                counts = _counts(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+        return loaded, counts
+
+    def _set_aside(self, error: duckdb.Error) -> None:
+        """Move a warehouse DuckDB cannot read (and its WAL) to `<name>.damaged`, replacing an earlier one; the
+        load then rebuilds it from the lake."""
+        aside = self.path.with_name(self.path.name + DAMAGED_SUFFIX)
+        log.warning("warehouse %s is damaged (%s): moved to %s, rebuilding it from the lake", self.path, error, aside)
+        os.replace(self.path, aside)
+        wal = self.path.with_name(self.path.name + ".wal")
+        if wal.exists():
+            os.replace(wal, aside.with_name(aside.name + ".wal"))
 
     def apply_views(self, con: duckdb.DuckDBPyConnection) -> None:
         """Execute every sql/views/*.sql in name order (if the folder exists)."""
@@ -186,7 +219,7 @@ def _load_days(
 
     When `summarized`, the song duration summary follows the replaced days of songs and jobs.
     """
-    changes = _changes(con, home, days)
+    changes = _changes(con, home, days, _inconsistent_loads(con))
     summary_days = sorted({c.day for c in changes if c.table in SONG_DURATION_SOURCES}) if summarized else []
     if summary_days:
         _begin_song_duration_refresh(con, summary_days, summarized=True)
@@ -198,8 +231,11 @@ def _load_days(
     return loaded
 
 
-def _changes(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None) -> list[_Change]:
-    """The (table, day) files whose version differs from the one `_lake_loads` records, tables in TABLES order."""
+def _changes(
+    con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] | None, inconsistent: set[tuple[str, date]]
+) -> list[_Change]:
+    """The (table, day) files whose version differs from the one `_lake_loads` records, or whose rows differ from
+    what their load wrote (`inconsistent`), tables in TABLES order."""
     recorded = {
         (table, day): version
         for table, day, version in con.execute("SELECT table_name, created_date, version FROM _lake_loads").fetchall()
@@ -207,7 +243,7 @@ def _changes(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] 
     wanted = set(days) if days is not None else None
     changes = []
     for table in TABLES:
-        candidates = set(lake_days(home, table)) | {day for name, day in recorded if name == table}
+        candidates = set(lake_days(home, table)) | {day for name, day in [*recorded, *inconsistent] if name == table}
         if wanted is not None:
             candidates &= wanted
         for day in sorted(candidates):
@@ -216,9 +252,28 @@ def _changes(con: duckdb.DuckDBPyConnection, home: Home, days: Collection[date] 
                 version = file_version(path)
             except FileNotFoundError:
                 version = None
-            if version != recorded.get((table, day)):
+            if version != recorded.get((table, day)) or (table, day) in inconsistent:
                 changes.append(_Change(table, day, path, version))
     return changes
+
+
+def _inconsistent_loads(con: duckdb.DuckDBPyConnection) -> set[tuple[str, date]]:
+    """The (table, day) whose rows in the warehouse differ in number from what `_lake_loads` says was loaded
+    (rows lost or added behind the load's back, a table dropped and made again empty), each named in a warning:
+    they are loaded again."""
+    actual = " UNION ALL ".join(
+        f"SELECT '{table}' AS table_name, created_date, count(*) AS actual FROM {table} GROUP BY created_date"
+        for table in TABLES
+    )
+    rows = con.execute(
+        f"SELECT table_name, created_date, coalesce(l.row_count, 0), coalesce(a.actual, 0)"
+        f" FROM _lake_loads AS l FULL JOIN ({actual}) AS a USING (table_name, created_date)"
+        " WHERE coalesce(l.row_count, 0) <> coalesce(a.actual, 0) ORDER BY ALL"
+    ).fetchall()
+    for table, day, loaded, found in rows:
+        log.warning("warehouse table %s of %s holds %d rows where its load wrote %d: loading it again", table, day,
+                    found, loaded)
+    return {(table, day) for table, day, _, _ in rows}
 
 
 def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> int:
@@ -310,8 +365,10 @@ def open_lake(home: Home, days: Collection[date] | None = None) -> duckdb.DuckDB
     here, computed on each use.
 
     Reads never touch the warehouse file, so they cannot conflict with a run that writes it. A table
-    without files yet is an empty view with the warehouse's column types.
+    without files yet is an empty view with the warehouse's column types. Damaged lake files (of `days`) are
+    repaired first (`lake.heal`), so a reader never meets one.
     """
+    heal(home, days)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE SCHEMA _empty; SET schema = '_empty'")

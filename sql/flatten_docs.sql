@@ -3,16 +3,16 @@
 -- `keys` the key lists of the record, its request, its response and its first ten songs (for jobs.extra_fields;
 -- the API returns at most four songs). Input: the Arrow table `latest` (raw lake schema), the latest 200
 -- observation per jobid whose body is a JSON object, chosen by flatten.py before parsing (a window over the
--- parsed structs costs several times the parse). A malformed latest body gives a NULL doc (TRY); fetch and
--- ingest never archive one, as they check every 200.
--- flatten.py makes this the view `docs`, which flatten_records.sql reads; the rows whose doc is NULL are dropped
--- after it (its `parsed`), not here: a WHERE on doc makes DuckDB's optimizer push the whole from_json into a
--- filter and parse every body twice.
+-- parsed structs costs several times the parse). A malformed latest body gives a NULL doc (TRY): the fetch
+-- stage reads every answer's state here (flatten_states.sql) before it records it, and quarantines one that
+-- gives no record. flatten.py makes this the view `docs`, which flatten_records.sql and flatten_states.sql read;
+-- the rows that do not read as the job's record are dropped after it (`parsed`), not here: a WHERE on doc makes
+-- DuckDB's optimizer push the whole from_json into a filter and parse every body twice.
 WITH parsed AS (
     SELECT
         jobid, observed_at, http_status, batch_id,
         TRY(from_json(body, '{
-            "jobType": "VARCHAR", "verb": "VARCHAR", "status": "VARCHAR", "created": "VARCHAR",
+            "jobid": "VARCHAR", "jobType": "VARCHAR", "verb": "VARCHAR", "status": "VARCHAR", "created": "VARCHAR",
             "updated": "VARCHAR", "error": "VARCHAR", "errorDetails": "VARCHAR", "code": "JSON",
             "request": "JSON",
             "response": {"feed_id": "JSON", "state": "JSON", "title": "VARCHAR", "preview": "VARCHAR",
@@ -43,5 +43,8 @@ WITH parsed AS (
         flatten(keys[4:]) AS song_keys  -- flatten skips the NULL key lists of songs not there
     FROM parsed
 )
-SELECT *, m_conversation(req.conversation) AS turns
+SELECT
+    *,
+    m_conversation(req.conversation) AS turns,
+    coalesce(doc.jobid = jobid, false) AS parsed  -- the body reads as a record, of this job
 FROM typed;

@@ -2,12 +2,13 @@
 -- take from it, so each body is parsed and read once and nothing is materialized in between. flatten.py
 -- splits it: jobs from the job columns, speech from the rows with has_speech, songs and speech_turns from
 -- the lists `songs` and `speech_turns` (items keep their 0-based position in the record's array), and job_observations
--- joins it (jobid, observed_at, batch_id, status) to the raw rows. Rows with parsed = false (a malformed latest
--- body) are dropped there, and the rows are sorted there: sorting the nested lists here costs more.
+-- joins it (jobid, observed_at, batch_id, status) to the raw rows. Rows with parsed = false (a latest body that
+-- does not read as this job's record) are dropped there, and the rows are sorted there: sorting the nested lists
+-- here costs more.
 -- Timestamps are epoch milliseconds.
 SELECT
     jobid,
-    doc IS NOT NULL AS parsed,
+    parsed,
     job_type,
     doc.verb AS verb,
     doc.status AS status,

@@ -29,7 +29,7 @@ def test_401_stops_at_the_first_refusal_and_stores_nothing(tmp_path: Path, corpu
     with RecordingSimulator(corpus, faults=FaultConfig(rate_503=0.3)) as sim, Registry(home.registry_path) as registry:
         with MurekaClient(sim.base_url, "user:777-not-the-token", concurrency=concurrency, **FAST) as client:
             with pytest.raises(AuthError, match="USEAPI_TOKEN") as caught:
-                fetch_due(home, registry, client, now=utcnow, chunk_size=10)
+                fetch_due(home, registry, client, now=utcnow, batch_size=10)
             refused = sim.answers_by_status[401]
         summary = registry.summary(utcnow())
     assert "not-the-token" not in str(caught.value)

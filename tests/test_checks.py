@@ -1,5 +1,6 @@
 """Asset checks: all pass on a clean capture, and each fails on the bad data planted for it."""
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -56,8 +57,10 @@ def evaluate(name: str, home: Home) -> dg.AssetCheckResult:
     for group in asset_checks.CHECKS:
         if name in {key.name for key in group.check_keys}:
             context = dg.build_asset_check_context()
-            results = {r.check_name: r for r in group(context, home=HomeResource(root=str(home.root)))}
-            return results[name]
+            results = group(context, home=HomeResource(root=str(home.root)))
+            if isinstance(results, dg.AssetCheckResult):  # a single check returns its result
+                return results
+            return {r.check_name: r for r in results}[name]
     raise KeyError(name)
 
 
@@ -65,7 +68,18 @@ def rewrite(home: Home, table: str, change: Callable[[Rows], Rows]) -> None:
     """Apply `change` to the rows of every day file of a lake table, keeping its schema."""
     for path in sorted(home.table_dir(table).glob("created_date=*/data.parquet")):
         data = pq.read_table(path)
-        pq.write_table(pa.Table.from_pylist(change(data.to_pylist()), schema=data.schema), path)
+        planted(path, table, pa.Table.from_pylist(change(data.to_pylist()), schema=data.schema))
+
+
+def planted(path, table: str, rows: pa.Table) -> None:
+    """Write bad rows as a faulty flatten would: the day's job_observations file records their number, so the
+    lake is consistent (not damage that reading would rebuild from raw)."""
+    pq.write_table(rows, path)
+    observations = path.parents[1].with_name("job_observations") / path.parent.name / path.name
+    kept = pq.read_table(observations)
+    metadata = dict(kept.schema.metadata)
+    metadata[lake.DAY_ROWS_KEY] = json.dumps(json.loads(metadata[lake.DAY_ROWS_KEY]) | {table: rows.num_rows})
+    pq.write_table(kept.replace_schema_metadata(metadata), observations)
 
 
 def first_where(home: Home, table: str, match: Callable[[dict], bool]) -> dict:
@@ -88,7 +102,14 @@ def test_in_a_run_the_checks_read_only_the_runs_days(clean_capture):
     days = lake.lake_days(home, "jobs")
     scope = f"{days[0]}..{days[-1]}"
     assert {e.check_name: e.metadata["days"].value for e in evaluations.values() if "days" in e.metadata} == {
-        name: scope for name in [*(c[0] for c in asset_checks.TABLE_CHECKS), "api_drift", "lost_jobs"]
+        name: scope
+        for name in [
+            *(c[0] for c in asset_checks.TABLE_CHECKS),
+            "api_drift",
+            "lost_jobs",
+            "lake_matches_raw",
+            "quarantined_answers",
+        ]
     }
 
 
@@ -96,7 +117,7 @@ def test_a_day_outside_the_checked_days_is_not_read(home):
     first, *others = lake.lake_days(home, "jobs")
     path = lake.table_file(home, "jobs", first)
     table = pq.read_table(path)
-    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)  # a duplicate key on the first day
+    planted(path, "jobs", pa.concat_tables([table, table.slice(0, 1)]))  # a duplicate key on the first day
     found = checks.find(home, ["jobs_duplicate_keys"], others)["jobs_duplicate_keys"]
     assert found.count == 0
     assert checks.find(home, ["jobs_duplicate_keys"], [first])["jobs_duplicate_keys"].count == 1
@@ -181,3 +202,23 @@ def test_expiry_risk_lists_ids_that_expire_within_a_day_and_lost_jobs_warns(home
     lost = evaluate("lost_jobs", home)
     assert not lost.passed and lost.severity == dg.AssetCheckSeverity.WARN
     assert lost.metadata["lost"].value == 1
+
+
+def test_lake_matches_raw_names_damaged_files_unflattened_and_lost_raw_batches(home):
+    first, second, third = lake.lake_days(home, "raw")[:3]
+    songs = lake.table_file(home, "songs", first)
+    songs.write_bytes(b"not parquet")
+    lake.write_raw_batch(home, "zz-late", lake.read_raw(home, second).append_column(
+        "created_date", pa.array([second] * lake.read_raw(home, second).num_rows, pa.date32())))
+    (gone, *_) = lake.raw_batches(home, third).values()
+    gone.unlink()  # an archived batch lost: the lake holds observations raw no longer has
+
+    result = evaluate("lake_matches_raw", home)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["damaged_files"].data == [str(songs)]
+    assert (result.metadata["days_not_flattened"].value, result.metadata["days_mismatched"].value) == (1, 1)
+    preview = result.metadata["preview"].value
+    assert f"| {first} | songs | data.parquet is unreadable" in preview
+    assert f"| {second} | raw | raw batches not flattened yet |" in preview
+    assert f"| {third} | job_observations |" in preview
+    assert checks.lake_raw_findings(home, [first]).count == 1

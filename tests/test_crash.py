@@ -8,6 +8,7 @@ no duplicate row, no unreadable Parquet file and no id still leased.
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -206,6 +207,8 @@ def test_sigkill_at_many_points_then_rerun_loses_nothing(
         done = run_cli(["sync", "--quiet"], cli_env(home, simulator.base_url, simulator.token, point))
         assert done.returncode == KILLED, f"{point} was never reached: rc={done.returncode}\n{done.stdout}\n{done.stderr}"
         assert_lake_readable_and_answers_only(home)
+        if point.startswith("lake_temp_written"):
+            assert list(home.lake.rglob("*.parquet.*.tmp"))  # the killed write's temp file
 
     done = run_cli(["sync", "--quiet"], env)
     assert done.returncode == 0, done.stderr
@@ -218,8 +221,7 @@ def test_sigkill_at_many_points_then_rerun_loses_nothing(
     for table, rows in reference.items():
         assert tables[table] == rows, table
     assert lake_snapshot(home) == tables
-    stray = [p.name for p in home.lake.rglob("*.tmp")]
-    assert all(name.startswith(".") for name in stray)  # leftovers of killed writes stay hidden from readers
+    assert list(home.lake.rglob("*.tmp")) == []  # the killed writes' temp files are removed by the next run
 
 
 def test_a_run_killed_after_recording_is_finished_by_the_next_one(
@@ -250,3 +252,43 @@ def test_stray_temp_files_are_invisible(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
     finally:
         con.close()
+
+
+def test_a_reclaim_blocked_by_a_busy_registry_fails_loudly_and_the_next_sync_fetches_the_dead_runs_ids(
+    tmp_path: Path, corpus: list[SimJob], simulator: Simulator, reference: dict[str, list[tuple]]
+) -> None:
+    """SIGKILL a sync holding leases, then sync while another process holds the registry's write lock: that sync
+    fails naming the dead run and keeps its lock file; `status` shows the stale leases; once the lock is gone the
+    next sync fetches every id the dead run held."""
+    home = Home(tmp_path / "home").ensure()
+    env = cli_env(home, simulator.base_url, simulator.token)
+    add_ids(home, corpus, env)
+    simulator.faults.latency_ms = 20
+    try:
+        assert kill_after_requests(env, simulator, requests=10) == KILLED
+    finally:
+        simulator.faults.latency_ms = 0
+    runs = home.root / "registry.sqlite.runs"
+    (dead_lock,) = runs.glob("*.lock")
+
+    writer = sqlite3.connect(home.registry_path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        blocked = run_cli(["sync", "--quiet"], {**env, "MUREKA_ETL_REGISTRY_BUSY_SECONDS": "1"})
+        assert blocked.returncode == 1
+        assert f"cannot free the {len(corpus)} ids leased to the dead run {dead_lock.stem}" in blocked.stderr
+        assert "Fetched" not in blocked.stdout
+        assert dead_lock.exists()
+        status = run_cli(["status"], {**env, "COLUMNS": "200"})
+        assert status.returncode == 0, status.stderr
+        assert re.search(rf"held by a dead run \(freed by the next sync\) +│ +{len(corpus)} │", status.stdout)
+        assert f"leases: {len(corpus)} ids held by run {dead_lock.stem} (dead" in status.stdout
+    finally:
+        writer.close()
+
+    done = run_cli(["sync", "--quiet"], env)
+    assert done.returncode == 0, done.stderr
+    assert f"Fetched {len(corpus)} ids" in done.stdout
+    assert not dead_lock.exists()
+    assert_no_leases(home)
+    assert warehouse_snapshot(home) == reference

@@ -27,7 +27,7 @@ from pipelines.fetch import fetch_due
 from pipelines.registry import Registry
 from pipelines.useapi.client import MurekaClient, TransientError
 from pipelines.useapi.corpus import SimJob
-from pipelines.useapi.simulator import JOB_PREFIX, FaultConfig, Simulator
+from pipelines.useapi.simulator import JOB_PREFIX, JOBS_PATH, FaultConfig, Simulator
 from tests.conftest import make_corpus, register
 
 ANSWER_STATUSES = {200, 400, 403, 404, 410}
@@ -46,17 +46,34 @@ SNAPSHOT_SQL = {
 
 
 class RecordingSimulator(Simulator):
-    """The simulator, plus the arrival time of every request per job id (for Retry-After gaps)."""
+    """The simulator, plus the arrival time of every request per job id (for Retry-After gaps), and the requests
+    and faults of GET /jobs (each run's API check) apart, so that counts can be made over job requests alone."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.arrivals: defaultdict[str, list[float]] = defaultdict(list)
+        self.listing_requests = 0
+        self.listing_faults: Counter[str] = Counter()
 
     def _handle(self, method, target, auth, close):
         path = target.split(b"?", 1)[0].decode("latin-1")
         if path.startswith(JOB_PREFIX):
             self.arrivals[unquote(path[len(JOB_PREFIX):])].append(time.monotonic())
-        return super()._handle(method, target, auth, close)
+        if path != JOBS_PATH:
+            return super()._handle(method, target, auth, close)
+        before = self.faults_injected
+        handled = super()._handle(method, target, auth, close)  # draws its fault here, on the server's one thread
+        self.listing_requests += 1
+        self.listing_faults += self.faults_injected - before
+        return handled
+
+    @property
+    def job_requests(self) -> int:
+        return self.requests_total - self.listing_requests
+
+    @property
+    def job_faults(self) -> Counter[str]:
+        return self.faults_injected - self.listing_faults
 
 
 @dataclass
@@ -83,11 +100,11 @@ def run_pipeline(tmp_path: Path, name: str, corpus: list[SimJob], faults: FaultC
         client = MurekaClient(sim.base_url, sim.token, timeout=(3.05, READ_TIMEOUT), concurrency=16, **FAST)
         with client:
             while registry.count_due(utcnow()) and runs < MAX_RUNS:
-                report = fetch_due(home, registry, client, now=utcnow, chunk_size=40)
+                report = fetch_due(home, registry, client, now=utcnow, batch_size=40)
                 runs += 1
                 retries += report.retries
                 deferred += report.by_outcome["deferred"]
-        requests, injected = sim.requests_total, sim.faults_injected
+        requests, injected = sim.job_requests, sim.job_faults
         most = max(len(times) for times in sim.arrivals.values())
     with Registry(home.registry_path) as registry:
         days = registry.days()
@@ -224,7 +241,7 @@ def test_a_run_that_cannot_get_through_says_what_is_due_and_the_next_run_fetches
             with MurekaClient(sim.base_url, sim.token, concurrency=4, max_retries=2, body_tries=2, **FAST) as client:
                 report = fetch_due(home, registry, client, now=utcnow, run_retry_budget=20)
             per_id = Counter({jobid: len(times) for jobid, times in sim.arrivals.items()})
-            requests = sim.requests_total
+            requests = sim.job_requests
         assert report.stopped_reason == f"retry budget exhausted: {len(corpus)} ids still due"
         assert report.still_due == len(corpus) == registry.count_due(utcnow())
         assert max(per_id.values()) <= 3 * 2  # (2 + 1) urllib3 attempts x 2 body tries

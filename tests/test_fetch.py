@@ -162,12 +162,12 @@ def test_limit_takes_the_ids_nearest_their_deadline(
 ) -> None:
     register(registry, clock, [j.jobid for j in finished])
     with Simulator(finished, token=TOKEN, clock=clock) as sim, client_for(sim) as client:
-        report = fetch_due(home, registry, client, now=clock.now, limit=5, chunk_size=2)
+        report = fetch_due(home, registry, client, now=clock.now, limit=5, batch_size=2)
         seen = set(sim.requests_by_jobid)
     oldest = {j.jobid for j in sorted(finished, key=lambda j: j.created)[:5] if j.owner_user == "777"}
     assert report.requested == 5
     assert seen == oldest
-    assert len(report.raw_batches) == 3  # chunks of 2, 2 and 1: each its own raw batch
+    assert len(report.raw_batches) == 3  # batches of 2, 2 and 1 answers: each its own raw batch
     assert len(raw_rows(home)) == 5
 
 
@@ -183,7 +183,7 @@ def test_faults_are_retried_and_never_land_in_raw(
             register(registry, clock, [j.jobid for j in jobs])
             with Simulator(jobs, token=TOKEN, clock=clock, faults=faults, seed=5) as sim:
                 with client_for(sim, max_retries=8, **FAST) as client:
-                    report = fetch_due(home, registry, client, now=clock.now, chunk_size=16)
+                    report = fetch_due(home, registry, client, now=clock.now, batch_size=16)
                 injected = sim.faults_injected
             return report, home, states(registry), injected
 
@@ -225,7 +225,7 @@ def test_a_refused_token_stops_the_run_and_releases_every_id(
     register(registry, clock, [j.jobid for j in finished])
     with Simulator(finished, token=TOKEN, clock=clock) as sim, client_for(sim, "user:777-notthetoken") as client:
         with pytest.raises(AuthError, match="USEAPI_TOKEN"):
-            fetch_due(home, registry, client, now=clock.now, chunk_size=8)
+            fetch_due(home, registry, client, now=clock.now, batch_size=8)
     assert registry.count_due(clock.now()) == len(finished)
     assert states(registry)["new"] == len(finished)
     assert list(home.raw.rglob("*.parquet")) == []
@@ -253,5 +253,20 @@ def test_classify_error_answers(status: int, captured: bool, hours_after_deadlin
 def test_classify_records(status: str, state: str) -> None:
     due = DueId("j1", NOW - timedelta(days=1), NOW + timedelta(days=6), "new", False)
     answer = Answer("j1", 200, json.dumps({"jobid": "j1", "status": status}), NOW, 0)
-    outcome = classify(answer, due, NOW)
+    outcome = classify(answer, due, NOW, status)
     assert (outcome.state, outcome.captured) == (state, True)
+
+
+def test_answers_that_trickle_in_are_archived_by_time(
+    home: Home, registry: Registry, clock: Clock, finished: list[SimJob]
+) -> None:
+    """Answers 200 ms apart per worker: a batch is archived `batch_seconds` after its first answer, not when it is
+    full, so a crash would lose well under a second of them; batch ids sort in the order they were written."""
+    mine = [job for job in finished if job.owner_user == "777"][:12]
+    register(registry, clock, [j.jobid for j in mine])
+    with Simulator(mine, token=TOKEN, clock=clock, faults=FaultConfig(latency_ms=200)) as sim:
+        with client_for(sim, concurrency=2) as client:
+            report = fetch_due(home, registry, client, now=clock.now, batch_seconds=0.3)
+    assert len(report.raw_batches) >= 3
+    assert report.raw_batches == sorted(report.raw_batches)
+    assert sorted(r["jobid"] for r in raw_rows(home)) == sorted(j.jobid for j in mine)

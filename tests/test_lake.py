@@ -2,6 +2,10 @@
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -173,3 +177,132 @@ def test_write_job_ids_and_file_version(home):
     lake.write_job_ids(home, DAY, SCHEMAS["job_ids"].empty_table())
     assert not path.exists()
 
+
+
+# --- damaged files are rebuilt from raw --------------------------------------------------------------
+
+
+def applied_day(home: Home) -> dict[str, bytes]:
+    """Two raw batches of DAY applied one after the other; returns the files a clean rebuild of the day writes."""
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    lake.apply_pending(home, DAY, rebuild=True)
+    return file_bytes(home)
+
+
+def fewer_rows(path: Path) -> None:
+    """Replace a Parquet file with a readable one that lost its last row (its metadata kept)."""
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, table.num_rows - 1), path)
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda path: path.write_bytes(b"\x8f" * path.stat().st_size), "is unreadable"),
+        (lambda path: path.write_bytes(path.read_bytes()[:-200] + bytes(200)), "is unreadable"),
+        (Path.unlink, "is missing (it held 12 rows)"),
+        (fewer_rows, "holds 11 rows where 12 were written"),
+    ],
+    ids=["random-bytes", "broken-footer", "deleted", "rows-lost"],
+)
+def test_a_damaged_file_is_named_and_its_day_rebuilt_from_raw(home, caplog, damage, reason):
+    clean = applied_day(home)
+    jobs = lake.table_file(home, "jobs", DAY)
+    damage(jobs)
+    (found,) = lake.damaged_files(home, DAY)
+    assert (found.table, found.path) == ("jobs", jobs) and found.reason.startswith(reason)
+    assert lake.damaged_days(home) == {DAY: [found]}
+    assert lake.heal(home) == [found]
+    assert f"lake file {jobs} {reason}" in caplog.text and "rebuilding 2026-01-21 from lake/raw" in caplog.text
+    assert file_bytes(home) == clean
+    assert lake.damaged_days(home) == {}
+    assert lake.heal(home) == []
+
+
+def test_a_jobs_file_deleted_from_a_day_written_before_the_row_counts_is_rebuilt(home, caplog):
+    clean = applied_day(home)
+    observations = lake.table_file(home, "job_observations", DAY)
+    table = pq.read_table(observations)
+    metadata = {k: v for k, v in table.schema.metadata.items() if k != lake.DAY_ROWS_KEY}
+    pq.write_table(table.replace_schema_metadata(metadata), observations)
+    assert lake.damaged_files(home, DAY) == []
+    jobs = lake.table_file(home, "jobs", DAY)
+    jobs.unlink()
+    (found,) = lake.damaged_files(home, DAY)
+    assert (found.path, found.reason) == (jobs, "is missing (job_observations holds captured jobs)")
+    assert lake.heal(home) == [found]
+    assert file_bytes(home) == clean
+
+
+def test_a_damaged_page_behind_a_sound_footer_is_rebuilt_when_the_day_is_applied(home, caplog):
+    clean = applied_day(home)
+    songs = lake.table_file(home, "songs", DAY)
+    data = bytearray(songs.read_bytes())
+    data[4:204] = b"\xff" * 200  # the first column chunk's pages; the footer still reads
+    songs.write_bytes(bytes(data))
+    result = lake.apply_pending(home, DAY)
+    assert [d.path for d in result.healed] == [songs]
+    assert f"lake file {songs} is unreadable" in caplog.text
+    assert file_bytes(home) == clean
+
+
+def test_an_unreadable_job_ids_file_is_removed_for_the_registry_to_export_again(home, caplog):
+    path = lake.write_job_ids(home, DAY, pa.table({"jobid": ["j1"]}))
+    path.write_bytes(b"not parquet")
+    (found,) = lake.damaged_days(home)[DAY]
+    assert found.table == "job_ids"
+    assert lake.heal(home) == [found]
+    assert not path.exists()
+    assert "the next sync exports it again from the registry" in caplog.text
+
+
+def test_a_day_a_killed_apply_left_midway_is_caught_up_not_rebuilt(home, caplog):
+    lake.write_raw_batch(home, "b01", with_day(raw_rows({"b01"})))
+    lake.apply_pending(home, DAY)
+    observations = lake.table_file(home, "job_observations", DAY)
+    before = observations.read_bytes()
+    lake.write_raw_batch(home, "b02", with_day(raw_rows({"b02"})))
+    lake.apply_pending(home, DAY)
+    observations.write_bytes(before)  # killed before its last file: the other tables hold b02 already
+    assert lake.damaged_files(home, DAY) == []
+    assert lake.pending_days(home) == [DAY]
+    assert lake.apply_pending(home, DAY).healed == []
+    assert "rebuilding" not in caplog.text
+    observations.write_bytes(b"garbage")
+    assert lake.pending_days(home) == [DAY]  # unreadable: its batches count as not applied
+
+
+# --- temp files of killed writes ---------------------------------------------------------------------
+
+
+def temp_of(path: Path, pid: int) -> Path:
+    temp = lake.temp_path(path)
+    temp = temp.with_name(temp.name.replace(f".{os.getpid()}.", f".{pid}.", 1))
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_bytes(b"PAR1 half a file")
+    return temp
+
+
+def test_temp_files_are_removed_when_their_writer_is_dead_or_they_are_old(home):
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        raw = lake.day_dir(home.raw, DAY) / "20260121T000000-deadbeef-0000.parquet"
+        jobs = lake.table_file(home, "jobs", DAY)
+        dead = [temp_of(raw, exited.pid), temp_of(jobs, exited.pid)]
+        live = [temp_of(jobs, running.pid), temp_of(raw, os.getpid())]
+        old = temp_of(jobs, running.pid)
+        os.utime(old, (time.time() - lake.TEMP_MAX_AGE_S - 60,) * 2)
+        others = [jobs.with_name(".notes.tmp"), jobs.with_name("data.parquet")]
+        for path in others:
+            path.write_bytes(b"x")
+        assert sorted(lake.remove_stale_temps(home)) == sorted([*dead, old])
+        assert all(path.exists() for path in [*live, *others])
+        assert lake.remove_stale_temps(home) == []
+    finally:
+        running.kill()
+        running.wait()

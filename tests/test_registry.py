@@ -1,7 +1,11 @@
 """The SQLite registry: adds, due ids and leases, outcomes, summary and the job_ids export."""
 
 import multiprocessing
+import os
+import signal
 import sqlite3
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,7 +13,9 @@ import pyarrow as pa
 import pytest
 
 from pipelines.jobids import parse_jobid
-from pipelines.registry import JOB_IDS_SCHEMA, STATES, AddResult, Outcome, Registry
+from pipelines.registry import (
+    JOB_IDS_SCHEMA, STATES, AddResult, DueId, LeaseReclaimError, Outcome, Registry, RegistryError,
+)
 
 UTC = timezone.utc
 NOW = datetime(2026, 1, 21, 12, 0, tzinfo=UTC)
@@ -29,6 +35,27 @@ def path(tmp_path: Path) -> Path:
 def reg(path: Path):
     with Registry(path) as registry:
         yield registry
+
+
+class RunLocks:
+    """Claims as a run makes them: each owner's run lock is taken before its first claim and held until the test
+    ends (a claim without it is refused, and its leases would look dead)."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.held: set[tuple[int, str]] = set()
+
+    def claim(self, reg: Registry, now: datetime, owner: str, **kwargs) -> list[DueId]:
+        if (id(reg), owner) not in self.held:
+            self.stack.enter_context(reg.run_lock(owner))
+            self.held.add((id(reg), owner))
+        return reg.claim_due(now, owner, **kwargs)
+
+
+@pytest.fixture
+def runs() -> Iterator[RunLocks]:
+    with ExitStack() as stack:
+        yield RunLocks(stack)
 
 
 def outcome(jobid: str, status: int, state: str | None, captured: bool = False, at: datetime = NOW) -> Outcome:
@@ -75,36 +102,36 @@ def test_due_ids_nearest_deadline_first_with_date_filter(reg):
     assert reg.days() == [date(2026, 1, 15), date(2026, 1, 18), date(2026, 1, 20)]
 
 
-def test_claims_do_not_overlap_across_two_registry_objects(path, reg):
+def test_claims_do_not_overlap_across_two_registry_objects(path, reg, runs):
     reg.add([make_id(20, h) for h in range(6)], "cli", NOW)
     with Registry(path) as other:
-        first = reg.claim_due(NOW, "run-a", limit=4)
-        second = other.claim_due(NOW, "run-b")
+        first = runs.claim(reg, NOW, "run-a", limit=4)
+        second = runs.claim(other, NOW, "run-b")
         assert [d.created_at.hour for d in first] == [0, 1, 2, 3]
         assert [d.created_at.hour for d in second] == [4, 5]
-        assert other.claim_due(NOW, "run-c") == []
+        assert runs.claim(other, NOW, "run-c") == []
         assert reg.count_due(NOW) == 0
         # An owner may claim its own leased ids again (a retried step).
-        assert [d.jobid for d in reg.claim_due(NOW, "run-a")] == [d.jobid for d in first]
+        assert [d.jobid for d in runs.claim(reg, NOW, "run-a")] == [d.jobid for d in first]
         # A lease that ran out is free for anyone.
         later = NOW + timedelta(minutes=11)
-        assert len(other.claim_due(later, "run-c")) == 6
+        assert len(runs.claim(other, later, "run-c")) == 6
 
 
-def test_release_frees_only_the_owners_leases(path, reg):
+def test_release_frees_only_the_owners_leases(path, reg, runs):
     reg.add([make_id(20, h) for h in range(3)], "cli", NOW)
-    claimed = reg.claim_due(NOW, "run-a")
+    claimed = runs.claim(reg, NOW, "run-a")
     with Registry(path) as other:
         other.release([d.jobid for d in claimed], "run-b")
-        assert other.claim_due(NOW, "run-b") == []
+        assert runs.claim(other, NOW, "run-b") == []
         reg.release([claimed[0].jobid], "run-a")
-        assert [d.jobid for d in other.claim_due(NOW, "run-b")] == [claimed[0].jobid]
+        assert [d.jobid for d in runs.claim(other, NOW, "run-b")] == [claimed[0].jobid]
 
 
-def test_record_updates_state_counts_and_clears_lease(reg):
+def test_record_updates_state_counts_and_clears_lease(reg, runs):
     a, b, c = (make_id(20, h) for h in range(3))
     reg.add([a, b, c], "cli", NOW)
-    reg.claim_due(NOW, "run-a")
+    runs.claim(reg, NOW, "run-a")
     reg.record(
         [
             outcome(a.jobid, 200, "active", captured=True),
@@ -143,12 +170,12 @@ def test_lost_becomes_expired_when_the_id_was_ever_captured(reg):
     assert states == {captured.jobid: "expired", never.jobid: "lost"}
 
 
-def test_record_of_another_owner_keeps_the_current_lease(reg):
+def test_record_of_another_owner_keeps_the_current_lease(reg, runs):
     a = make_id(20, 1)
     reg.add([a], "cli", NOW)
-    reg.claim_due(NOW, "run-b")
+    runs.claim(reg, NOW, "run-b")
     reg.record([outcome(a.jobid, 404, None)], "run-a")
-    assert reg.claim_due(NOW, "run-c") == []
+    assert runs.claim(reg, NOW, "run-c") == []
 
 
 def test_record_rejects_unknown_states_and_ignores_unknown_ids(reg):
@@ -158,7 +185,7 @@ def test_record_rejects_unknown_states_and_ignores_unknown_ids(reg):
     assert reg.summary(NOW).total == 0
 
 
-def test_summary_at_risk_and_lost(reg):
+def test_summary_at_risk_and_lost(reg, runs):
     now = datetime(2026, 1, 21, 12, 0, tzinfo=UTC)
     soon = make_id(14, 13)  # deadline 2026-01-21 13:00, in 1 h
     past = make_id(14, 11)  # deadline passed an hour ago, never fetched
@@ -168,7 +195,7 @@ def test_summary_at_risk_and_lost(reg):
     lost = make_id(10, 1)
     reg.add([soon, past, tomorrow, safe, done, lost], "cli", now)
     reg.record([outcome(done.jobid, 200, "completed", True), outcome(lost.jobid, 404, "lost")])
-    reg.claim_due(now, "run-a", created_dates=[date(2026, 1, 15)])
+    runs.claim(reg, now, "run-a", created_dates=[date(2026, 1, 15)])
     summary = reg.summary(now)
     assert summary.total == 6
     assert summary.lost == 1
@@ -217,9 +244,10 @@ def _worker(path: str, worker: int, queue) -> None:
     with Registry(Path(path)) as reg:
         reg.add([make_id(20, worker, serial) for serial in range(50)], f"w{worker}", NOW)
         claimed = []
-        while batch := reg.claim_due(NOW, f"w{worker}", limit=7):
-            claimed += [d.jobid for d in batch]
-            reg.record([outcome(d.jobid, 200, "completed", True) for d in batch], f"w{worker}")
+        with reg.run_lock(f"w{worker}"):
+            while batch := reg.claim_due(NOW, f"w{worker}", limit=7):
+                claimed += [d.jobid for d in batch]
+                reg.record([outcome(d.jobid, 200, "completed", True) for d in batch], f"w{worker}")
         queue.put(claimed)
 
 
@@ -266,7 +294,7 @@ def observed_rows(observations: list[tuple]) -> pa.Table:
     )
 
 
-def prepare_known(reg: Registry, ids: list) -> None:
+def prepare_known(runs: RunLocks, reg: Registry, ids: list) -> None:
     """Known ids in every starting state ingest meets: new, active, completed, lost, and leased."""
     reg.add(ids, "cli", NOW - timedelta(days=1))
     new, active, completed, lost, leased = ids[:5]
@@ -277,10 +305,10 @@ def prepare_known(reg: Registry, ids: list) -> None:
             outcome(lost.jobid, 404, "lost", at=NOW - timedelta(hours=5)),
         ]
     )
-    reg.claim_due(NOW, "run-a", created_dates=[leased.created_date])
+    runs.claim(reg, NOW, "run-a", created_dates=[leased.created_date])
 
 
-def test_ingest_observed_ends_like_add_then_record(tmp_path):
+def test_ingest_observed_ends_like_add_then_record(tmp_path, runs):
     known = [make_id(10, h) for h in range(5)]
     known[4] = make_id(11, 1)  # the leased one: alone on its day, which prepare_known claims
     fresh = [make_id(12, h, letter="t") for h in range(3)] + [make_id(13, 1)]
@@ -300,7 +328,7 @@ def test_ingest_observed_ends_like_add_then_record(tmp_path):
     ends = {}
     for name in ("add_record", "ingest"):
         with Registry(tmp_path / f"{name}.sqlite") as reg:
-            prepare_known(reg, known)
+            prepare_known(runs, reg, known)
             if name == "add_record":
                 ids = [o[0] for o in observations]
                 assert reg.add(ids, "ingest:x", NOW) == AddResult(added=4, already_known=5)
@@ -345,7 +373,7 @@ def export_all(reg: Registry) -> None:
         reg.mark_exported(day, reg.export_versioned(day).version.version)
 
 
-def test_writes_of_exported_columns_make_their_day_stale_and_leases_do_not(reg):
+def test_writes_of_exported_columns_make_their_day_stale_and_leases_do_not(reg, runs):
     a, b, c = make_id(20, 1), make_id(21, 1), make_id(21, 2)
     assert reg.add([a, b], "cli", NOW) == AddResult(added=2, already_known=0)
     assert stale(reg) == [20, 21]
@@ -353,7 +381,7 @@ def test_writes_of_exported_columns_make_their_day_stale_and_leases_do_not(reg):
     assert stale(reg) == []
 
     reg.add([a, b], "cli", NOW)  # already known: nothing written
-    claimed = reg.claim_due(NOW, "run-a")
+    claimed = runs.claim(reg, NOW, "run-a")
     reg.release([d.jobid for d in claimed], "run-a")
     reg.reclaim_dead_leases(NOW)
     assert stale(reg) == []
@@ -404,3 +432,68 @@ def test_at_risk_and_counts_of_some_days(reg):
     assert (risk.count, risk.jobids, risk.due_now) == (1, [soon.jobid], 2)
     assert reg.count_by_state([date(2026, 1, 10)]) == {s: 0 for s in STATES} | {"lost": 1}
     assert sum(reg.count_by_state().values()) == 3
+
+
+# --- leases of dead runs -----------------------------------------------------------------------------
+
+
+def _claim_and_die(path: str, owner: str) -> None:
+    """A run that claims every due id under its run lock and is SIGKILLed while holding them."""
+    with Registry(Path(path)) as reg, reg.run_lock(owner):
+        reg.claim_due(NOW, owner)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killed_run(path: Path, owner: str) -> Path:
+    """Run `_claim_and_die` in its own process; returns the run lock file it left behind."""
+    process = multiprocessing.get_context("spawn").Process(target=_claim_and_die, args=(str(path), owner))
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == -signal.SIGKILL
+    return path.with_name(path.name + ".runs") / f"{owner}.lock"
+
+
+def test_a_reclaim_that_cannot_commit_keeps_the_dead_runs_lock_and_the_next_one_frees_its_ids(
+    path, monkeypatch
+):
+    with Registry(path) as reg:
+        reg.add([make_id(20, h) for h in range(5)], "cli", NOW)
+    lock_file = killed_run(path, "dead-run")
+    assert lock_file.exists()
+    monkeypatch.setenv("MUREKA_ETL_REGISTRY_BUSY_SECONDS", "0.2")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process's write, held past the busy timeout
+    with Registry(path) as reg:
+        with pytest.raises(LeaseReclaimError, match="cannot free the 5 ids leased to the dead run dead-run"):
+            reg.count_due(NOW)
+        assert lock_file.exists()
+        summary = reg.summary(NOW)  # reads only: answers while the registry is locked
+        assert [(h.owner, h.ids, h.alive) for h in summary.lease_holders] == [("dead-run", 5, False)]
+        assert (summary.stale, summary.held, summary.due_now) == (5, 0, 5)
+        assert reg.at_risk(NOW).due_now == 5
+        writer.execute("ROLLBACK")
+        assert reg.count_due(NOW) == 5
+        assert not lock_file.exists()
+        assert reg.summary(NOW).lease_holders == []
+    writer.close()
+
+
+def test_leases_of_a_dead_run_whose_lock_file_is_gone_are_freed(path):
+    with Registry(path) as reg:
+        reg.add([make_id(20, h) for h in range(3)], "cli", NOW)
+    killed_run(path, "dead-run").unlink()  # as a reclaim that failed used to leave it
+    with Registry(path) as reg:
+        assert reg.summary(NOW).stale == 3
+        assert len(reg.due(NOW)) == 3
+
+
+def test_a_live_runs_leases_are_held_and_a_claim_needs_the_run_lock(path, reg, runs):
+    reg.add([make_id(20, h) for h in range(3)], "cli", NOW)
+    runs.claim(reg, NOW, "live-run", limit=2)
+    with Registry(path) as other:
+        summary = other.summary(NOW)
+        assert [(h.owner, h.ids, h.alive) for h in summary.lease_holders] == [("live-run", 2, True)]
+        assert (summary.held, summary.stale, summary.due_now) == (2, 0, 1)
+        assert other.reclaim_dead_leases(NOW) == 0
+        with pytest.raises(RegistryError, match="without holding its run_lock"):
+            other.claim_due(NOW, "no-lock")

@@ -277,10 +277,11 @@ def test_generation_latency_has_one_row_per_verb_and_hour_whatever_the_models(ki
 def test_capture_health(con):
     # day 10: m5 is active with its deadline long past, so at risk; x1 lost, x2 expired (captured)
     # day 12: r1 (new, +3 h) and r2 (active, +20 h) at risk; r3 (+30 h) and r4 (completed) are not
+    # every id came from an id file (source 'cli'): via_file = known
     assert rows(con, "SELECT * FROM v_capture_health") == [
-        (date(2026, 1, 10), 9, 8, 5, 1, 1, 0, 1, 1, 0, 1),
-        (date(2026, 1, 11), 8, 6, 3, 3, 0, 0, 0, 0, 2, 0),
-        (date(2026, 1, 12), 4, 2, 1, 0, 1, 2, 0, 0, 0, 2),
+        (date(2026, 1, 10), 9, 8, 5, 1, 1, 0, 1, 1, 0, 1, 9, 0, 0, 0, 0, 0),
+        (date(2026, 1, 11), 8, 6, 3, 3, 0, 0, 0, 0, 2, 0, 8, 0, 0, 0, 0, 0),
+        (date(2026, 1, 12), 4, 2, 1, 0, 1, 2, 0, 0, 0, 2, 4, 0, 0, 0, 0, 0),
     ]
 
 

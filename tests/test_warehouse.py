@@ -1,6 +1,8 @@
 """Warehouse loads into a real DuckDB file: idempotence, changed and vanished days, the song duration summary,
 locks, the lake reader."""
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -187,6 +189,7 @@ def test_song_duration_summary_follows_changed_and_vanished_days(home):
     warehouse.load_changed(home)
     assert_summary_equals_a_rebuild(home.warehouse_path)
 
+    shutil.rmtree(lake.day_dir(home.raw, DAY))  # without its raw archive a vanished file is not rebuilt
     lake.table_file(home, "jobs", DAY).unlink()  # the day's songs lose their model and verb
     warehouse.load_changed(home)
     days, _ = assert_summary_equals_a_rebuild(home.warehouse_path)
@@ -242,3 +245,53 @@ def test_loads_write_row_groups_of_the_warehouse_size(tmp_path):
     finally:
         con.close()
     assert rows > ROW_GROUP_SIZE and groups == -(-rows // ROW_GROUP_SIZE) == 2
+
+
+# --- a damaged warehouse is rebuilt from the lake ----------------------------------------------------
+
+
+def all_rows(path) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {table: con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in TABLES}
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: os.truncate(path, path.stat().st_size // 2),
+        lambda path: os.truncate(path, 1000),
+        lambda path: path.write_bytes(os.urandom(path.stat().st_size)),
+    ],
+    ids=["truncated-half", "truncated-header", "random-bytes"],
+)
+def test_a_damaged_warehouse_is_set_aside_and_rebuilt_from_the_lake(home, caplog, damage):
+    warehouse = Warehouse(home.warehouse_path)
+    warehouse.load_changed(home)
+    clean = all_rows(home.warehouse_path)
+    damage(home.warehouse_path)
+    damaged = home.warehouse_path.read_bytes()
+    result = warehouse.load_changed(home)
+    assert result.rows_by_table == FULL
+    assert all_rows(home.warehouse_path) == clean
+    aside = home.warehouse_path.with_name("warehouse.duckdb.damaged")
+    assert aside.read_bytes() == damaged
+    assert f"warehouse {home.warehouse_path} is damaged" in caplog.text and f"moved to {aside}" in caplog.text
+    assert warehouse.load_changed(home).days_loaded == 0
+
+
+def test_rows_lost_behind_the_loads_back_are_loaded_again(home, caplog):
+    warehouse = Warehouse(home.warehouse_path)
+    warehouse.load_changed(home)
+    clean = all_rows(home.warehouse_path)
+    con = duckdb.connect(str(home.warehouse_path))
+    con.execute("DELETE FROM jobs WHERE jobid IN (SELECT jobid FROM jobs LIMIT 3)")
+    con.execute("DROP TABLE speech")
+    con.close()
+    result = warehouse.load_changed(home)
+    assert result.days_loaded == 2 and result.rows_by_table == FULL
+    assert all_rows(home.warehouse_path) == clean
+    assert "warehouse table jobs of 2026-01-21 holds 9 rows where its load wrote 12" in caplog.text
+    assert "warehouse table speech of 2026-01-21 holds 0 rows where its load wrote 3" in caplog.text

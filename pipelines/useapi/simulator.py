@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from pipelines.useapi import webhooks
 from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, write_ids_file
 from pipelines.useapi.feeds import FEED_PATHS, Feeds
 
@@ -40,7 +41,7 @@ TOKEN_USER_RE = re.compile(r"^user:(\d+)-")
 MAX_HEAD_BYTES = 65536
 
 REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 596: "Account Error",
 }
@@ -180,6 +181,7 @@ class Simulator:
         self._user = token_user(token)
         self._rng = random.Random(seed)
         self._jobs: dict[str, _Entry] = {}
+        self._fixed: dict[str, tuple[int, bytes]] = {}
         self._jobs_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._requests_total = 0
@@ -201,6 +203,17 @@ class Simulator:
         """Add (or replace) a job; safe while serving."""
         with self._jobs_lock:
             self._jobs[job.jobid] = _Entry(job)
+
+    def set_answer(self, jobid: str, status: int, body: bytes) -> None:
+        """Answer GET /jobs/{jobid} (once auth and the id's owner pass) with exactly `status` and `body` from now
+        on, whatever the job: a poison body, an undocumented 2xx. Safe while serving."""
+        with self._jobs_lock:
+            self._fixed[jobid] = (status, body)
+
+    def clear_answer(self, jobid: str) -> None:
+        """Answer `jobid` as its job again (undo `set_answer`)."""
+        with self._jobs_lock:
+            self._fixed.pop(jobid, None)
 
     @property
     def jobs(self) -> list[SimJob]:
@@ -350,6 +363,9 @@ class Simulator:
         if m.group(9) != self._user:
             return 403, BODY_403
         self._count(jobid=jobid)
+        fixed = self._fixed.get(jobid)
+        if fixed is not None:
+            return fixed
         entry = self._jobs.get(jobid)
         if entry is None or now < entry.job.created or now > entry.job.created + RETENTION:
             return 404, BODY_404
@@ -530,7 +546,12 @@ class _Connection(asyncio.Protocol):
 
 def main(argv: list[str] | None = None) -> int:
     """`mureka-etl simulator`: serve a generated corpus on 127.0.0.1 until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="mureka-etl simulator", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mureka-etl simulator",
+        description=main.__doc__,
+        epilog="Reads no environment variable. exit codes: 1 the port is taken; 130 stopped by Ctrl-C (SIGINT);"
+        " 143 stopped by SIGTERM.",
+    )
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--jobs", type=int, default=500, help="number of generated jobs")
     parser.add_argument("--seed", type=int, default=0, help="seed for the corpus and the fault draws")
@@ -551,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="songs feeds and speeches per account made on the website (in the feeds, no job)")
     parser.add_argument("--account-596", action="append", default=[], metavar="ACCOUNT",
                         help="a linked account whose feeds answer 596 (session expired); repeatable")
+    webhooks.add_arguments(parser)
     args = parser.parse_args(argv)
 
     faults = FaultConfig.uniform(args.fault_rate, retry_after=1)
@@ -586,12 +608,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  export USEAPI_BASE_URL={base_url}")
     print(f"  export USEAPI_TOKEN={args.token}")
     print(f"  job ids written to {ids_out.resolve()}")
+    sender = webhooks.start_from_args(args, sim, clock, token_user(args.token) or "777")
     print("Press Ctrl-C to stop.", flush=True)
     try:
-        signal.sigwait(STOP_SIGNALS)
+        signum = signal.sigwait(STOP_SIGNALS)
     finally:
+        if sender is not None:
+            sender.stop()
         sim.stop()
-    return 0
+    return 128 + signum  # the shell's code for "stopped by this signal": 130 (Ctrl-C), 143 (SIGTERM)
 
 
 if __name__ == "__main__":

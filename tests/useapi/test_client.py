@@ -2,6 +2,7 @@
 
 import json
 import threading
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipelines.useapi.client import Answer, AuthError, MurekaClient, TransientError
+from pipelines.useapi.client import Answer, AuthError, InvalidToken, MurekaClient, TransientError
 from pipelines.useapi.corpus import Clock, SimJob, build_jobid, generate_jobs
 from pipelines.useapi.simulator import FaultConfig, Simulator
 
@@ -174,3 +175,28 @@ def test_list_running_reports_the_jobs_running_now(jobs: list[SimJob]) -> None:
     listed = {j["jobid"] for account in listing["accounts"].values() for j in account["jobs"]}
     assert listed == {job.jobid for job in running}
     assert listing["total"] == 3
+
+
+@pytest.mark.parametrize(
+    ("token", "refusal"),
+    [
+        (TOKEN + "\r", None),
+        (" \t" + TOKEN + "\r\n", None),
+        (" \r\n", "is empty"),
+        ("user:777-Qx7canary\nWk93zz", "has a control character (CR, LF, NUL, tab, ...) at position 19 of 25"),
+        ("user:777-Qx7canary\x00Wk93zz", "has a control character (CR, LF, NUL, tab, ...) at position 19 of 25"),
+        ("user:777-Qx7canary\u00e9Wk93zz", "has a non-ASCII character at position 19 of 25"),
+    ],
+)
+def test_the_token_is_stripped_or_refused_without_being_shown(sim: Simulator, token: str, refusal: str | None) -> None:
+    """Surrounding whitespace (a CR from a Windows file) is dropped; a character a header cannot carry is refused."""
+    if refusal is None:
+        with MurekaClient(sim.base_url, token) as client:
+            assert isinstance(client.list_running(), dict)  # no 401: the token went out stripped
+        return
+    with pytest.raises(InvalidToken) as raised:
+        MurekaClient(sim.base_url, token)
+    text = "".join(traceback.format_exception(raised.value)) + repr(raised.value)
+    assert str(raised.value).startswith(f"USEAPI_TOKEN {refusal}")
+    assert "Qx7canary" not in text and "Wk93zz" not in text
+    assert sim.requests_total == 0
