@@ -10,16 +10,21 @@ import urllib.parse
 from datetime import date, datetime, timedelta, timezone
 from typing import NamedTuple
 
-JOBID_RE = r"^j(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{3})(\d{6})([a-z])-u(\d+)-a(\d+)-bot:mureka$"
+# The job types the API issues, by the id's type letter (API reference §3 jobType, §5): any other letter is
+# rejected at intake. sql/jobids.sql repeats the letters in its pattern; tests/test_jobids.py holds the two equal.
+JOB_TYPES = {"m": "music", "t": "tts"}
+_TYPE_LETTERS = "".join(JOB_TYPES)
+JOBID_RE = rf"^j(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{3}})(\d{{6}})([{_TYPE_LETTERS}])-u(\d+)-a(\d+)-bot:mureka$"
 RETENTION = timedelta(days=7)
 MAX_LENGTH = 128
 SKEW = timedelta(days=1)
-JOB_TYPES = {"m": "music", "t": "tts"}
 
 _PATTERN = re.compile(JOBID_RE, re.ASCII)
 # Anything outside this set ('/', '?', '#', '%', '.', spaces, control or non-ASCII characters)
 # could change the meaning of the URL path the id is put into, so it is rejected before matching.
 _ALPHABET = re.compile(r"[A-Za-z0-9:_-]*", re.ASCII)
+# The id's shape with any lowercase type letter: tells an unknown type apart from another malformation.
+_ANY_TYPE = re.compile(JOBID_RE.replace(f"[{_TYPE_LETTERS}]", "[a-z]"), re.ASCII)
 _FORMAT = "j<MMDDHHmmss><mmm><6 digits><type>-u<user>-a<account>-bot:mureka"
 
 
@@ -81,7 +86,7 @@ def parse_jobid(text: str, anchor: datetime) -> JobId:
         jobid=jobid,
         created_at=created_at,
         expires_at=expires_at,
-        job_type=JOB_TYPES.get(letter, "unknown"),
+        job_type=JOB_TYPES[letter],
         user=user,
         account=account,
     )
@@ -94,6 +99,10 @@ def _malformed_reason(jobid: str) -> str:
         return f"too long ({len(jobid)} characters, at most {MAX_LENGTH})"
     if not _ALPHABET.fullmatch(jobid):
         return "contains characters that cannot appear in a job id"
+    shape = _ANY_TYPE.fullmatch(jobid)
+    if shape is not None:
+        known = ", ".join(f"{letter} {name}" for letter, name in JOB_TYPES.items())
+        return f"unknown job type letter '{shape.group(8)}' (the API issues {known})"
     return f"does not match {_FORMAT}"
 
 

@@ -1,12 +1,12 @@
 -- The fast path of pipelines/jobids.py `parse_jobid` for bulk ingest, vectorized: the creation time (epoch ms,
 -- UTC) a job id encodes, its year resolved as parse_jobid does (the first of anchor's year + 1, anchor's year,
 -- anchor's year - 1 that exists and puts creation at or before anchor + skew). NULL for anything else (a
--- malformed id, an impossible date, years out of 1971..9998): the caller then asks parse_jobid itself, which
--- names the reason. tests/test_jobids.py checks the two agree.
+-- malformed id, a type letter the API does not issue, an impossible date, years out of 1971..9998): the caller
+-- then asks parse_jobid itself, which names the reason. tests/test_jobids.py checks the two agree.
 -- Callers compute m_jobid_parts once per id (a CTE column) and pass the parts on: the regex is the costly step,
 -- and a macro holding a subquery or a lambda costs several times the whole parse.
 CREATE OR REPLACE TEMP MACRO m_jobid_parts(jobid) AS CASE WHEN length(jobid) <= 128 THEN regexp_extract(
-    jobid, '^j(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{3})\d{6}([a-z])-u\d+-a\d+-bot:mureka$',
+    jobid, '^j(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{3})\d{6}([mt])-u\d+-a\d+-bot:mureka$',
     ['mo', 'd', 'h', 'mi', 's', 'ms', 't']) END;
 
 -- The id's time in year y (NULL when that date does not exist or y is out of range).
@@ -25,5 +25,5 @@ END;
 CREATE OR REPLACE TEMP MACRO m_jobid_created_ms(p, anchor_ms, skew_ms) AS
     m_jobid_created_in(p, year(make_timestamp(anchor_ms * 1000)), anchor_ms + skew_ms);
 
--- parse_jobid's JOB_TYPES, by the id's type letter.
-CREATE OR REPLACE TEMP MACRO m_jobid_type(p) AS CASE p.t WHEN 'm' THEN 'music' WHEN 't' THEN 'tts' ELSE 'unknown' END;
+-- parse_jobid's JOB_TYPES, by the id's type letter (the pattern above admits only these letters).
+CREATE OR REPLACE TEMP MACRO m_jobid_type(p) AS CASE p.t WHEN 'm' THEN 'music' WHEN 't' THEN 'tts' END;

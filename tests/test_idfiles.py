@@ -272,3 +272,17 @@ def test_never_crashes_on_random_bytes():
             except IdFileError:
                 continue
             assert all(len(r.text) <= 80 and r.text.isprintable() for r in batch.rejections)
+
+
+def test_a_type_letter_the_api_does_not_issue_is_rejected_at_intake_with_file_and_line():
+    other = A.replace("905m-u", "905x-u")
+    for name, data in (
+        ("ids.txt", f"{A}\n{other}\n{B}\n"),
+        ("ids.csv", f"jobid\n{A}\n{other}\n{B}\n"),
+        ("ids.jsonl", "\n".join(json.dumps({"jobid": j}) for j in (A, other, B)) + "\n"),
+    ):
+        batch = read(name, data.encode())
+        assert jobids(batch) == [A, B], name
+        (rejection,) = batch.rejections
+        line = 3 if name == "ids.csv" else 2
+        assert str(rejection) == f"{name}:{line}: unknown job type letter 'x' (the API issues m music, t tts): {other}"
