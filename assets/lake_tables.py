@@ -3,7 +3,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.day_metadata import file_rows, preview, record, run_range
-from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from pipelines import capture, lake
 from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource
@@ -32,6 +32,7 @@ class LakeTablesConfig(dg.Config):
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
 )
+@stop_on_interrupt
 def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, home: HomeResource):
     """Flatten the raw archive of these creation days into the lake tables.
 
@@ -73,6 +74,7 @@ def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, hom
     group_name="lake",
     kinds={"parquet", "sqlite"},
 )
+@stop_on_interrupt
 def job_ids(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
     """The registry of known job ids (state, deadline, fetch count) for these creation days, in `lake/job_ids/`.
 

@@ -1,7 +1,7 @@
 import dagster as dg
 
 from assets.day_metadata import file_rows, preview, record, run_range
-from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from pipelines import capture, lake
 from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
@@ -19,6 +19,7 @@ RAW_PREVIEW_COLUMNS = ["jobid", "observed_at", "http_status", "body"]
     kinds={"parquet"},
     retry_policy=TRANSIENT_RETRY,
 )
+@stop_on_interrupt
 def raw(
     context: dg.AssetExecutionContext,
     home: HomeResource,

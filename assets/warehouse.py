@@ -1,7 +1,7 @@
 import dagster as dg
 
 from assets.day_metadata import record
-from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY
+from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from pipelines import capture
 from pipelines.checks import markdown_table
 from pipelines.partitions import POOL, RETENTION_PARTITIONS, partition_days
@@ -17,6 +17,7 @@ from pipelines.resources import HomeResource
     kinds={"duckdb"},
     pool=POOL,
 )
+@stop_on_interrupt
 def warehouse(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
     """`warehouse.duckdb`: every lake day whose files changed since the last load, replaced in one transaction,
     plus the analytics views of `sql/views/`. One writer at a time (pool `duckdb_write`).

@@ -1,17 +1,55 @@
-"""`mureka-etl`: register ids, sync, query, and run the demo against the embedded simulator."""
+"""`mureka-etl`: register ids, sync, ingest, query, report, and run the demo against the embedded simulator.
+
+Every failure ends in `main()`: one line `error: ...` on stderr and a non-zero exit code; `--verbose` adds the
+traceback. SIGTERM stops a command as Ctrl-C does (exit 143 and 130).
+"""
 
 import argparse
 import os
+import signal
 import sys
+import textwrap
+import traceback
 from pathlib import Path
 
 from rich.console import Console
 
-from pipelines.config import DEFAULT_BASE_URL, INGEST_BATCH_RECORDS, Home, utcnow
+from pipelines.config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_HOME,
+    DEMO_HOME,
+    DEMO_MARKER,
+    HOME_ENV,
+    INGEST_BATCH_RECORDS,
+    Home,
+    utcnow,
+)
+from pipelines.stopping import StopSignals, exit_code
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+
+EXIT_CODES = """exit codes:
+  0    done
+  1    the command failed: one line on stderr says why (--verbose adds the traceback)
+  2    wrong usage, or a home that does not exist
+  130  stopped by Ctrl-C (SIGINT)
+  143  stopped by SIGTERM"""
+HOME_HELP = f"the home folder (default: ${HOME_ENV}, else ./{DEFAULT_HOME})"
+ENV_HOME = f"  {HOME_ENV}  the home folder when --home is not given (default ./{DEFAULT_HOME})"
+ENV_API = (
+    "  USEAPI_TOKEN     the useapi.net API token (user:<digits>-...); never printed or stored\n"
+    f"  USEAPI_BASE_URL  the API's base URL (default {DEFAULT_BASE_URL})"
+)
+
+
+class CliError(Exception):
+    """A command that cannot do its job for a reason the user can fix; `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -23,14 +61,19 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from pipelines import dev
 
-    return dev.run(port=args.port, simulator_jobs=args.simulator_jobs)
+    return dev.run(Home.locate(args.home), port=args.port, simulator_jobs=args.simulator_jobs)
+
+
+def cmd_ids(args: argparse.Namespace) -> int:
+    args.ids_parser.print_help()
+    return EXIT_USAGE
 
 
 def cmd_ids_add(args: argparse.Namespace) -> int:
     from pipelines.idfiles import read_many
     from pipelines.registry import Registry
 
-    home = Home.from_env().ensure()
+    home = Home.locate(args.home).ensure()
     now = utcnow()
     batch, file_errors = read_many(args.files, anchor=now, stdin=sys.stdin.buffer)
     with Registry(home.registry_path) as registry:
@@ -49,7 +92,7 @@ def cmd_ids_add(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.ingest import IngestBar, ingest
 
-    home = Home.from_env()
+    home = Home.locate(args.home)
     batch_records = args.batch_size or INGEST_BATCH_RECORDS
     if args.quiet:
         report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records)
@@ -73,7 +116,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipelines import summary
 
-    home = Home.from_env().ensure()
+    home = existing_home(args.home)
     summary.print_registry_status(console, home, utcnow())
     return EXIT_OK
 
@@ -83,22 +126,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     from pipelines import summary
     from pipelines.resources import MurekaApiResource
-    from pipelines.runner import RunFailedError, run_capture
+    from pipelines.runner import run_capture
 
     if not os.environ.get("USEAPI_TOKEN"):
-        errors.print("error: USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.")
-        return EXIT_USAGE
-    home = Home.from_env()
+        raise CliError("USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.", EXIT_USAGE)
+    home = Home.locate(args.home)
     api = MurekaApiResource(
         base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL),
         token=dg.EnvVar("USEAPI_TOKEN"),
         concurrency=args.concurrency,
     )
-    try:
-        run = run_capture(home, api, bar=not args.quiet)
-    except RunFailedError as error:
-        errors.print(f"error: {error}", markup=False, highlight=False)
-        return EXIT_FAILED
+    run = run_capture(home, api, bar=not args.quiet)
     summary.print_run(console, home, run)
     return EXIT_OK
 
@@ -106,35 +144,30 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
-    return run_demo(console, Path(args.home), jobs=args.jobs, seed=args.seed)
+    return run_demo(console, Path(args.home or DEMO_HOME), jobs=args.jobs, seed=args.seed)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from pipelines.query import QueryError, connect_readonly, list_relations, render, run_query
+    from pipelines.query import connect_readonly, list_relations, render, run_query
 
-    home = Home.from_env()
+    home = existing_home(args.home)
+    try:
+        sql = None if args.list else _read_sql(args)
+    except OSError as error:
+        raise CliError(f"cannot read the SQL file: {error}", EXIT_USAGE) from error
+    if sql is not None and not sql.strip():
+        raise CliError("no SQL given (an argument, -f FILE, or stdin)", EXIT_USAGE)
     con = connect_readonly(home)
     try:
-        if args.list:
+        if sql is None:
             for name, kind, columns in list_relations(con):
                 described = ", ".join(f"{column} {data_type}" for column, data_type in columns)
                 console.print(f"[bold]{escape(name)}[/bold] ({kind}): {escape(described)}", highlight=False)
             return EXIT_OK
-        try:
-            sql = _read_sql(args)
-        except OSError as error:
-            errors.print(f"error: cannot read the SQL file: {error}", markup=False, highlight=False)
-            return EXIT_USAGE
-        if not sql.strip():
-            errors.print("error: no SQL given (an argument, -f FILE, or stdin)")
-            return EXIT_USAGE
         sys.stdout.write(render(run_query(con, sql), args.format))
         return EXIT_OK
-    except QueryError as error:
-        errors.print(f"error: {error}", markup=False, highlight=False)
-        return EXIT_FAILED
     finally:
         con.close()
 
@@ -142,9 +175,39 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines.report import write_home_report
 
-    summary = write_home_report(Home.from_env(), utcnow(), Path(args.out) if args.out else None)
+    home = existing_home(args.home)
+    out = Path(args.out).resolve() if args.out else None
+    if out is not None and out.is_dir():
+        raise CliError(f"--out {out} is a folder: give a file name, e.g. {out / 'report.html'}", EXIT_USAGE)
+    if out is not None and not out.parent.is_dir():
+        raise CliError(f"--out: the folder {out.parent} does not exist (create it first)", EXIT_USAGE)
+    summary = write_home_report(home, utcnow(), out)
     console.print(f"Report: {summary.path}", highlight=False)
     return EXIT_OK
+
+
+def existing_home(option: str | None) -> Home:
+    """The home of a reading command: it must exist (nothing is created); a warning when it holds no job."""
+    home = Home.locate(option)
+    if not home.root.is_dir():
+        raise CliError(
+            f"home {home.root} does not exist: give --home or {HOME_ENV} (to start one: `mureka-etl ids add`,"
+            f" `sync` or `ingest`; {_where_the_demo_is()})",
+            EXIT_USAGE,
+        )
+    if not home.holds_captured_jobs():
+        errors.print(
+            f"warning: home {home.root} holds no captured job yet; {_where_the_demo_is()}", markup=False,
+            highlight=False,
+        )
+    return home
+
+
+def _where_the_demo_is() -> str:
+    demo = Path(DEMO_HOME).resolve()
+    if (demo / DEMO_MARKER).exists():
+        return f"the demo's data is in {demo} (--home {demo})"
+    return f"`mureka-etl demo` writes its data to {demo}"
 
 
 def _read_sql(args: argparse.Namespace) -> str:
@@ -155,57 +218,142 @@ def _read_sql(args: argparse.Namespace) -> str:
     return sys.stdin.read()
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer >= minimum, checked when the command line is read."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # --home and --verbose are accepted before or after the command; SUPPRESS keeps a command's default from
+    # overwriting the value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=argparse.SUPPRESS, metavar="PATH", help=HOME_HELP)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
     parser = argparse.ArgumentParser(
         prog="mureka-etl",
-        description="Keep every useapi.net Mureka job record before the API forgets it (7 days). "
-        "Home folder: $MUREKA_ETL_HOME (default ./data).",
+        description=textwrap.fill(
+            "Keep every useapi.net Mureka job record before the API forgets it (7 days): register job ids, fetch"
+            " them (sync) or load saved records (ingest), then query and report over the lake and warehouse.", 100
+        ),
+        epilog=f"environment:\n{ENV_HOME}\n{ENV_API}\n\n{EXIT_CODES}\nRun `mureka-etl COMMAND --help` for a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--home", default=None, metavar="PATH", help=HOME_HELP)
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks of failures")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str, env: str, *, parent=sub) -> argparse.ArgumentParser:
+        epilog = f"environment:\n{env}\n\n{EXIT_CODES}" if env else EXIT_CODES
+        return parent.add_parser(
+            name, help=summary, description=textwrap.fill(description, 100), epilog=epilog, parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     # The simulator parses its own options (see `mureka-etl simulator --help`).
     p = sub.add_parser("simulator", help="serve the embedded API simulator on 127.0.0.1", add_help=False)
     p.set_defaults(func=cmd_simulator)
 
-    p = sub.add_parser("dev", help="the Dagster UI and daemon on 127.0.0.1 (the embedded simulator without USEAPI_TOKEN)")
-    p.add_argument("--port", type=int, default=3000, help="UI port on 127.0.0.1 (default 3000)")
-    p.add_argument("--simulator-jobs", type=int, default=500, help="jobs the embedded simulator serves (default 500)")
+    p = command(
+        "dev", "the Dagster UI and daemon on 127.0.0.1",
+        "Run the Dagster UI and daemon (`dagster dev`) on 127.0.0.1 with a persistent instance in"
+        " <home>/dagster_home. Without USEAPI_TOKEN it serves the embedded simulator and drops its ids into"
+        " <home>/inbox. Ctrl-C or SIGTERM stops every process it started.",
+        f"{ENV_HOME}\n{ENV_API}",
+    )
+    p.add_argument("--port", type=at_least(1), default=3000, help="UI port on 127.0.0.1 (default 3000)")
+    p.add_argument("--simulator-jobs", type=at_least(1), default=500,
+                   help="jobs the embedded simulator serves without USEAPI_TOKEN (default 500)")
     p.set_defaults(func=cmd_dev)
 
-    ids = sub.add_parser("ids", help="the registry of known job ids").add_subparsers(dest="ids_command", required=True)
-    p = ids.add_parser("add", help="register job ids from files (text, CSV with a jobid column, JSON lines) or - for stdin")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    ids_parser = command(
+        "ids", "the registry of known job ids",
+        "The registry of known job ids. `mureka-etl ids add FILE...` registers ids.", ENV_HOME,
+    )
+    ids_parser.set_defaults(func=cmd_ids, ids_parser=ids_parser)
+    ids = ids_parser.add_subparsers(dest="ids_command", metavar="IDS_COMMAND")
+    p = command(
+        "add", "register job ids from files or stdin",
+        "Register job ids from files: plain text (one id a line), CSV with a jobid column, JSON lines or a"
+        " JSON array of records; gzip is read as such; - reads stdin. Ids that do not parse (malformed, a job"
+        " type the API does not issue, an impossible date) are rejected with file and line.",
+        ENV_HOME, parent=ids,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="id files, or - for stdin")
     p.set_defaults(func=cmd_ids_add)
 
-    p = sub.add_parser("ingest", help="load saved job records (JSON lines, gzip ok) or - for stdin: registry, lake, warehouse")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--batch-size", type=int, help=f"records per batch (bounds memory; default {INGEST_BATCH_RECORDS})")
+    p = command(
+        "ingest", "load saved job records: registry, lake, warehouse",
+        "Load saved job records (JSON lines of GET /jobs/{jobid} answers, gzip ok; - reads stdin) into the"
+        " registry, the lake and the warehouse. Bad lines are skipped and named with file and line (exit 1).",
+        ENV_HOME,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="record files, or - for stdin")
+    p.add_argument("--batch-size", type=at_least(1),
+                   help=f"records per batch (bounds memory; default {INGEST_BATCH_RECORDS})")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("status", help="ids by state, due now, at risk of expiry, lost")
+    p = command(
+        "status", "ids by state, due now, at risk of expiry, lost",
+        "Show the registry: ids by state, due now, at risk of expiry (< 24 h left, not final), lost. The home"
+        " must exist (exit 2 otherwise); nothing is created.",
+        ENV_HOME,
+    )
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("sync", help="fetch every due job from USEAPI_BASE_URL with USEAPI_TOKEN, then load the warehouse")
-    p.add_argument("--concurrency", type=int, default=16, help="parallel requests (default 16)")
+    p = command(
+        "sync", "fetch every due job from the API, then load the warehouse",
+        "Fetch every due job id (nearest deadline first) from USEAPI_BASE_URL with USEAPI_TOKEN, archive the"
+        " answers, flatten them into the lake and load the warehouse: one in-process Dagster run. With"
+        " DAGSTER_HOME set the run joins that instance's history.",
+        f"{ENV_HOME}\n{ENV_API}",
+    )
+    p.add_argument("--concurrency", type=at_least(1), default=16, help="parallel requests, at least 1 (default 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sync)
 
-    p = sub.add_parser("demo", help="run the whole pipeline on the embedded simulator, in its own home folder")
-    p.add_argument("--home", default="demo", help="demo home folder, wiped first (default ./demo)")
-    p.add_argument("--jobs", type=int, default=3000, help="simulated jobs over 10 days (default 3000)")
-    p.add_argument("--seed", type=int, default=7)
+    p = command(
+        "demo", "the whole pipeline on the embedded simulator, in a home of its own",
+        f"Run the whole pipeline against the embedded simulator in a home of its own (--home, default"
+        f" ./{DEMO_HOME}), wiped first if a previous demo made it; a folder the demo did not make is refused."
+        " Reads no environment variable: the demo serves its own API.",
+        "",
+    )
+    p.add_argument("--jobs", type=at_least(1), default=3000, help="simulated jobs over 10 days (default 3000)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the simulated jobs (default 7)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("query", help="run read-only SQL over the tables and views")
+    p = command(
+        "query", "run read-only SQL over the tables and views",
+        "Run read-only SQL over the tables and views (read from the lake: never waits on a running sync)."
+        " The home must exist (exit 2 otherwise); nothing is created.",
+        ENV_HOME,
+    )
     p.add_argument("sql", nargs="?", help="SQL text, or - to read stdin")
     p.add_argument("-f", "--file", help="read SQL from a file")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
     p.add_argument("--list", action="store_true", help="list tables and views with their columns")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("report", help="write the HTML report (charts of volume, failures, durations, latency, capture)")
-    p.add_argument("--out", help="where to write it (default $MUREKA_ETL_HOME/report.html)")
+    p = command(
+        "report", "write the HTML report",
+        "Write the HTML report: daily volume, failure rates, song durations, latency, capture health. The home"
+        " must exist (exit 2 otherwise).",
+        ENV_HOME,
+    )
+    p.add_argument("--out", metavar="FILE",
+                   help="where to write it; its folder must exist (default <home>/report.html)")
     p.set_defaults(func=cmd_report)
     return parser
 
@@ -213,10 +361,83 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     if extra and args.command != "simulator":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    return args.func(args)
+    with StopSignals() as stop:
+        try:
+            code = args.func(args)
+        except KeyboardInterrupt:
+            code = exit_code(stop.received() or signal.SIGINT)
+        except Exception as error:  # noqa: BLE001 - every failure ends here, in one line
+            code = None if stop.received() else _report_failure(error, args.verbose)
+        signum = stop.received()
+    if signum is not None:
+        # Whatever the stop left behind (a failed run, an interrupted write) is a consequence, not the cause.
+        errors.print(f"stopped by {signal.Signals(signum).name}", highlight=False)
+        return exit_code(signum)
+    return code
+
+
+def _report_failure(error: Exception, verbose: bool) -> int:
+    """Print `error: <why>` (and with --verbose the traceback first); return the exit code."""
+    if verbose:
+        detail = getattr(error, "detail", "")
+        errors.print(detail or "".join(traceback.format_exception(error)), markup=False, highlight=False)
+    known = _known(error)
+    if known is None:
+        message, code = f"{type(error).__name__}: {_one_line(str(error))} (rerun with --verbose for the traceback)", 1
+    else:
+        message, code = known
+    errors.print(f"error: {message}", markup=False, highlight=False)
+    return code
+
+
+def _known(error: Exception) -> tuple[str, int] | None:
+    """(message, exit code) of a failure whose cause is known; None for anything else."""
+    if isinstance(error, CliError):
+        return _one_line(str(error)), error.code
+    if isinstance(error, _loaded(("pipelines.demo", "DemoHomeError"))):
+        return _one_line(str(error)), EXIT_USAGE
+    if isinstance(error, _loaded(*FAILURES)):
+        return _one_line(str(error)), EXIT_FAILED
+    if isinstance(error, OSError) and error.strerror:
+        where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
+        return (f"{error.strerror}: {where}" if where else error.strerror), EXIT_FAILED
+    if isinstance(error, _loaded(("sqlite3", "OperationalError"))) and "locked" in str(error):
+        return "the registry is busy (database is locked): another process holds its write lock; retry", EXIT_FAILED
+    if isinstance(error, _loaded(("sqlite3", "Error"))):
+        return f"registry: {_one_line(str(error))}", EXIT_FAILED
+    if isinstance(error, _loaded(("duckdb", "Error"))):
+        return f"DuckDB: {_one_line(str(error))}", EXIT_FAILED
+    if isinstance(error, _loaded(("pyarrow", "ArrowException"))):
+        return f"unreadable data: {_one_line(str(error))}", EXIT_FAILED
+    return None
+
+
+# Errors whose message already says what went wrong and what to do: printed as they are.
+FAILURES = (
+    ("pipelines.runner", "RunFailedError"),
+    ("pipelines.query", "QueryError"),
+    ("pipelines.registry", "RegistryError"),
+    ("pipelines.warehouse", "WarehouseLockedError"),
+    ("pipelines.lake", "LakeLockTimeout"),
+    ("pipelines.idfiles", "IdFileError"),
+    ("pipelines.jobids", "InvalidJobId"),
+)
+
+
+def _loaded(*names: tuple[str, str]) -> tuple[type, ...]:
+    """The named exception classes of the modules already imported (an error cannot come from one that is not)."""
+    found = (getattr(sys.modules.get(module), name, None) for module, name in names)
+    return tuple(cls for cls in found if isinstance(cls, type))
+
+
+def _one_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip() or "(no message)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ TABLES = ("jobs", "songs", "speech", "speech_turns", "job_observations", "job_id
 # Records per `mureka-etl ingest` batch, flattened whole two at a time: the memory unit (25k peaked near 1.5 GB
 # at 1M records).
 INGEST_BATCH_RECORDS = 20_000
+HOME_ENV = "MUREKA_ETL_HOME"
+DEFAULT_HOME = "data"
+# `mureka-etl demo` writes a home of its own (wiped by the next demo), marked as the demo's by this file.
+DEMO_HOME = "demo"
+DEMO_MARKER = ".mureka-etl-demo"
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,13 @@ class Home:
 
     @classmethod
     def from_env(cls) -> "Home":
-        return cls(Path(os.environ.get("MUREKA_ETL_HOME", "data")).resolve())
+        """$MUREKA_ETL_HOME, else ./data."""
+        return cls.locate(None)
+
+    @classmethod
+    def locate(cls, option: str | None) -> "Home":
+        """The home a command uses: its `--home` option, else $MUREKA_ETL_HOME, else ./data."""
+        return cls(Path(option or os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve())
 
     @property
     def lake(self) -> Path:
@@ -44,6 +55,10 @@ class Home:
 
     def table_dir(self, table: str) -> Path:
         return self.lake / table
+
+    def holds_captured_jobs(self) -> bool:
+        """Whether the lake holds any file of the jobs table (a job was fetched or ingested here)."""
+        return self.table_dir("jobs").is_dir() and any(self.table_dir("jobs").rglob("*.parquet"))
 
     def ensure(self) -> "Home":
         for path in (self.root, self.lake, self.raw, self.inbox):

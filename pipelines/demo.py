@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pipelines import summary
-from pipelines.config import Home, utcnow
+from pipelines.config import DEMO_MARKER, Home, utcnow
 from pipelines.idfiles import read_ids
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
@@ -19,10 +19,14 @@ from pipelines.runner import run_capture
 from pipelines.useapi.corpus import generate_jobs, write_ids_file
 from pipelines.useapi.simulator import Simulator
 
-MARKER = ".mureka-etl-demo"
 RECENT_JOBS = 40
 MAX_PASSES = 12
 POLL_SECONDS = 3.0
+# The query the demo suggests: music jobs and their songs per verb (a job has one or two songs).
+TRY_QUERY = (
+    "SELECT verb, count(DISTINCT jobid) AS jobs, count(*) AS songs, round(avg(duration_milliseconds) / 1000, 1)"
+    " AS avg_song_s FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC"
+)
 
 
 class DemoHomeError(RuntimeError):
@@ -32,11 +36,11 @@ class DemoHomeError(RuntimeError):
 def prepare_home(root: Path) -> Home:
     """A fresh demo home; refuses to wipe a folder that a previous demo did not create."""
     if root.exists() and any(root.iterdir()):
-        if not (root / MARKER).exists():
+        if not (root / DEMO_MARKER).exists():
             raise DemoHomeError(f"{root} is not empty and is not a demo home; choose another with --home")
         shutil.rmtree(root)
     home = Home(root.resolve()).ensure()
-    (root / MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
+    (root / DEMO_MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
     return home
 
 
@@ -46,11 +50,7 @@ def command_name() -> str:
 
 
 def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> int:
-    try:
-        home = prepare_home(root)
-    except DemoHomeError as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    home = prepare_home(root)
     now = utcnow()
     # Most jobs are spread over 10 days (some already past the 7-day retention); a few started seconds ago
     # and are still generating, so the demo shows running jobs polled until they finish.
@@ -99,9 +99,6 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
     console.print(f"Lake:      {home.lake}", highlight=False)
     console.print(f"Report:    {report.path}", highlight=False)
     console.print(
-        f"Try:  MUREKA_ETL_HOME={root} {command_name()} query "
-        "\"SELECT verb, count(*) AS jobs, avg(duration_milliseconds)/1000 AS avg_s "
-        "FROM songs JOIN jobs USING (jobid) GROUP BY verb ORDER BY jobs DESC\"",
-        highlight=False,
+        f"Try:  {command_name()} --home {shlex.quote(str(root))} query {shlex.quote(TRY_QUERY)}", highlight=False
     )
     return 0

@@ -4,13 +4,15 @@ The instance lives in `$MUREKA_ETL_HOME/dagster_home`, so runs, schedule state a
 restart. Its `dagster.yaml` is written on every start: the `duckdb_write` pool has one slot and holds whole
 runs in the queue (one warehouse writer at a time), the run queue is small for a 2-core machine, and crashed
 run workers are retried. With `USEAPI_TOKEN` set, the runs talk to the API; without it, this process serves
-the embedded simulator on a free port, says so, and drops the simulated ids into the inbox.
+the embedded simulator on a free port, says so, and drops the simulated ids into the inbox. `dagster dev` runs
+in a process group of its own, which Ctrl-C or SIGTERM stops whole.
 """
 
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +25,8 @@ WORKSPACE = ROOT / "workspace.yaml"
 SIMULATOR_ENV = "MUREKA_ETL_SIMULATOR"
 MAX_CONCURRENT_RUNS = 2
 RUN_RETRIES = 2
+# Seconds `dagster dev` and its processes get to stop after Ctrl-C or SIGTERM before they are killed.
+STOP_SECONDS = 8.0
 
 INSTANCE_YAML = """\
 # Written by `mureka-etl dev` on every start; edit pipelines/dev.py instead.
@@ -79,19 +83,69 @@ def dev_env(home: Home, base: Mapping[str, str], simulator: tuple[str, str] | No
     return env
 
 
-def run(port: int = 3000, simulator_jobs: int = 500, console: Console | None = None) -> int:
-    """Run `mureka-etl dev`: with a token, become `dagster dev`; without, return its exit status."""
+def run(home: Home, port: int = 3000, simulator_jobs: int = 500, console: Console | None = None) -> int:
+    """Run `mureka-etl dev` until `dagster dev` ends; Ctrl-C or SIGTERM (KeyboardInterrupt here) stops every
+    process it started, then propagates."""
     console = console or Console(stderr=True)
-
-    home = Home.from_env().ensure()
+    home = home.ensure()
     write_instance(home)
     os.chdir(ROOT)  # workspace.yaml's working_directory "." resolves against the current directory
     if os.environ.get("USEAPI_TOKEN"):
         base_url = os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL)
         console.print(f"mureka-etl dev: API {base_url} (token from USEAPI_TOKEN), home {home.root}", highlight=False)
         _banner(console, port, home)
-        os.execvpe(sys.executable, dev_command(port), dev_env(home, os.environ))
+        return supervise(dev_command(port), dev_env(home, os.environ))
     return _with_simulator(console, port, simulator_jobs, home)
+
+
+def supervise(command: list[str], env: Mapping[str, str]) -> int:
+    """Run `command` in a process group of its own and return its exit status.
+
+    On KeyboardInterrupt (Ctrl-C, or SIGTERM turned into it) the whole group gets SIGINT, which `dagster dev`
+    answers by stopping its webserver, daemon and code server; whatever is left after STOP_SECONDS (a run
+    worker, a process stuck in shutdown) is killed, then the interrupt propagates. Its own group is what lets
+    a signal sent to `mureka-etl dev` alone reach every process under it, and leaves none behind.
+    """
+    child = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        _stop_group(child)
+        raise
+
+
+def _stop_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            continue  # a second Ctrl-C: the stop is under way
+        if not _group_alive(child.pid):
+            return
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies waiting for their reaper do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _banner(console: Console, port: int, home: Home) -> None:
@@ -117,12 +171,5 @@ def _with_simulator(console: Console, port: int, jobs: int, home: Home) -> int:
             highlight=False,
         )
         _banner(console, port, home)
-        child = subprocess.Popen(dev_command(port), env=dev_env(home, os.environ, (sim.base_url, sim.token)))
-        # dagster dev shuts down on SIGINT (Ctrl-C reaches both processes) and maps SIGTERM to it:
-        # pass a TERM on, then wait for the child so the simulator outlives every run.
-        signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                continue
+        # The simulator stops only once the group has: it outlives every run.
+        return supervise(dev_command(port), dev_env(home, os.environ, (sim.base_url, sim.token)))

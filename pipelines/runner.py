@@ -15,7 +15,12 @@ from pipelines.resources import HomeResource, MurekaApiResource, ProgressResourc
 
 
 class RunFailedError(RuntimeError):
-    """The capture run could not do its work (bad token, unwritable home, ...); the message says why."""
+    """The capture run could not do its work (bad token, unwritable home, ...); the message says why in one line,
+    `detail` holds Dagster's whole error with its stack traces (`mureka-etl --verbose` prints it)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def _instance() -> dg.DagsterInstance:
@@ -56,8 +61,9 @@ def _values(event: dg.AssetMaterialization) -> dict[str, Any]:
     return {key: getattr(value, "value", value) for key, value in event.metadata.items()}
 
 
-# The CLI draws its own progress and summary; Dagster's per-event console lines would bury them.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI draws its own progress, summary and one-line error; Dagster's per-event console lines (a failed step's
+# traceback among them) would bury them. RunFailedError.detail keeps the traceback for --verbose.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> RunSummary:
@@ -93,18 +99,31 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
                 raise_on_error=False,
             )
     if not result.success:
-        raise RunFailedError(_failure_message(result))
+        raise RunFailedError(*_failure_message(result))
     return RunSummary(
         days=days, fetch=_fetch_figures(result), warehouse=_load_figures(result), run_id=result.run_id
     )
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def _failure_message(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
+    """The first failed step's reason in one line, and Dagster's whole error for it.
+
+    A step that failed after its retries reports `Exceeded max_retries of 2` and wraps the user's error in
+    Dagster's own: the line names the innermost cause (e.g. `OSError: [Errno 28] No space left on device`).
+    """
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             failure = event.step_failure_data
+            detail = failure.error.to_string() if failure.error is not None else ""
             if failure.user_failure_data is not None and failure.user_failure_data.description:
-                return failure.user_failure_data.description
+                return failure.user_failure_data.description, detail
             if failure.error is not None:
-                return failure.error.message.strip()
-    return "the capture run failed"
+                cause = failure.error
+                while cause.cause is not None:
+                    cause = cause.cause
+                return f"step {event.step_key}: {_first_line(cause.message)}", detail
+    return "the capture run failed", ""
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
