@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PORT   ?= 3000
 
 .PHONY: setup demo test dev bench lint clean
 
@@ -20,7 +21,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 dev: setup
-	$(BIN)/mureka-etl dev
+	$(BIN)/mureka-etl dev --port $(PORT)
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
