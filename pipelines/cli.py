@@ -144,7 +144,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
-    return run_demo(console, Path(args.home or DEMO_HOME), jobs=args.jobs, seed=args.seed)
+    return run_demo(console, _home_of(args).root, jobs=args.jobs, seed=args.seed)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             code = exit_code(stop.received() or signal.SIGINT)
         except Exception as error:  # noqa: BLE001 - every failure ends here, in one line
-            code = None if stop.received() else _report_failure(error, args.verbose)
+            code = None if stop.received() else _report_failure(error, args.verbose, _home_of(args))
         signum = stop.received()
     if signum is not None:
         # Whatever the stop left behind (a failed run, an interrupted write) is a consequence, not the cause.
@@ -382,12 +382,17 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _report_failure(error: Exception, verbose: bool) -> int:
+def _home_of(args: argparse.Namespace) -> Home:
+    """The home the command works in (the demo's own by default)."""
+    return Home.locate(args.home or (DEMO_HOME if args.command == "demo" else None))
+
+
+def _report_failure(error: Exception, verbose: bool, home: Home) -> int:
     """Print `error: <why>` (and with --verbose the traceback first); return the exit code."""
     if verbose:
         detail = getattr(error, "detail", "")
         errors.print(detail or "".join(traceback.format_exception(error)), markup=False, highlight=False)
-    known = _known(error)
+    known = _known(error, home)
     if known is None:
         message, code = f"{type(error).__name__}: {_one_line(str(error))} (rerun with --verbose for the traceback)", 1
     else:
@@ -396,8 +401,9 @@ def _report_failure(error: Exception, verbose: bool) -> int:
     return code
 
 
-def _known(error: Exception) -> tuple[str, int] | None:
-    """(message, exit code) of a failure whose cause is known; None for anything else."""
+def _known(error: Exception, home: Home) -> tuple[str, int] | None:
+    """(message, exit code) of a failure whose cause is known; None for anything else. `home` names where a
+    failure that carries no path of its own happened (a full disk, a busy registry)."""
     if isinstance(error, CliError):
         return _one_line(str(error)), error.code
     if isinstance(error, _loaded(("pipelines.demo", "DemoHomeError"))):
@@ -406,9 +412,13 @@ def _known(error: Exception) -> tuple[str, int] | None:
         return _one_line(str(error)), EXIT_FAILED
     if isinstance(error, OSError) and error.strerror:
         where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
-        return (f"{error.strerror}: {where}" if where else error.strerror), EXIT_FAILED
+        return f"{error.strerror}: {where or home.root}", EXIT_FAILED
     if isinstance(error, _loaded(("sqlite3", "OperationalError"))) and "locked" in str(error):
-        return "the registry is busy (database is locked): another process holds its write lock; retry", EXIT_FAILED
+        return (
+            f"the registry {home.registry_path} is busy (database is locked): another process holds its write"
+            " lock; try again when it is done",
+            EXIT_FAILED,
+        )
     if isinstance(error, _loaded(("sqlite3", "Error"))):
         return f"registry: {_one_line(str(error))}", EXIT_FAILED
     if isinstance(error, _loaded(("duckdb", "Error"))):

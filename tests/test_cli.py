@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.demo import TRY_QUERY
 from pipelines.useapi.corpus import write_ids_file
 from pipelines.useapi.simulator import Simulator
 from tests.conftest import make_corpus
@@ -16,6 +17,7 @@ CLI = str(Path(sys.executable).with_name("mureka-etl"))
 
 
 def run_cli(*args: str, home: Path, env: dict[str, str] | None = None, stdin: str | None = None):
+    """Run `mureka-etl args` with MUREKA_ETL_HOME=home and no other setting of ours from this environment."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("USEAPI_", "MUREKA_ETL_", "DAGSTER_"))}
     environment.update({"MUREKA_ETL_HOME": str(home), **(env or {})})
     return subprocess.run([CLI, *args], env=environment, input=stdin, capture_output=True, text=True, timeout=300)
@@ -61,12 +63,108 @@ def test_sync_then_query_against_the_simulator(tmp_path):
 
     done = run_cli("query", "SELECT count(*) AS n FROM jobs", "--format", "json", home=home)
     assert done.returncode == 0, done.stderr
-    captured = sum(1 for job in corpus if job.owner_user == "777" and job.record_at(job.finish_at) and
-                   (job.created.timestamp() > sim.clock.now().timestamp() - 7 * 86400))
-    assert json.loads(done.stdout) == [{"n": captured}]
+    live = [job for job in corpus if job.owner_user == "777" and job.record_at(job.finish_at) and
+            (job.created.timestamp() > sim.clock.now().timestamp() - 7 * 86400)]
+    assert json.loads(done.stdout) == [{"n": len(live)}]
+
+    # The query the demo suggests counts music jobs and their songs per verb, each under its own name.
+    suggested = run_cli("--home", str(home), "query", TRY_QUERY, "--format", "json", home=tmp_path / "elsewhere")
+    assert suggested.returncode == 0, suggested.stderr
+    rows = json.loads(suggested.stdout)
+    assert [list(row) for row in rows[:1]] == [["verb", "jobs", "songs", "avg_song_s"]]
+    expected: dict[str, list[int]] = {}
+    for job in live:
+        songs = (job.final_record.get("response") or {}).get("songs") or []
+        if job.final_record["status"] == "completed" and songs:
+            expected.setdefault(job.final_record["verb"], [0, 0])
+            expected[job.final_record["verb"]][0] += 1
+            expected[job.final_record["verb"]][1] += len(songs)
+    assert {row["verb"]: [row["jobs"], row["songs"]] for row in rows} == expected
+    assert any(songs > jobs for jobs, songs in expected.values())
 
 
-@pytest.mark.parametrize("command", ["ids add", "status", "sync", "demo", "query", "simulator"])
-def test_every_command_has_help(tmp_path, command):
+# What each command's --help must name: the environment variables it reads.
+READS = {
+    "dev": ("MUREKA_ETL_HOME", "USEAPI_TOKEN", "USEAPI_BASE_URL"),
+    "ids": ("MUREKA_ETL_HOME",),
+    "ids add": ("MUREKA_ETL_HOME",),
+    "ingest": ("MUREKA_ETL_HOME",),
+    "status": ("MUREKA_ETL_HOME",),
+    "sync": ("MUREKA_ETL_HOME", "USEAPI_TOKEN", "USEAPI_BASE_URL"),
+    "demo": (),
+    "query": ("MUREKA_ETL_HOME",),
+    "report": ("MUREKA_ETL_HOME",),
+    "simulator": (),
+}
+
+
+@pytest.mark.parametrize("command", sorted(READS))
+def test_every_command_has_help_with_its_environment_and_exit_codes(tmp_path, command):
     done = run_cli(*command.split(), "--help", home=tmp_path)
-    assert done.returncode == 0 and "usage:" in done.stdout
+    assert done.returncode == 0 and done.stdout.startswith("usage:")
+    description = done.stdout.split("\n\n")[1]
+    assert len(description) > 40 and not description.startswith(("positional", "options"))
+    for variable in READS[command]:
+        assert variable in done.stdout, variable
+    unread = {"MUREKA_ETL_HOME", "USEAPI_TOKEN", "USEAPI_BASE_URL"} - set(READS[command])
+    if command not in ("demo", "simulator"):
+        assert not any(f"  {variable}  " in done.stdout for variable in unread)
+    for code in ("130", "143"):
+        assert code in done.stdout
+    if command != "simulator":
+        assert "--home" in done.stdout and "--verbose" in done.stdout
+        assert all(line in done.stdout for line in ("0    done", "1    the command failed", "2    wrong usage"))
+
+
+def test_ids_alone_shows_the_ids_help(tmp_path):
+    done = run_cli("ids", home=tmp_path)
+    assert done.returncode == 2
+    assert "usage: mureka-etl ids" in done.stdout and "register job ids" in done.stdout
+    assert "required" not in done.stdout + done.stderr
+
+
+def test_no_command_shows_the_help(tmp_path):
+    done = run_cli(home=tmp_path)
+    assert done.returncode == 2 and "sync" in done.stderr and "exit codes" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["query", "SELECT 1"], ["report"]])
+def test_reading_commands_refuse_a_home_that_does_not_exist_and_create_nothing(tmp_path, command):
+    missing = tmp_path / "no" / "such" / "home"
+    for args in (["--home", str(missing), *command], [*command, "--home", str(missing)]):
+        done = run_cli(*args, home=tmp_path / "env-home")
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [done.stderr.strip()]  # one line
+        assert done.stderr.startswith(f"error: home {missing} does not exist")
+        assert "demo" in done.stderr
+    through_env = run_cli(*command, home=missing)
+    assert through_env.returncode == 2 and str(missing) in through_env.stderr
+    assert not (tmp_path / "no").exists() and not (tmp_path / "env-home").exists()
+
+
+def test_an_empty_home_is_read_with_a_warning_naming_the_demo(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / ".mureka-etl-demo").write_text("")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("USEAPI_", "MUREKA_ETL_", "DAGSTER_"))}
+    done = subprocess.run([CLI, "query", "--home", "empty", "SELECT count(*) AS n FROM jobs", "--format", "json"],
+                          cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout) == [{"n": 0}]
+    assert done.stderr.startswith(f"warning: home {tmp_path / 'empty'} holds no captured job")
+    assert f"the demo's data is in {tmp_path / 'demo'} (--home {tmp_path / 'demo'})" in done.stderr
+
+
+def test_report_out_into_a_folder_that_does_not_exist_is_refused(tmp_path):
+    (tmp_path / "home").mkdir()
+    out = tmp_path / "not" / "there" / "report.html"
+    done = run_cli("report", "--out", str(out), home=tmp_path / "home")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: --out: the folder {out.parent} does not exist (create it first)"
+    assert not (tmp_path / "not").exists()
+
+
+def test_home_option_wins_over_the_environment(tmp_path):
+    ids = tmp_path / "ids.txt"
+    write_ids_file(make_corpus(n=3, running=0), ids)
+    assert run_cli("ids", "add", str(ids), "--home", str(tmp_path / "chosen"), home=tmp_path / "env").returncode == 0
+    assert (tmp_path / "chosen" / "registry.sqlite").exists() and not (tmp_path / "env").exists()
