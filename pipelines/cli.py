@@ -129,7 +129,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from pipelines.runner import run_capture
 
     if not os.environ.get("USEAPI_TOKEN"):
-        raise CliError("USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.", EXIT_USAGE)
+        raise CliError(
+            "USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.", EXIT_USAGE
+        )
     home = Home.locate(args.home)
     api = MurekaApiResource(
         base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL),
@@ -392,11 +394,9 @@ def _report_failure(error: Exception, verbose: bool, home: Home) -> int:
     if verbose:
         detail = getattr(error, "detail", "")
         errors.print(detail or "".join(traceback.format_exception(error)), markup=False, highlight=False)
-    known = _known(error, home)
-    if known is None:
-        message, code = f"{type(error).__name__}: {_one_line(str(error))} (rerun with --verbose for the traceback)", 1
-    else:
-        message, code = known
+    message, code = _known(error, home) or (
+        f"{type(error).__name__}: {_one_line(str(error))} (rerun with --verbose for the traceback)", EXIT_FAILED
+    )
     errors.print(f"error: {message}", markup=False, highlight=False)
     return code
 

@@ -115,6 +115,7 @@ def supervise(command: list[str], env: Mapping[str, str]) -> int:
 
 
 def _stop_group(child: subprocess.Popen) -> None:
+    """SIGINT to the child's group; SIGKILL to what is left of it after STOP_SECONDS."""
     try:
         os.killpg(child.pid, signal.SIGINT)
     except ProcessLookupError:
@@ -122,13 +123,11 @@ def _stop_group(child: subprocess.Popen) -> None:
     deadline = time.monotonic() + STOP_SECONDS
     while time.monotonic() < deadline:
         try:
-            child.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            continue
+            if child.poll() is not None and not _group_alive(child.pid):
+                return
+            time.sleep(0.2)
         except KeyboardInterrupt:
             continue  # a second Ctrl-C: the stop is under way
-        if not _group_alive(child.pid):
-            return
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:

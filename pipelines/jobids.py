@@ -14,7 +14,9 @@ from typing import NamedTuple
 # rejected at intake. sql/jobids.sql repeats the letters in its pattern; tests/test_jobids.py holds the two equal.
 JOB_TYPES = {"m": "music", "t": "tts"}
 _TYPE_LETTERS = "".join(JOB_TYPES)
-JOBID_RE = rf"^j(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{3}})(\d{{6}})([{_TYPE_LETTERS}])-u(\d+)-a(\d+)-bot:mureka$"
+JOBID_RE = (
+    rf"^j(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{3}})(\d{{6}})([{_TYPE_LETTERS}])-u(\d+)-a(\d+)-bot:mureka$"
+)
 RETENTION = timedelta(days=7)
 MAX_LENGTH = 128
 SKEW = timedelta(days=1)

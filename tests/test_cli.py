@@ -159,7 +159,8 @@ def test_report_out_into_a_folder_that_does_not_exist_is_refused(tmp_path):
     out = tmp_path / "not" / "there" / "report.html"
     done = run_cli("report", "--out", str(out), home=tmp_path / "home")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == f"error: --out: the folder {out.parent} does not exist (create it first)"
+    expected = f"error: --out: the folder {out.parent} does not exist (create it first)"
+    assert done.stderr.strip().splitlines()[-1] == expected
     assert not (tmp_path / "not").exists()
 
 
@@ -168,3 +169,10 @@ def test_home_option_wins_over_the_environment(tmp_path):
     write_ids_file(make_corpus(n=3, running=0), ids)
     assert run_cli("ids", "add", str(ids), "--home", str(tmp_path / "chosen"), home=tmp_path / "env").returncode == 0
     assert (tmp_path / "chosen" / "registry.sqlite").exists() and not (tmp_path / "env").exists()
+
+
+def test_make_dev_takes_the_port_from_PORT():
+    root = Path(__file__).resolve().parents[1]
+    planned = subprocess.run(["make", "-n", "-s", "dev", "PORT=3300"], cwd=root, capture_output=True, text=True)
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.strip().splitlines()[-1].endswith("mureka-etl dev --port 3300")
