@@ -9,6 +9,7 @@ to the wakeup file descriptor whoever's handler runs: that pipe tells which stop
 
 import os
 import signal
+import threading
 from types import FrameType, TracebackType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -30,6 +31,8 @@ class StopSignals:
         self._received: int | None = None
 
     def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers; signals reach it alone anyway
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
@@ -38,6 +41,8 @@ class StopSignals:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if self._read < 0:
+            return
         self.received()  # read what is in the pipe before it closes
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -47,7 +52,7 @@ class StopSignals:
 
     def received(self) -> int | None:
         """The last stop signal received so far (None: none)."""
-        while True:
+        while self._read >= 0:
             try:
                 data = os.read(self._read, 512)
             except BlockingIOError:
@@ -57,6 +62,7 @@ class StopSignals:
             for signum in data:
                 if signum in STOP_SIGNALS:
                     self._received = signum
+        return self._received
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

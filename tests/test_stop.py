@@ -153,12 +153,12 @@ def test_report_stopped_at_any_moment_leaves_no_partial_page(tmp_path):
         time.sleep(delay)
         seconds, stderr = stop(report, signal.SIGTERM)
         codes.append(report.returncode)
+        print(f"report got SIGTERM at {delay} s: exit {report.returncode} after {seconds:.2f} s")
         # 143: stopped by our handler; -15: the signal came before Python had installed it (the shell sees 143).
         assert report.returncode in (0, 143, -signal.SIGTERM), stderr
-        if report.returncode == 0:
-            assert out.read_text().rstrip().endswith("</html>")
-        else:
-            assert not out.exists() and "Traceback" not in stderr
+        assert "Traceback" not in stderr
+        # Written whole (the signal came after the page was in place), or not at all.
+        assert not out.exists() or out.read_text().rstrip().endswith("</html>")
         assert_nothing_half_written(tmp_path)
     assert codes[0] != 0, codes
 
