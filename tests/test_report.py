@@ -121,6 +121,7 @@ def test_report_command_writes_to_the_home_or_out(tmp_path):
     assert default.stdout.strip() == f"Report: {home.root / 'report.html'}"
     assert "<h2>Top errors</h2>" in (home.root / "report.html").read_text()
     out = tmp_path / "elsewhere" / "r.html"
+    out.parent.mkdir()  # --out writes into an existing folder only
     chosen = run_cli("report", "--out", str(out), home=home.root)
     assert chosen.returncode == 0 and chosen.stdout.strip() == f"Report: {out}"
     assert "<b>13</b><span>jobs captured</span>" in out.read_text()
