@@ -70,7 +70,7 @@ def run(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess
     return subprocess.run([CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sync_stops_mid_fetch_and_the_next_sync_finishes(tmp_path, signum):
     corpus = make_corpus(n=160, seed=21, running=0)
     write_ids_file(corpus, tmp_path / "ids.txt")
@@ -126,7 +126,7 @@ def test_ingest_stops_mid_file_and_ingesting_it_again_loads_every_record(tmp_pat
     assert json.loads(counted.stdout) == [{"n": len(records)}]
 
 
-def test_demo_stops_and_its_simulator_with_it(tmp_path):
+def test_demo_stops_mid_capture(tmp_path):
     demo = start("demo", "--home", str(tmp_path / "demo"), "--jobs", "1500", env=environment(tmp_path / "unused"))
     wait_until(lambda: (tmp_path / "demo" / "registry.sqlite").exists(), 120, "the demo to register its ids")
     time.sleep(1.0)
@@ -163,7 +163,7 @@ def test_report_stopped_at_any_moment_leaves_no_partial_page(tmp_path):
     assert codes[0] != 0, codes
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_simulator_stops_with_the_signals_code(tmp_path, signum):
     simulator = start("simulator", "--port", "0", "--jobs", "20", "--ids-out", str(tmp_path / "ids.txt"),
                       env=environment(tmp_path))
@@ -197,7 +197,11 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "target"), [(signal.SIGTERM, "group"), (signal.SIGINT, "process")])
+@pytest.mark.parametrize(
+    ("signum", "target"),
+    [(signal.SIGTERM, "group"), (signal.SIGINT, "process")],
+    ids=["SIGTERM-group", "SIGINT-process"],
+)
 def test_dev_stops_every_process_it_started(tmp_path, signum, target):
     home = tmp_path / "devhome"
     port = free_port()
