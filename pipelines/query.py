@@ -30,7 +30,7 @@ from pipelines.warehouse import open_lake
 # The raw archive as `query` shows it: what the API answered, verbatim (DESIGN.md, data contract).
 RAW_TABLE = "raw"
 _RAW_COLUMNS = (("jobid", "VARCHAR"), ("observed_at", "TIMESTAMPTZ"), ("http_status", "SMALLINT"), ("body", "VARCHAR"),
-                ("batch_id", "VARCHAR"), ("created_date", "DATE"))
+                ("batch_id", "VARCHAR"), ("reason", "VARCHAR"), ("created_date", "DATE"))
 # Relations whose name starts with one of these are plumbing behind the views, not answers.
 _INTERNAL_PREFIXES = ("_",)
 
@@ -85,11 +85,14 @@ def connect_readonly(home: Home) -> duckdb.DuckDBPyConnection:
 def _create_raw_view(con: duckdb.DuckDBPyConnection, home: Home) -> None:
     """`raw` over lake/raw/created_date=D/<batch>.parquet (temp files end in .tmp, so a write in progress is
     never read); an empty view of the same columns while the archive holds nothing."""
-    columns = ", ".join(name for name, _ in _RAW_COLUMNS)
     if lake_days(home, RAW_TABLE):
         files = str(home.raw / "*" / "*.parquet").replace("'", "''")
-        con.execute(f"CREATE VIEW {RAW_TABLE} AS SELECT {columns} FROM read_parquet('{files}',"
-                    " hive_partitioning = true, hive_types = {'created_date': DATE}, union_by_name = true)")
+        source = (f"read_parquet('{files}', hive_partitioning = true, hive_types = {{'created_date': DATE}},"
+                  " union_by_name = true)")
+        # Batches archived before quarantine existed have no `reason` column: it reads as NULL for them.
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in _RAW_COLUMNS)
+        con.execute(f"CREATE VIEW {RAW_TABLE} AS SELECT {columns} FROM {source}")
     else:
         typed = ", ".join(f"NULL::{data_type} AS {name}" for name, data_type in _RAW_COLUMNS)
         con.execute(f"CREATE VIEW {RAW_TABLE} AS SELECT {typed} WHERE false")

@@ -160,7 +160,7 @@ def run_feeds(
     scan_config: dict[str, Any] = {"full": full} | ({"max_pages": max_pages} if max_pages is not None else {})
     # The CLI prints the 596 accounts and check outcomes itself: the run's warnings would say them twice.
     run_config = {
-        "loggers": {"console": {"config": {"log_level": "ERROR"}}},
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
         "ops": {"feed_scan": {"config": scan_config}},
     }
     with _instance() as instance:

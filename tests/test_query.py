@@ -166,7 +166,7 @@ def test_an_empty_lake_still_answers(tmp_path):
 
 
 RAW_COLUMNS = [("jobid", "VARCHAR"), ("observed_at", "TIMESTAMP WITH TIME ZONE"), ("http_status", "SMALLINT"),
-               ("body", "VARCHAR"), ("batch_id", "VARCHAR"), ("created_date", "DATE")]
+               ("body", "VARCHAR"), ("batch_id", "VARCHAR"), ("reason", "VARCHAR"), ("created_date", "DATE")]
 
 
 def test_list_shows_tables_then_views_then_internal_relations(con):

@@ -73,8 +73,8 @@ def test_query_never_opens_the_warehouse_for_writing(home: Home, tmp_path: Path)
 def test_raw_view_is_the_archive_as_written(home: Home) -> None:
     """`raw` in `query` holds exactly the rows of lake/raw's Parquet files: every answer of every fetch."""
     env = cli_env(home, "http://127.0.0.1:9/unused", "user:777-unused")
-    done = run_cli(["query", "--format", "json", "SELECT jobid, observed_at, http_status, body, batch_id, created_date"
-                    " FROM raw ORDER BY jobid, observed_at"], env)
+    done = run_cli(["query", "--format", "json", "SELECT jobid, observed_at, http_status, body, batch_id, reason,"
+                    " created_date FROM raw ORDER BY jobid, observed_at"], env)
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     expected = []
