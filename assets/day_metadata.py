@@ -50,4 +50,3 @@ def preview(path: Path | None, columns: Sequence[str] | None = None) -> str:
         return "_no rows_"
     cells = [[None if row[c] is None else str(row[c])[:PREVIEW_WIDTH] for c in names] for row in rows]
     return markdown_table(names, cells)
-

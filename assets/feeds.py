@@ -68,8 +68,10 @@ def feed_scan(
     for message in [*report.unavailable.values(), *report.errors]:
         context.log.warning(message)
     accounts = {
-        account: {feed: {"pages": r.pages, "new_items": r.new_items, "complete": r.complete, "error": r.error}
-                  for feed, r in by_feed.items()}
+        account: {
+            feed: {"pages": r.pages, "new_items": r.new_items, "complete": r.complete, "error": r.error}
+            for feed, r in by_feed.items()
+        }
         for account, by_feed in report.feeds.items()
     }
     yield dg.MaterializeResult(

@@ -25,7 +25,12 @@ class LakeTablesConfig(dg.Config):
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            name, deps=["raw"], description=text, group_name="lake", kinds={"parquet"}, partitions_def=RETENTION_PARTITIONS
+            name,
+            deps=["raw"],
+            description=text,
+            group_name="lake",
+            kinds={"parquet"},
+            partitions_def=RETENTION_PARTITIONS,
         )
         for name, text in TABLE_DESCRIPTIONS.items()
     ],

@@ -47,8 +47,13 @@ def stage_ingest(n: int) -> dict:
     report = ingest(home, [path])
     seconds = time.monotonic() - started
     assert report.records == n and report.bad_count == 0, (report.records, report.bad_count)
-    return {"records": n, "seconds": seconds, "per_s": n / seconds, "peak_mb": _peak_mb(),
-            "rows": report.warehouse.rows_by_table if report.warehouse else {}}
+    return {
+        "records": n,
+        "seconds": seconds,
+        "per_s": n / seconds,
+        "peak_mb": _peak_mb(),
+        "rows": report.warehouse.rows_by_table if report.warehouse else {},
+    }
 
 
 def stage_reference(n: int) -> dict:
@@ -83,9 +88,24 @@ def stage_fetch(jobs: int, latency_ms: float, concurrency: int) -> dict:
     home.ensure()
     ids_file = home.root / "ids.txt"
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.useapi.simulator", "--port", "0", "--jobs", str(jobs), "--days", "6",
-         "--latency-ms", str(latency_ms), "--ids-out", str(ids_file)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.useapi.simulator",
+            "--port",
+            "0",
+            "--jobs",
+            str(jobs),
+            "--days",
+            "6",
+            "--latency-ms",
+            str(latency_ms),
+            "--ids-out",
+            str(ids_file),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         base_url = _simulator_url(server)
@@ -100,8 +120,14 @@ def stage_fetch(jobs: int, latency_ms: float, concurrency: int) -> dict:
         server.wait()
     answered = report.requested - report.by_outcome["deferred"]
     ideal = concurrency / (latency_ms / 1000) if latency_ms else None
-    return {"jobs": answered, "seconds": report.seconds, "per_s": report.jobs_per_second(), "ideal": ideal,
-            "requests": report.http_requests, "outcomes": dict(report.by_outcome)}
+    return {
+        "jobs": answered,
+        "seconds": report.seconds,
+        "per_s": report.jobs_per_second(),
+        "ideal": ideal,
+        "requests": report.http_requests,
+        "outcomes": dict(report.by_outcome),
+    }
 
 
 def _simulator_url(server: subprocess.Popen) -> str:
@@ -126,8 +152,13 @@ def stage_nothing_due(n: int) -> dict:
         seconds = time.monotonic() - started
         requests = sim.requests_total
     changed = sum(1 for p, mtime in files.items() if p.stat().st_mtime_ns != mtime)
-    return {"seconds": seconds, "requests": requests, "days": len(run.days), "files": len(files),
-            "files_changed": changed}
+    return {
+        "seconds": seconds,
+        "requests": requests,
+        "days": len(run.days),
+        "files": len(files),
+        "files_changed": changed,
+    }
 
 
 def stage_views(n: int) -> dict:
@@ -135,8 +166,12 @@ def stage_views(n: int) -> dict:
 
     home_db = OUT / f"home-{n}" / "warehouse.duckdb"
     con = duckdb.connect(str(home_db), read_only=True)
-    views = [name for (name,) in con.execute(
-        "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' ORDER BY view_name").fetchall()]
+    views = [
+        name
+        for (name,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' ORDER BY view_name"
+        ).fetchall()
+    ]
     timings = {}
     for view in views:
         best = float("inf")
@@ -149,8 +184,13 @@ def stage_views(n: int) -> dict:
     return {"jobs": n, "views": timings}
 
 
-STAGES = {"ingest": stage_ingest, "reference": stage_reference, "fetch": stage_fetch,
-          "nothing_due": stage_nothing_due, "views": stage_views}
+STAGES = {
+    "ingest": stage_ingest,
+    "reference": stage_reference,
+    "fetch": stage_fetch,
+    "nothing_due": stage_nothing_due,
+    "views": stage_views,
+}
 
 
 def _child(name: str, *args: object) -> dict:
@@ -158,7 +198,9 @@ def _child(name: str, *args: object) -> dict:
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--stage", name, *map(str, args)],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"stage {name} {args} failed:\n{done.stderr[-4000:]}")
@@ -186,14 +228,26 @@ def machine() -> dict[str, str]:
     import pyarrow
     import requests
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     return {
-        "cpus": str(os.cpu_count()), "cpu": cpu, "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
-        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-        "duckdb": duckdb.__version__, "pyarrow": pyarrow.__version__, "requests": requests.__version__,
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "pyarrow": pyarrow.__version__,
+        "requests": requests.__version__,
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -202,8 +256,12 @@ def machine() -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every stage")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each ingest and reference size, interleaved; medians count (default 3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each ingest and reference size, interleaved; medians count (default 3)",
+    )
     parser.add_argument("--fetch", action="store_true", help="only the fetch figures, printed (results.md unchanged)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
@@ -238,19 +296,31 @@ def main() -> int:
             ours.append(_child("ingest", n))
             ref.append(_child("reference", n))
         ours_s, ref_s = _median_seconds(ours), _median_seconds(ref)
-        add(f"ingest {n:,} records (lake + warehouse)",
+        add(
+            f"ingest {n:,} records (lake + warehouse)",
             f"{n / ours_s:,.0f} rec/s ({_spread(ours)}), peak {max(r['peak_mb'] for r in ours):,.0f} MB",
-            f"{ref_s / ours_s:.2f}x reference (must >= 0.5x, aim 0.8x); RSS must <= 1.5 GB")
-        add(f"  DuckDB SQL reference {n:,} (read_json+UNNEST)",
-            f"{n / ref_s:,.0f} rec/s ({_spread(ref)}), peak {max(r['peak_mb'] for r in ref):,.0f} MB", "")
+            f"{ref_s / ours_s:.2f}x reference (must >= 0.5x, aim 0.8x); RSS must <= 1.5 GB",
+        )
+        add(
+            f"  DuckDB SQL reference {n:,} (read_json+UNNEST)",
+            f"{n / ref_s:,.0f} rec/s ({_spread(ref)}), peak {max(r['peak_mb'] for r in ref):,.0f} MB",
+            "",
+        )
     _fetch_figures(fetch_jobs, concurrency, add)
     idle = _child("nothing_due", sizes[-1])
-    add(f"run with nothing due ({sizes[-1]:,}-job home)",
+    add(
+        f"run with nothing due ({sizes[-1]:,}-job home)",
         f"{idle['seconds']:.2f} s in-process ({idle['process_s']:.1f} s with start), {idle['requests']} requests,"
-        f" {idle['files_changed']}/{idle['files']} lake files changed", "0 requests, <= 3 s beyond start")
+        f" {idle['files_changed']}/{idle['files']} lake files changed",
+        "0 requests, <= 3 s beyond start",
+    )
     views = _child("views", sizes[-1])
     for view, timing in views["views"].items():
-        add(f"view {view} ({sizes[-1]:,} jobs)", f"{timing['ms']:.0f} ms ({timing['rows']:,} rows)", "< 1 s (aim 200 ms)")
+        add(
+            f"view {view} ({sizes[-1]:,} jobs)",
+            f"{timing['ms']:.0f} ms ({timing['rows']:,} rows)",
+            "< 1 s (aim 200 ms)",
+        )
 
     _write_results(info, rows, args.quick, args.repeat)
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
@@ -263,8 +333,11 @@ def _fetch_figures(fetch_jobs: tuple[int, int], concurrency: int, add: Callable[
         fetched = _child("fetch", jobs, float(latency), concurrency)
         ideal = fetched["ideal"]
         target = ">= 300 jobs/s (aim 600)" if not latency else f">= {0.8 * ideal:.0f} jobs/s (0.8 x {ideal:.0f})"
-        add(f"fetch {fetched['jobs']:,} jobs, {latency} ms latency, c={concurrency}",
-            f"{fetched['per_s']:,.0f} jobs/s ({fetched['seconds']:.1f} s, {fetched['requests']:,} requests)", target)
+        add(
+            f"fetch {fetched['jobs']:,} jobs, {latency} ms latency, c={concurrency}",
+            f"{fetched['per_s']:,.0f} jobs/s ({fetched['seconds']:.1f} s, {fetched['requests']:,} requests)",
+            target,
+        )
 
 
 def _write_results(info: dict[str, str], rows: list[tuple[str, str, str]], quick: bool, repeat: int) -> None:

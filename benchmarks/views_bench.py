@@ -117,8 +117,10 @@ def generate(home: Home, jobs: int, days: int) -> dict[str, int]:
         apply_views(con)
         counts = {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
         for table in TABLES:
-            con.execute(f"COPY {table} TO '{home.table_dir(table)}' (FORMAT parquet, PARTITION_BY (created_date),"
-                        " FILENAME_PATTERN 'data', OVERWRITE_OR_IGNORE)")
+            con.execute(
+                f"COPY {table} TO '{home.table_dir(table)}' (FORMAT parquet, PARTITION_BY (created_date),"
+                " FILENAME_PATTERN 'data', OVERWRITE_OR_IGNORE)"
+            )
     for table in TABLES:  # the lake's layout: exactly one created_date=D/data.parquet per day
         for folder in home.table_dir(table).glob("created_date=*"):
             (written,) = folder.glob("data*.parquet")
@@ -184,10 +186,12 @@ def main() -> None:
     print(f"\n{'view':<22} {'rows':>8} {'warehouse s':>12} {'lake s':>8}")
     for view in views:
         print(f"{view:<22} {warehouse[view][1]:>8,} {warehouse[view][0]:>12.3f} {lake[view][0]:>8.3f}")
-    print(f"\nslowest: warehouse {max(t for t, _ in warehouse.values()):.3f} s, "
-          f"lake {max(t for t, _ in lake.values()):.3f} s (median of views: "
-          f"{statistics.median(t for t, _ in warehouse.values()):.3f} s / "
-          f"{statistics.median(t for t, _ in lake.values()):.3f} s)")
+    print(
+        f"\nslowest: warehouse {max(t for t, _ in warehouse.values()):.3f} s, "
+        f"lake {max(t for t, _ in lake.values()):.3f} s (median of views: "
+        f"{statistics.median(t for t, _ in warehouse.values()):.3f} s / "
+        f"{statistics.median(t for t, _ in lake.values()):.3f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,10 @@ def start_receiver(home: Path, secret: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "MUREKA_ETL_HOME": str(home), "MUREKA_WEBHOOK_SECRET": secret}
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "webhook", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(300):
         try:
@@ -138,8 +141,9 @@ def main() -> None:
     write_results(results, args, load, mean_bytes, acknowledged, stored)
 
 
-def write_results(results: list[dict], args: argparse.Namespace, load: str, mean_bytes: int, acknowledged: int,
-                  stored: int) -> None:
+def write_results(
+    results: list[dict], args: argparse.Namespace, load: str, mean_bytes: int, acknowledged: int, stored: int
+) -> None:
     """benchmarks/webhook_results.md: the run's settings, machine load and one row per run."""
     lines = [
         "# Webhook receiver: acknowledgement latency and throughput",
@@ -155,10 +159,15 @@ def write_results(results: list[dict], args: argparse.Namespace, load: str, mean
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r['target_per_s']} | {r['deliveries']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} |"
-                     f" {r['max_ms']} | {r['p99_from_slot_ms']} |")
-    lines += ["", f"Acknowledged {acknowledged} deliveries in all (with a warm-up of 200); {stored} were in the spool.",
-              ""]
+        lines.append(
+            f"| {r['target_per_s']} | {r['deliveries']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} |"
+            f" {r['max_ms']} | {r['p99_from_slot_ms']} |"
+        )
+    lines += [
+        "",
+        f"Acknowledged {acknowledged} deliveries in all (with a warm-up of 200); {stored} were in the spool.",
+        "",
+    ]
     RESULTS.write_text("\n".join(lines))
 
 

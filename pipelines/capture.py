@@ -21,7 +21,9 @@ from pipelines.warehouse import LoadResult, Warehouse
 FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")
 
 
-def fetch_days(home: Home, client: MurekaClient, days: Collection[date], progress: ProgressCallback | None = None) -> FetchReport:
+def fetch_days(
+    home: Home, client: MurekaClient, days: Collection[date], progress: ProgressCallback | None = None
+) -> FetchReport:
     """Fetch every due id created on `days`, nearest deadline first, into the raw archive.
 
     Ends by freeing the leases of runs that died meanwhile (raising LeaseReclaimError when it cannot): a run

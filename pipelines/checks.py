@@ -138,8 +138,10 @@ class LakeRawFindings:
     def markdown(self, limit: int = SAMPLE_ROWS) -> str:
         rows = [(str(d.day), d.table, f"{d.path.name} {d.reason}") for d in self.damaged]
         rows += [(str(day), "raw", "raw batches not flattened yet") for day in self.pending]
-        rows += [(str(day), "job_observations", f"{lake_rows} rows for {raw} raw observations")
-                 for day, raw, lake_rows in self.mismatched]
+        rows += [
+            (str(day), "job_observations", f"{lake_rows} rows for {raw} raw observations")
+            for day, raw, lake_rows in self.mismatched
+        ]
         return markdown_table(["day", "table", "problem"], rows[:limit], omitted=max(0, len(rows) - limit))
 
 
@@ -161,9 +163,13 @@ def lake_raw_findings(home: Home, days: Collection[date] | None = None) -> LakeR
             applied = json.loads((metadata.metadata or {}).get(lake.APPLIED_KEY, b"[]"))
             batches = lake.raw_batches(home, day)
             files = [str(batches[batch]) for batch in applied if batch in batches]
-            raw = con.execute(
-                "SELECT count(*) FROM (SELECT DISTINCT jobid, observed_at FROM read_parquet(?))", [files]
-            ).fetchone()[0] if files else 0
+            raw = (
+                con.execute(
+                    "SELECT count(*) FROM (SELECT DISTINCT jobid, observed_at FROM read_parquet(?))", [files]
+                ).fetchone()[0]
+                if files
+                else 0
+            )
             if raw != metadata.num_rows:
                 mismatched.append((day, raw, metadata.num_rows))
     finally:

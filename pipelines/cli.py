@@ -108,7 +108,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     states = ", ".join(f"{state} {count}" for state, count in sorted(report.by_state.items()))
     console.print(
         f"ingested {report.records} records ({states or 'none'}) over {len(report.days)} days in"
-        f" {report.seconds:.1f} s; bad lines {report.bad_count}", highlight=False
+        f" {report.seconds:.1f} s; bad lines {report.bad_count}",
+        highlight=False,
     )
     return EXIT_FAILED if report.bad_count or report.source_errors else EXIT_OK
 
@@ -163,13 +164,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     columns, rows = audit_table(home)
     sys.stdout.write(render(QueryResult(columns, rows), "table"))
     per_account = ", ".join(f"{account} {n}" for account, n in sorted(run.requests_by_account.items()))
-    console.print(f"requests: {run.requests} (GET /jobs, then feed pages per account: {per_account or 'none'})",
-                  highlight=False)
+    console.print(
+        f"requests: {run.requests} (GET /jobs, then feed pages per account: {per_account or 'none'})", highlight=False
+    )
     for message in [*run.unavailable.values(), *run.errors]:
         errors.print(f"error: {message}", markup=False, highlight=False)
     for name, passed, description in run.checks:
-        console.print(f"check {name}: {'passed' if passed else 'FAILED'}" + (f": {description}" if description else ""),
-                      markup=False, highlight=False)
+        console.print(
+            f"check {name}: {'passed' if passed else 'FAILED'}" + (f": {description}" if description else ""),
+            markup=False,
+            highlight=False,
+        )
     return EXIT_FAILED if run.unavailable or run.errors or not all(passed for _, passed, _ in run.checks) else EXIT_OK
 
 
@@ -248,7 +253,8 @@ def existing_home(option: str | None) -> Home:
         )
     if not home.holds_captured_jobs():
         errors.print(
-            f"warning: home {home.root} holds no captured job yet; {_where_the_demo_is()}", markup=False,
+            f"warning: home {home.root} holds no captured job yet; {_where_the_demo_is()}",
+            markup=False,
             highlight=False,
         )
     return home
@@ -295,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mureka-etl",
         description=textwrap.fill(
             "Keep every useapi.net Mureka job record before the API forgets it (7 days): register job ids, fetch"
-            " them (sync) or load saved records (ingest), then query and report over the lake and warehouse.", 100
+            " them (sync) or load saved records (ingest), then query and report over the lake and warehouse.",
+            100,
         ),
         epilog=f"environment:\n{ENV_HOME}\n{ENV_API}\n\n{EXIT_CODES}\nRun `mureka-etl COMMAND --help` for a command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -307,7 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, summary: str, description: str, env: str, *, parent=sub) -> argparse.ArgumentParser:
         epilog = f"environment:\n{env}\n\n{EXIT_CODES}" if env else EXIT_CODES
         return parent.add_parser(
-            name, help=summary, description=textwrap.fill(description, 100), epilog=epilog, parents=[common],
+            name,
+            help=summary,
+            description=textwrap.fill(description, 100),
+            epilog=epilog,
+            parents=[common],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
@@ -316,47 +327,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulator)
 
     p = command(
-        "dev", "the Dagster UI and daemon on 127.0.0.1",
+        "dev",
+        "the Dagster UI and daemon on 127.0.0.1",
         "Run the Dagster UI and daemon (`dagster dev`) on 127.0.0.1 with a persistent instance in"
         " <home>/dagster_home. Without USEAPI_TOKEN it serves the embedded simulator and drops its ids into"
         " <home>/inbox. Ctrl-C or SIGTERM stops every process it started.",
         f"{ENV_HOME}\n{ENV_API}",
     )
     p.add_argument("--port", type=at_least(1), default=3000, help="UI port on 127.0.0.1 (default 3000)")
-    p.add_argument("--simulator-jobs", type=at_least(1), default=500,
-                   help="jobs the embedded simulator serves without USEAPI_TOKEN (default 500)")
+    p.add_argument(
+        "--simulator-jobs",
+        type=at_least(1),
+        default=500,
+        help="jobs the embedded simulator serves without USEAPI_TOKEN (default 500)",
+    )
     p.set_defaults(func=cmd_dev)
 
     ids_parser = command(
-        "ids", "the registry of known job ids",
-        "The registry of known job ids. `mureka-etl ids add FILE...` registers ids.", ENV_HOME,
+        "ids",
+        "the registry of known job ids",
+        "The registry of known job ids. `mureka-etl ids add FILE...` registers ids.",
+        ENV_HOME,
     )
     ids_parser.set_defaults(func=cmd_ids, ids_parser=ids_parser)
     ids = ids_parser.add_subparsers(dest="ids_command", metavar="IDS_COMMAND")
     p = command(
-        "add", "register job ids from files or stdin",
+        "add",
+        "register job ids from files or stdin",
         "Register job ids from files: plain text (one id a line), CSV with a jobid column, JSON lines or a"
         " JSON array of records; gzip is read as such; - reads stdin. Ids that do not parse (malformed, a job"
         " type the API does not issue, an impossible date) are rejected with file and line.",
-        ENV_HOME, parent=ids,
+        ENV_HOME,
+        parent=ids,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="id files, or - for stdin")
     p.set_defaults(func=cmd_ids_add)
 
     p = command(
-        "ingest", "load saved job records: registry, lake, warehouse",
+        "ingest",
+        "load saved job records: registry, lake, warehouse",
         "Load saved job records (JSON lines of GET /jobs/{jobid} answers, gzip ok; - reads stdin) into the"
         " registry, the lake and the warehouse. Bad lines are skipped and named with file and line (exit 1).",
         ENV_HOME,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="record files, or - for stdin")
-    p.add_argument("--batch-size", type=at_least(1),
-                   help=f"records per batch (bounds memory; default {INGEST_BATCH_RECORDS})")
+    p.add_argument(
+        "--batch-size", type=at_least(1), help=f"records per batch (bounds memory; default {INGEST_BATCH_RECORDS})"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_ingest)
 
     p = command(
-        "status", "ids by state, due now, at risk of expiry, lost",
+        "status",
+        "ids by state, due now, at risk of expiry, lost",
         "Show the registry: ids by state, due now, at risk of expiry (< 24 h left, not final), lost. The home"
         " must exist (exit 2 otherwise); nothing is created.",
         ENV_HOME,
@@ -364,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = command(
-        "sync", "fetch every due job from the API, then load the warehouse",
+        "sync",
+        "fetch every due job from the API, then load the warehouse",
         "Fetch every due job id (nearest deadline first) from USEAPI_BASE_URL with USEAPI_TOKEN, archive the"
         " answers, flatten them into the lake and load the warehouse: one in-process Dagster run. With"
         " DAGSTER_HOME set the run joins that instance's history.",
@@ -375,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sync)
 
     p = command(
-        "audit", "scan every account's song and speech feed and audit the captured jobs against it",
+        "audit",
+        "scan every account's song and speech feed and audit the captured jobs against it",
         "Scan what is new in every account's music and speech feeds (GET /music, GET /speech), archive and load"
         " it, and print the audit: feed items matched by a captured job, lost, or with no known job. Runs the"
         " Dagster job feeds_job in-process. Exits 1 when a check fails, an account answers 596 or a feed kept"
@@ -387,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = command(
-        "demo", "the whole pipeline on the embedded simulator, in a home of its own",
+        "demo",
+        "the whole pipeline on the embedded simulator, in a home of its own",
         f"Run the whole pipeline against the embedded simulator in a home of its own (--home, default"
         f" ./{DEMO_HOME}), wiped first if a previous demo made it; a folder the demo did not make is refused."
         " Reads no environment variable: the demo serves its own API.",
@@ -398,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = command(
-        "query", "run read-only SQL over the tables and views",
+        "query",
+        "run read-only SQL over the tables and views",
         "Run read-only SQL over the tables and views (read from the lake: never waits on a running sync)."
         " The home must exist (exit 2 otherwise); nothing is created.",
         ENV_HOME,
@@ -410,35 +437,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     p = command(
-        "report", "write the HTML report",
+        "report",
+        "write the HTML report",
         "Write the HTML report: daily volume, failure rates, song durations, latency, capture health. The home"
         " must exist (exit 2 otherwise).",
         ENV_HOME,
     )
-    p.add_argument("--out", metavar="FILE",
-                   help="where to write it; its folder must exist (default <home>/report.html)")
+    p.add_argument(
+        "--out", metavar="FILE", help="where to write it; its folder must exist (default <home>/report.html)"
+    )
     p.set_defaults(func=cmd_report)
     env_secret = "  MUREKA_WEBHOOK_SECRET  the secret path segment of the hook URL (required; never printed)"
     hooks_parser = command(
-        "webhook", "receive useapi.net webhook deliveries (replyUrl) into the spool",
+        "webhook",
+        "receive useapi.net webhook deliveries (replyUrl) into the spool",
         "Receive the deliveries useapi.net POSTs to a job's replyUrl: `webhook serve` runs the receiver,"
         " `webhook url` prints the replyUrl to give the create endpoints.",
         f"{ENV_HOME}\n{env_secret}",
     )
     hooks = hooks_parser.add_subparsers(dest="webhook_command", metavar="WEBHOOK_COMMAND", required=True)
     p = command(
-        "serve", "serve POST /hooks/mureka/$MUREKA_WEBHOOK_SECRET until Ctrl-C",
+        "serve",
+        "serve POST /hooks/mureka/$MUREKA_WEBHOOK_SECRET until Ctrl-C",
         "Serve POST /hooks/mureka/$MUREKA_WEBHOOK_SECRET (ASGI on uvicorn): each delivery is written and fsynced"
         " to <home>/webhook/spool before it is answered 200; the capture run confirms it with one GET.",
-        f"{ENV_HOME}\n{env_secret}", parent=hooks,
+        f"{ENV_HOME}\n{env_secret}",
+        parent=hooks,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; put a TLS proxy in front)")
     p.add_argument("--port", type=at_least(1), default=8787, help="port (default 8787)")
     p.set_defaults(func=cmd_webhook)
     p = command(
-        "url", "print the replyUrl to give the create endpoints",
+        "url",
+        "print the replyUrl to give the create endpoints",
         "Print the replyUrl (base URL + /hooks/mureka/<secret>) to pass to the create endpoints.",
-        env_secret, parent=hooks,
+        env_secret,
+        parent=hooks,
     )
     p.add_argument("--base", required=True, help="the public base URL of your proxy, e.g. https://example.org")
     p.set_defaults(func=cmd_webhook)
@@ -480,7 +514,8 @@ def _report_failure(error: Exception, verbose: bool, home: Home) -> int:
         detail = getattr(error, "detail", "")
         errors.print(detail or "".join(traceback.format_exception(error)), markup=False, highlight=False)
     message, code = _known(error, home) or (
-        f"{type(error).__name__}: {_one_line(str(error))} (rerun with --verbose for the traceback)", EXIT_FAILED
+        f"{type(error).__name__}: {_one_line(str(error))} (rerun with --verbose for the traceback)",
+        EXIT_FAILED,
     )
     errors.print(f"error: {message}", markup=False, highlight=False)
     return code

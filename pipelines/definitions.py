@@ -33,7 +33,9 @@ capture_job = dg.define_asset_job(
     description="Fetch due ids, archive the answers, flatten them into the lake and load the warehouse.",
 )
 # The report reads the whole history, so it is kept off the every-15-minutes capture path.
-report_job = dg.define_asset_job(REPORT_JOB, selection=dg.AssetSelection.assets(report), description="Write report.html.")
+report_job = dg.define_asset_job(
+    REPORT_JOB, selection=dg.AssetSelection.assets(report), description="Write report.html."
+)
 report_schedule = dg.ScheduleDefinition(
     name="report_schedule",
     job=report_job,

@@ -176,8 +176,9 @@ def scan_feeds(
             for feed in FEEDS:
                 key = f"{feed}:{account}"
                 try:
-                    result, cursors[key] = _scan(client, feed, account, cursors.get(key, {}), full, max_pages,
-                                                 pages, rows[FEED_TABLES[feed]])
+                    result, cursors[key] = _scan(
+                        client, feed, account, cursors.get(key, {}), full, max_pages, pages, rows[FEED_TABLES[feed]]
+                    )
                 except AccountUnavailable as error:
                     report.unavailable[account] = str(error)
                     report.feeds.setdefault(account, {})[feed] = FeedResult(pages=1)
@@ -215,9 +216,15 @@ def _scan(
     if cursor.get("resume") and not full:
         scan = dict(cursor["resume"])
     else:
-        scan = {"start": None, "stop_at": None if full else cursor.get("newest"), "top": None, "top_seen_at": None,
-                "after": None if full else cursor.get("newest_seen_at"), "started_at": utcnow().isoformat(),
-                "position": 0}
+        scan = {
+            "start": None,
+            "stop_at": None if full else cursor.get("newest"),
+            "top": None,
+            "top_seen_at": None,
+            "after": None if full else cursor.get("newest_seen_at"),
+            "started_at": utcnow().isoformat(),
+            "position": 0,
+        }
     result = FeedResult()
     after = datetime.fromisoformat(scan["after"]) if scan["after"] else None
     while result.pages < max_pages:
@@ -266,14 +273,24 @@ def _rows(
             speech_id = _int(item.get("id"))
             if speech_id is None:
                 continue
-            out.append({
-                "account": account, "id": speech_id, "title": _str(item.get("title")),
-                "preview": _str(item.get("preview")), "cover": _str(item.get("cover")),
-                "mp3_url": _str(item.get("mp3_url")), "duration_milliseconds": _int(item.get("duration_milliseconds")),
-                "audio_quality": _int(item.get("audio_quality")), "state": _int(item.get("state")),
-                "generated_after": after, "first_seen_at": seen, "last_seen_at": seen,
-                "scan_started_at": order[0], "scan_position": position,
-            })
+            out.append(
+                {
+                    "account": account,
+                    "id": speech_id,
+                    "title": _str(item.get("title")),
+                    "preview": _str(item.get("preview")),
+                    "cover": _str(item.get("cover")),
+                    "mp3_url": _str(item.get("mp3_url")),
+                    "duration_milliseconds": _int(item.get("duration_milliseconds")),
+                    "audio_quality": _int(item.get("audio_quality")),
+                    "state": _int(item.get("state")),
+                    "generated_after": after,
+                    "first_seen_at": seen,
+                    "last_seen_at": seen,
+                    "scan_started_at": order[0],
+                    "scan_position": position,
+                }
+            )
             continue
         songs = item.get("songs") if isinstance(item.get("songs"), list) else []
         accelerated = item.get("is_accelerated")
@@ -281,19 +298,30 @@ def _rows(
             if not isinstance(song, dict) or song.get("song_id") is None:
                 continue
             generate_at = _int(song.get("generate_at"))
-            out.append({
-                "account": account, "feed_id": _int(item.get("feed_id")), "song_id": _str(song["song_id"]),
-                "version": _str(song.get("version")) or "", "title": _str(song.get("title")),
-                "duration_milliseconds": _int(song.get("duration_milliseconds")), "generate_at": generate_at,
-                "generated_at": _epoch(generate_at), "genres": _strs(song.get("genres")),
-                "moods": _strs(song.get("moods")), "mp3_url": _str(song.get("mp3_url")),
-                "cover": _str(song.get("cover")), "share_key": _str(song.get("share_key")),
-                "share_link": _str(song.get("share_link")),
-                "machine_audit_state": _int(song.get("machine_audit_state")),
-                "credit_type": _int(song.get("credit_type")), "feed_state": _int(item.get("state")),
-                "is_accelerated": accelerated if isinstance(accelerated, bool) else None,
-                "first_seen_at": seen, "last_seen_at": seen,
-            })
+            out.append(
+                {
+                    "account": account,
+                    "feed_id": _int(item.get("feed_id")),
+                    "song_id": _str(song["song_id"]),
+                    "version": _str(song.get("version")) or "",
+                    "title": _str(song.get("title")),
+                    "duration_milliseconds": _int(song.get("duration_milliseconds")),
+                    "generate_at": generate_at,
+                    "generated_at": _epoch(generate_at),
+                    "genres": _strs(song.get("genres")),
+                    "moods": _strs(song.get("moods")),
+                    "mp3_url": _str(song.get("mp3_url")),
+                    "cover": _str(song.get("cover")),
+                    "share_key": _str(song.get("share_key")),
+                    "share_link": _str(song.get("share_link")),
+                    "machine_audit_state": _int(song.get("machine_audit_state")),
+                    "credit_type": _int(song.get("credit_type")),
+                    "feed_state": _int(item.get("state")),
+                    "is_accelerated": accelerated if isinstance(accelerated, bool) else None,
+                    "first_seen_at": seen,
+                    "last_seen_at": seen,
+                }
+            )
     return out
 
 
@@ -323,8 +351,9 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
         current[key] = row
     written = {}
     for day in sorted(touched):
-        day_rows = sorted((r for r in current.values() if r["created_date"] == day),
-                          key=lambda r: tuple(str(r[k]) for k in keys))
+        day_rows = sorted(
+            (r for r in current.values() if r["created_date"] == day), key=lambda r: tuple(str(r[k]) for k in keys)
+        )
         written[day] = len(day_rows)
         data = pa.Table.from_pylist([{k: r[k] for k in SCHEMAS[table].names} for r in day_rows], SCHEMAS[table])
         _write(data, table_file(home, table, day))
@@ -366,9 +395,18 @@ def _archive(home: Home, pages: list[FeedPage]) -> str:
         by_day.setdefault(page.observed_at.date(), []).append(page)
     for day, day_pages in by_day.items():
         data = pa.Table.from_pylist(
-            [{"feed": p.feed, "account": p.account, "requested_last_id": p.requested_last_id,
-              "observed_at": p.observed_at, "http_status": 200, "body": p.body, "batch_id": batch_id}
-             for p in day_pages],
+            [
+                {
+                    "feed": p.feed,
+                    "account": p.account,
+                    "requested_last_id": p.requested_last_id,
+                    "observed_at": p.observed_at,
+                    "http_status": 200,
+                    "body": p.body,
+                    "batch_id": batch_id,
+                }
+                for p in day_pages
+            ],
             FEED_RAW_SCHEMA,
         )
         _write(data, _feed_raw(home) / f"observed_date={day.isoformat()}" / f"{batch_id}.parquet")

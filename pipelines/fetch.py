@@ -160,8 +160,10 @@ def fetch_due(
         claimed = _claim(registry, now(), report.batch_id, created_dates, limit)
         report.requested = len(claimed)
         if claimed:
-            budget = run_retry_budget if run_retry_budget is not None else RETRY_BUDGET_BASE + int(
-                RETRY_BUDGET_SHARE * len(claimed)
+            budget = (
+                run_retry_budget
+                if run_retry_budget is not None
+                else RETRY_BUDGET_BASE + int(RETRY_BUDGET_SHARE * len(claimed))
             )
             with Flattener(threads=1) as flattener:
                 run = _Run(home, registry, client, now, report, budget, progress, flattener)

@@ -102,9 +102,7 @@ def read_ids(source: str | Path, data: bytes | None = None, *, anchor: datetime)
     return batch
 
 
-def read_many(
-    sources: list[str], anchor: datetime, stdin: BinaryIO | None = None
-) -> tuple[IdBatch, list[IdFileError]]:
+def read_many(sources: list[str], anchor: datetime, stdin: BinaryIO | None = None) -> tuple[IdBatch, list[IdFileError]]:
     """Read every source (``-`` is stdin) into one de-duplicated batch; unusable files are listed apart."""
     total = IdBatch()
     errors: list[IdFileError] = []
@@ -230,9 +228,7 @@ def _read_json(name: str, lines: list[bytes], anchor: datetime, batch: IdBatch) 
         _take_record(name, number, record, printable(text.strip()), anchor, batch)
 
 
-def _take_record(
-    name: str, number: int | None, record: object, shown: str, anchor: datetime, batch: IdBatch
-) -> None:
+def _take_record(name: str, number: int | None, record: object, shown: str, anchor: datetime, batch: IdBatch) -> None:
     if not isinstance(record, dict):
         batch.rejections.append(Rejection(name, number, "JSON value is not an object", shown))
         return

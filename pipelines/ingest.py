@@ -156,7 +156,9 @@ def ingest(
     # collector only walks them again and again: 2.6 CPU-s at 1M records. Freed by reference counting instead.
     gc.disable()
     try:
-        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false; SET threads = 1")  # the other stages use the cores
+        con.execute(
+            "SET TimeZone = 'UTC'; SET enable_progress_bar = false; SET threads = 1"
+        )  # the other stages use the cores
         con.execute((_SQL_DIR / "jobids.sql").read_text())
         with Registry(home.registry_path, bulk=True) as registry, _Stages(home, registry, progress) as stages:
             for index, batch in enumerate(_batches(sources, stdin, batch_records, report, progress)):
@@ -284,9 +286,7 @@ def _split_lines(data: bytes, start: int, stop: int, number: int) -> tuple[pa.Ar
     return numbers, texts if len(numbers) == count else texts.filter(kept), count
 
 
-def _lines_one_by_one(
-    lines: list[bytes], number: int, name: str, report: IngestReport
-) -> tuple[pa.Array, pa.Array]:
+def _lines_one_by_one(lines: list[bytes], number: int, name: str, report: IngestReport) -> tuple[pa.Array, pa.Array]:
     numbers, texts = [], []
     for n, line in enumerate(lines, number + 1):
         line = line.strip()
@@ -303,7 +303,9 @@ def _lines_one_by_one(
 def _total_bytes(sources: Sequence[str | Path]) -> int | None:
     """The input size in (compressed) bytes, or None when stdin or a missing file is among the sources."""
     try:
-        return sum(Path(s).stat().st_size for s in sources if str(s) != STDIN) if STDIN not in map(str, sources) else None
+        return (
+            sum(Path(s).stat().st_size for s in sources if str(s) != STDIN) if STDIN not in map(str, sources) else None
+        )
     except OSError:
         return None
 
@@ -411,8 +413,6 @@ def _prepare(
         schema=RAW_BATCH_SCHEMA,
     )
     return _Prepared(batch_id, observed, raw, source=",".join(sorted(set(batch.sources))))
-
-
 
 
 class _Stages:

@@ -48,8 +48,19 @@ TEMP_MAX_AGE_S = 24 * 3600
 # Columns with few distinct values, dictionary-encoded in Parquet. The others (bodies, ids, urls, prompts)
 # are nearly unique: building their dictionaries costs a third of the write and the encoder gives it up.
 _DICTIONARY_COLUMNS = frozenset(
-    {"job_type", "verb", "status", "account", "model", "error", "error_details", "batch_id", "version", "state",
-     "source"}
+    {
+        "job_type",
+        "verb",
+        "status",
+        "account",
+        "model",
+        "error",
+        "error_details",
+        "batch_id",
+        "version",
+        "state",
+        "source",
+    }
 )
 
 

@@ -29,8 +29,15 @@ from pipelines.warehouse import open_lake
 
 # The raw archive as `query` shows it: what the API answered, verbatim (DESIGN.md, data contract).
 RAW_TABLE = "raw"
-_RAW_COLUMNS = (("jobid", "VARCHAR"), ("observed_at", "TIMESTAMPTZ"), ("http_status", "SMALLINT"), ("body", "VARCHAR"),
-                ("batch_id", "VARCHAR"), ("reason", "VARCHAR"), ("created_date", "DATE"))
+_RAW_COLUMNS = (
+    ("jobid", "VARCHAR"),
+    ("observed_at", "TIMESTAMPTZ"),
+    ("http_status", "SMALLINT"),
+    ("body", "VARCHAR"),
+    ("batch_id", "VARCHAR"),
+    ("reason", "VARCHAR"),
+    ("created_date", "DATE"),
+)
 # Relations whose name starts with one of these are plumbing behind the views, not answers.
 _INTERNAL_PREFIXES = ("_",)
 
@@ -40,8 +47,19 @@ FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 # PRAGMA / CALL names that only read the catalog or settings.
 _READ_ONLY_PRAGMAS = frozenset(
     {
-        "show_tables", "show_tables_expanded", "table_info", "show", "version", "database_list",
-        "database_size", "storage_info", "functions", "collations", "platform", "user_agent", "metadata_info",
+        "show_tables",
+        "show_tables_expanded",
+        "table_info",
+        "show",
+        "version",
+        "database_list",
+        "database_size",
+        "storage_info",
+        "functions",
+        "collations",
+        "platform",
+        "user_agent",
+        "metadata_info",
     }
 )
 _COMMENTS = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -87,8 +105,10 @@ def _create_raw_view(con: duckdb.DuckDBPyConnection, home: Home) -> None:
     never read); an empty view of the same columns while the archive holds nothing."""
     if lake_days(home, RAW_TABLE):
         files = str(home.raw / "*" / "*.parquet").replace("'", "''")
-        source = (f"read_parquet('{files}', hive_partitioning = true, hive_types = {{'created_date': DATE}},"
-                  " union_by_name = true)")
+        source = (
+            f"read_parquet('{files}', hive_partitioning = true, hive_types = {{'created_date': DATE}},"
+            " union_by_name = true)"
+        )
         # Batches archived before quarantine existed have no `reason` column: it reads as NULL for them.
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
         columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in _RAW_COLUMNS)
@@ -121,11 +141,11 @@ def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> list[duckdb.St
         if kind == "EXPLAIN":
             body = _COMMENTS.sub("", text, count=1)
             inner = _EXPLAIN.match(body)
-            if inner and body[inner.end():].strip():
-                _check_read_only(con, body[inner.end():])
+            if inner and body[inner.end() :].strip():
+                _check_read_only(con, body[inner.end() :])
                 continue
         if kind in ("PRAGMA", "CALL"):
-            name = _FIRST_WORD.match(_COMMENTS.sub("", text, count=1)[len(keyword):].lstrip())
+            name = _FIRST_WORD.match(_COMMENTS.sub("", text, count=1)[len(keyword) :].lstrip())
             if name and name.group(0).lower().removeprefix("pragma_") in _READ_ONLY_PRAGMAS:
                 continue
             keyword = f"{keyword} {name.group(0) if name else ''}".strip()
@@ -180,8 +200,9 @@ def list_relations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, list[
     listed = []
     for name, kind in sorted(relations, key=order):
         kind = "table" if name in tables else kind
-        listed.append((name, f"internal {kind}" if name.startswith(_INTERNAL_PREFIXES) else kind,
-                       by_relation.get(name, [])))
+        listed.append(
+            (name, f"internal {kind}" if name.startswith(_INTERNAL_PREFIXES) else kind, by_relation.get(name, []))
+        )
     return listed
 
 

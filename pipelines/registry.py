@@ -337,8 +337,17 @@ class Registry:
         per_id = (
             rows.append_column("final", final)
             .group_by("jobid", use_threads=False)
-            .aggregate([("created_at", "first"), ("expires_at", "first"), ("created_date", "first"),
-                        ("job_type", "first"), ("final", "last"), ("jobid", "count"), ("observed_at", "last")])
+            .aggregate(
+                [
+                    ("created_at", "first"),
+                    ("expires_at", "first"),
+                    ("created_date", "first"),
+                    ("job_type", "first"),
+                    ("final", "last"),
+                    ("jobid", "count"),
+                    ("observed_at", "last"),
+                ]
+            )
             .sort_by("jobid")  # in key order: neighbouring ids share job_ids pages
         )
         ms = lambda name: per_id.column(name).cast(_TS).cast(pa.int64()).to_pylist()  # noqa: E731
@@ -346,9 +355,16 @@ class Registry:
         days = per_id.column("created_date_first").cast(pa.string()).to_pylist()
         added_at = _ms(now)
         upserts = zip(
-            ids, itertools.repeat(source), itertools.repeat(added_at), ms("created_at_first"), ms("expires_at_first"),
-            days, per_id.column("job_type_first").to_pylist(), per_id.column("final_last").to_pylist(),
-            per_id.column("jobid_count").to_pylist(), ms("observed_at_last"),
+            ids,
+            itertools.repeat(source),
+            itertools.repeat(added_at),
+            ms("created_at_first"),
+            ms("expires_at_first"),
+            days,
+            per_id.column("job_type_first").to_pylist(),
+            per_id.column("final_last").to_pylist(),
+            per_id.column("jobid_count").to_pylist(),
+            ms("observed_at_last"),
         )
         with self._write() as db:
             db.executemany(_INGEST_UPSERT_SQL, upserts)
@@ -634,8 +650,7 @@ class Registry:
             },
         ).fetchall()
         return [
-            DueId(jobid=r[0], created_at=_dt(r[1]), expires_at=_dt(r[2]), state=r[3], captured=bool(r[4]))
-            for r in rows
+            DueId(jobid=r[0], created_at=_dt(r[1]), expires_at=_dt(r[2]), state=r[3], captured=bool(r[4])) for r in rows
         ]
 
     def _add_problem_column(self) -> None:

@@ -21,24 +21,39 @@ REPORT_NAME = "report.html"
 WINDOW_DAYS = 90
 # Okabe and Ito's palette: its colours stay apart for readers with any common colour-vision deficiency.
 OKABE_ITO = {
-    "blue": "#0072B2", "orange": "#E69F00", "bluish green": "#009E73", "vermillion": "#D55E00",
-    "reddish purple": "#CC79A7", "sky blue": "#56B4E9", "black": "#000000", "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "bluish green": "#009E73",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+    "sky blue": "#56B4E9",
+    "black": "#000000",
+    "yellow": "#F0E442",
 }
 GREY = "#BBBBBB"
 PALETTE = tuple(OKABE_ITO.values())
 FAILED = OKABE_ITO["vermillion"]  # failed is one colour in every chart
 # (music, tts) shades per job status: blues completed, warm failed, so type and status read at a glance.
 STATUS_SHADES = {
-    "completed": (OKABE_ITO["blue"], OKABE_ITO["sky blue"]), "failed": (FAILED, OKABE_ITO["orange"]),
+    "completed": (OKABE_ITO["blue"], OKABE_ITO["sky blue"]),
+    "failed": (FAILED, OKABE_ITO["orange"]),
     "created": (OKABE_ITO["reddish purple"], GREY),
 }
 CAPTURE_STATES = {
-    "completed": OKABE_ITO["bluish green"], "failed": FAILED, "expired": OKABE_ITO["sky blue"],
-    "running": OKABE_ITO["blue"], "pending": OKABE_ITO["yellow"], "lost": OKABE_ITO["black"], "rejected": GREY,
+    "completed": OKABE_ITO["bluish green"],
+    "failed": FAILED,
+    "expired": OKABE_ITO["sky blue"],
+    "running": OKABE_ITO["blue"],
+    "pending": OKABE_ITO["yellow"],
+    "lost": OKABE_ITO["black"],
+    "rejected": GREY,
 }
 FEED_COVERAGE = {
-    "captured": OKABE_ITO["bluish green"], "registered": OKABE_ITO["yellow"], "lost": OKABE_ITO["black"],
-    "no_job_fetchable": OKABE_ITO["orange"], "no_job": GREY,
+    "captured": OKABE_ITO["bluish green"],
+    "registered": OKABE_ITO["yellow"],
+    "lost": OKABE_ITO["black"],
+    "no_job_fetchable": OKABE_ITO["orange"],
+    "no_job": GREY,
 }
 LATENCY_SHADES = {"p50": OKABE_ITO["blue"], "p90": OKABE_ITO["orange"], "p99": FAILED}
 PARTIAL_OPACITY = 0.45  # bars of the day still under way (the day of `now`)
@@ -63,9 +78,20 @@ def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> Re
     until = now.astimezone(timezone.utc).date()
     since = until - timedelta(days=WINDOW_DAYS - 1)
     params = {"since": since, "until": until}
-    data = {name: _fetch(con, name, params) for name in
-            ("totals", "daily_volume", "failure_trend", "song_distribution", "latency", "capture_health", "top_errors",
-             "feed_coverage", "feed_history")}
+    data = {
+        name: _fetch(con, name, params)
+        for name in (
+            "totals",
+            "daily_volume",
+            "failure_trend",
+            "song_distribution",
+            "latency",
+            "capture_health",
+            "top_errors",
+            "feed_coverage",
+            "feed_history",
+        )
+    }
     totals = next(iter(_records(data["totals"])), {})
     volume, failures, capture = (_records(data[name]) for name in ("daily_volume", "failure_trend", "capture_health"))
     finished_days = [r for r in failures if r["day"] < until]
@@ -73,20 +99,33 @@ def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> Re
     periods = _periods(_days(finished_days, since, until)) if finished_days else []
     per = "creation day" if all(first == last for first, last in periods) else "week of creation days"
     sections = [
-        _section("Daily volume by type and status", f"jobs per creation day, {_span(volume, since, until, now)}",
-                 _daily_volume(volume, since, until)),
-        _section("Failure rate by verb",
-                 f"failed ÷ finished (completed + failed) per {per}, {_span(finished_days, since, until, now)}"
-                 f"{left_out}. n: finished jobs; thin line: 95 % interval",
-                 _failure_panels(finished_days, periods)),
-        _section("Song duration by model", "box: p25–p75, line: median, whiskers: p10–p90, dot: longest",
-                 _song_distribution(data["song_distribution"])),
-        _section("Generation latency", "updated − created of finished jobs, all time",
-                 _latency(data["latency"])),
-        _section("Capture health", f"known ids per creation day by registry state, {_span(capture, since, until, now)}",
-                 _capture_health(capture, since, until)),
-        _section("Top errors", "most frequent error messages of failed jobs, with the verbs of those jobs",
-                 _top_errors(data["top_errors"])),
+        _section(
+            "Daily volume by type and status",
+            f"jobs per creation day, {_span(volume, since, until, now)}",
+            _daily_volume(volume, since, until),
+        ),
+        _section(
+            "Failure rate by verb",
+            f"failed ÷ finished (completed + failed) per {per}, {_span(finished_days, since, until, now)}"
+            f"{left_out}. n: finished jobs; thin line: 95 % interval",
+            _failure_panels(finished_days, periods),
+        ),
+        _section(
+            "Song duration by model",
+            "box: p25–p75, line: median, whiskers: p10–p90, dot: longest",
+            _song_distribution(data["song_distribution"]),
+        ),
+        _section("Generation latency", "updated − created of finished jobs, all time", _latency(data["latency"])),
+        _section(
+            "Capture health",
+            f"known ids per creation day by registry state, {_span(capture, since, until, now)}",
+            _capture_health(capture, since, until),
+        ),
+        _section(
+            "Top errors",
+            "most frequent error messages of failed jobs, with the verbs of those jobs",
+            _top_errors(data["top_errors"]),
+        ),
         _feed_section(_records(data["feed_coverage"]), _records(data["feed_history"]), since, until, now),
     ]
     page = _page(now, _tiles(totals), sections)
@@ -174,11 +213,11 @@ footer { color:var(--muted); font-size:12px; padding:0 32px 24px; }
 def _page(now: datetime, tiles: str, sections: list[str]) -> str:
     stamp = _esc(now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>mureka-etl report · {stamp}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        f"<header><h1>Mureka jobs report</h1><p class=\"sub\">generated {stamp} by mureka-etl</p></header>\n"
-        f"<div class=\"tiles\">{tiles}</div>\n<main>\n" + "\n".join(sections) + "\n</main>\n"
+        f'<header><h1>Mureka jobs report</h1><p class="sub">generated {stamp} by mureka-etl</p></header>\n'
+        f'<div class="tiles">{tiles}</div>\n<main>\n' + "\n".join(sections) + "\n</main>\n"
         "<footer>Days are UTC creation days of the jobs; at risk is counted at the time of the query. "
         "Source: the views "
         "v_daily_jobs, v_failure_rates, v_top_errors and v_capture_health, and the songs and jobs tables (queries in "
@@ -187,24 +226,26 @@ def _page(now: datetime, tiles: str, sections: list[str]) -> str:
 
 
 def _section(title: str, subtitle: str, body: str) -> str:
-    return f"<section><h2>{_esc(title)}</h2><p class=\"sub\">{_esc(subtitle)}</p>{body}</section>"
+    return f'<section><h2>{_esc(title)}</h2><p class="sub">{_esc(subtitle)}</p>{body}</section>'
 
 
 def _tiles(t: dict) -> str:
     def tile(label: str, value: str, warn: bool = False) -> str:
-        return f"<div class=\"tile{' warn' if warn else ''}\"><b>{_esc(value)}</b><span>{_esc(label)}</span></div>"
+        return f'<div class="tile{" warn" if warn else ""}"><b>{_esc(value)}</b><span>{_esc(label)}</span></div>'
 
-    return "".join([
-        tile("jobs captured", _int(t.get("jobs"))),
-        tile("music / tts jobs", f"{_int(t.get('music_jobs'))} / {_int(t.get('tts_jobs'))}"),
-        tile("failure rate (finished)", _pct(t.get("failure_rate"))),
-        tile("songs", _int(t.get("songs"))),
-        tile("median song", _ms(t.get("song_p50_ms"))),
-        tile("median latency", _secs(t.get("latency_p50_s"))),
-        tile("ids captured / known", f"{_int(t.get('captured'))} / {_int(t.get('known'))}"),
-        tile("lost to expiry", _int(t.get("lost")), warn=bool(t.get("lost"))),
-        tile("at risk (< 24 h)", _int(t.get("at_risk")), warn=bool(t.get("at_risk"))),
-    ])
+    return "".join(
+        [
+            tile("jobs captured", _int(t.get("jobs"))),
+            tile("music / tts jobs", f"{_int(t.get('music_jobs'))} / {_int(t.get('tts_jobs'))}"),
+            tile("failure rate (finished)", _pct(t.get("failure_rate"))),
+            tile("songs", _int(t.get("songs"))),
+            tile("median song", _ms(t.get("song_p50_ms"))),
+            tile("median latency", _secs(t.get("latency_p50_s"))),
+            tile("ids captured / known", f"{_int(t.get('captured'))} / {_int(t.get('known'))}"),
+            tile("lost to expiry", _int(t.get("lost")), warn=bool(t.get("lost"))),
+            tile("at risk (< 24 h)", _int(t.get("at_risk")), warn=bool(t.get("at_risk"))),
+        ]
+    )
 
 
 def _markdown(t: dict, errors: Rows, out: Path, now: datetime) -> str:
@@ -222,7 +263,7 @@ def _markdown(t: dict, errors: Rows, out: Path, now: datetime) -> str:
     ]
     if top:
         e = top[0]
-        lines.append(f"- top error: \"{e['error'] or '(no message)'}\" (code {e['code']}) × {e['jobs']}")
+        lines.append(f'- top error: "{e["error"] or "(no message)"}" (code {e["code"]}) × {e["jobs"]}')
     lines.append(f"- report: `{out}`")
     return "\n".join(lines)
 
@@ -233,21 +274,24 @@ def _top_errors(rows: Rows) -> str:
         return _empty("No failed jobs.")
     body = "".join(
         f"<tr><td>{_esc(r['error'] or '(no message)')}</td>"
-        f"<td class=\"n\">{_esc(r['code'] if r['code'] is not None else '')}"
-        f"</td><td class=\"n\">{_int(r['jobs'])}</td><td>{_verbs(r['verbs'])}</td>"
-        f"<td class=\"t\">{_esc(_stamp(r['first_seen']))}</td><td class=\"t\">{_esc(_stamp(r['last_seen']))}</td></tr>"
+        f'<td class="n">{_esc(r["code"] if r["code"] is not None else "")}'
+        f'</td><td class="n">{_int(r["jobs"])}</td><td>{_verbs(r["verbs"])}</td>'
+        f'<td class="t">{_esc(_stamp(r["first_seen"]))}</td><td class="t">{_esc(_stamp(r["last_seen"]))}</td></tr>'
         for r in records
     )
-    return ("<table><thead><tr><th>error</th><th>code</th><th>jobs</th><th>verbs</th><th>first seen</th>"
-            f"<th>last seen</th></tr></thead><tbody>{body}</tbody></table>")
+    return (
+        "<table><thead><tr><th>error</th><th>code</th><th>jobs</th><th>verbs</th><th>first seen</th>"
+        f"<th>last seen</th></tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def _verbs(verbs: list[dict]) -> str:
     """The verbs of an error's failed jobs with how many each, most first: "music/create 12 · speech 3"."""
-    return " · ".join(f"<span class=\"verb\">{_esc(v['verb'])} <b>{_int(v['jobs'])}</b></span>" for v in verbs)
+    return " · ".join(f'<span class="verb">{_esc(v["verb"])} <b>{_int(v["jobs"])}</b></span>' for v in verbs)
 
 
 # ---- charts ---------------------------------------------------------------------------------------------
+
 
 def _daily_volume(records: list[dict], since: date, until: date) -> str:
     if not records:
@@ -282,8 +326,9 @@ def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> st
     the failure rate, its 95 % Wilson interval as a thin line, and under it n, the finished jobs it is made of."""
     if not records:
         return _empty("No finished jobs in this window.")
-    index = {first + timedelta(days=d): i for i, (first, last) in enumerate(periods)
-             for d in range((last - first).days + 1)}
+    index = {
+        first + timedelta(days=d): i for i, (first, last) in enumerate(periods) for d in range((last - first).days + 1)
+    }
     counts: dict[str, list[tuple[int, int, int]]] = {}
     for r in records:
         values = counts.setdefault(r["verb"], [(0, 0, 0)] * len(periods))
@@ -309,33 +354,42 @@ def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> st
 
         finished = sum(n for n, _, _ in counts[verb])
         failed = sum(f for _, f, _ in counts[verb])
-        parts.append(f"<text x=\"{x0}\" y=\"{y0 + 14}\" class=\"value panel-title\">{_esc(verb)}</text>"
-                     f"<text x=\"{x0 + panel_w:.1f}\" y=\"{y0 + 14}\" text-anchor=\"end\" class=\"value\">"
-                     f"{_pct(failed / finished if finished else None)} of {_int(finished)} finished</text>")
+        parts.append(
+            f'<text x="{x0}" y="{y0 + 14}" class="value panel-title">{_esc(verb)}</text>'
+            f'<text x="{x0 + panel_w:.1f}" y="{y0 + 14}" text-anchor="end" class="value">'
+            f"{_pct(failed / finished if finished else None)} of {_int(finished)} finished</text>"
+        )
         for t in ticks:
-            parts.append(f"<line x1=\"{x0 + left}\" x2=\"{x0 + panel_w:.1f}\" y1=\"{y(t):.1f}\" y2=\"{y(t):.1f}\" "
-                         f"class=\"{'axis' if t == 0 else 'grid'}\"/><text x=\"{x0 + left - 5}\" y=\"{y(t) + 4:.1f}\" "
-                         f"text-anchor=\"end\">{_esc(_pct(t))}</text>")
+            parts.append(
+                f'<line x1="{x0 + left}" x2="{x0 + panel_w:.1f}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
+                f'class="{"axis" if t == 0 else "grid"}"/><text x="{x0 + left - 5}" y="{y(t) + 4:.1f}" '
+                f'text-anchor="end">{_esc(_pct(t))}</text>'
+            )
         for i, ((first, last), (n, fails, running)) in enumerate(zip(periods, counts[verb])):
             cx = x0 + left + band * (i + 0.5)
             if i % step == 0:
-                parts.append(f"<text x=\"{cx:.1f}\" y=\"{base + 28}\" text-anchor=\"middle\">{first:%m-%d}</text>")
+                parts.append(f'<text x="{cx:.1f}" y="{base + 28}" text-anchor="middle">{first:%m-%d}</text>')
             if not n:
                 continue
             rate = fails / n
             low, high = _wilson(fails, n)
             width = max(band * 0.7, 1)
-            tip = (f"{first}{'' if first == last else f' to {last}'} {verb}: {fails} failed of {n} finished "
-                   f"({_pct(rate)}), 95 % interval {_pct(low)}–{_pct(high)}; {running} still running")
+            tip = (
+                f"{first}{'' if first == last else f' to {last}'} {verb}: {fails} failed of {n} finished "
+                f"({_pct(rate)}), 95 % interval {_pct(low)}–{_pct(high)}; {running} still running"
+            )
             parts.append(
-                f"<g class=\"failure-day\" data-verb=\"{_esc(verb)}\" data-day=\"{first}\" data-last=\"{last}\" "
-                f"data-n=\"{n}\" data-failed=\"{fails}\"><title>{_esc(tip)}</title>"
-                f"<rect x=\"{cx - width / 2:.1f}\" y=\"{y(rate):.1f}\" width=\"{width:.1f}\" "
-                f"height=\"{base - y(rate):.1f}\" fill=\"{FAILED}\"/>"
-                f"<line x1=\"{cx:.1f}\" x2=\"{cx:.1f}\" y1=\"{y(low):.1f}\" y2=\"{y(high):.1f}\" "
-                "stroke=\"#3e4c59\" stroke-width=\"1.2\"/>"
-                + (f"<text x=\"{cx:.1f}\" y=\"{base + 13}\" text-anchor=\"middle\" class=\"failure-n\">{n}</text>"
-                   if band >= 22 else "")
+                f'<g class="failure-day" data-verb="{_esc(verb)}" data-day="{first}" data-last="{last}" '
+                f'data-n="{n}" data-failed="{fails}"><title>{_esc(tip)}</title>'
+                f'<rect x="{cx - width / 2:.1f}" y="{y(rate):.1f}" width="{width:.1f}" '
+                f'height="{base - y(rate):.1f}" fill="{FAILED}"/>'
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
+                'stroke="#3e4c59" stroke-width="1.2"/>'
+                + (
+                    f'<text x="{cx:.1f}" y="{base + 13}" text-anchor="middle" class="failure-n">{n}</text>'
+                    if band >= 22
+                    else ""
+                )
                 + "</g>"
             )
     height = panel_h * math.ceil(len(verbs) / cols)
@@ -360,13 +414,14 @@ def _capture_health(records: list[dict], since: date, until: date) -> str:
         for state in CAPTURE_STATES:
             series[state][index[r["day"]]] = float(r[state])
     at_risk = sum(r["at_risk"] for r in records)
-    note = f"<p class=\"sub\">{_int(at_risk)} id(s) not final with a deadline within 24 hours (or past).</p>"
+    note = f'<p class="sub">{_int(at_risk)} id(s) not final with a deadline within 24 hours (or past).</p>'
     routes = [(route, sum(r[f"via_{route}"] for r in records)) for route in ROUTES]
-    note += "<p class=\"sub\">Discovered by: " + " · ".join(
-        f"{_esc(route.replace('_', ' '))} {_int(count)}" for route, count in routes if count
-    ) + ".</p>"
-    return (_stacked_bars(days, series, dict(CAPTURE_STATES), _int, partial=until) + _legend(CAPTURE_STATES)
-            + note)
+    note += (
+        '<p class="sub">Discovered by: '
+        + " · ".join(f"{_esc(route.replace('_', ' '))} {_int(count)}" for route, count in routes if count)
+        + ".</p>"
+    )
+    return _stacked_bars(days, series, dict(CAPTURE_STATES), _int, partial=until) + _legend(CAPTURE_STATES) + note
 
 
 def _feed_section(coverage: list[dict], history: list[dict], since: date, until: date, now: datetime) -> str:
@@ -393,13 +448,17 @@ def _feed_section(coverage: list[dict], history: list[dict], since: date, until:
         ("top genres", h.get("top_genres") or "–"),
         ("top moods", h.get("top_moods") or "–"),
     ]
-    table = "<table><tbody>" + "".join(
-        f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in rows
-    ) + "</tbody></table>"
-    return _section("Feed coverage and feed-only history",
-                    f"feed songs and speeches per generation day by what the capture holds,"
-                    f" {_span(coverage, since, until, now)}; below, the feed-only history, all time",
-                    chart + table)
+    table = (
+        "<table><tbody>"
+        + "".join(f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in rows)
+        + "</tbody></table>"
+    )
+    return _section(
+        "Feed coverage and feed-only history",
+        f"feed songs and speeches per generation day by what the capture holds,"
+        f" {_span(coverage, since, until, now)}; below, the feed-only history, all time",
+        chart + table,
+    )
 
 
 def _song_distribution(rows: Rows) -> str:
@@ -421,20 +480,22 @@ def _song_distribution(rows: Rows) -> str:
         p10, p25, p50, p75, p90 = r["quantiles_ms"]
         cy = TOP + row_h * i + row_h / 2
         color = PALETTE[i % len(PALETTE)]
-        tip = (f"{r['model']}: {r['songs']} songs, p10 {_ms(p10)}, p25 {_ms(p25)}, median {_ms(p50)}, "
-               f"p75 {_ms(p75)}, p90 {_ms(p90)}, max {_ms(r['max_ms'])}, mean {_ms(r['mean_ms'])}")
+        tip = (
+            f"{r['model']}: {r['songs']} songs, p10 {_ms(p10)}, p25 {_ms(p25)}, median {_ms(p50)}, "
+            f"p75 {_ms(p75)}, p90 {_ms(p90)}, max {_ms(r['max_ms'])}, mean {_ms(r['mean_ms'])}"
+        )
         parts.append(
             f"<g><title>{_esc(tip)}</title>"
-            f"<text x=\"{label_w - 8}\" y=\"{cy + 4:.1f}\" text-anchor=\"end\" class=\"value\">"
+            f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end" class="value">'
             f"{_esc(r['model'])}</text>"
-            f"<line x1=\"{x(p10):.1f}\" x2=\"{x(p90):.1f}\" y1=\"{cy:.1f}\" y2=\"{cy:.1f}\" stroke=\"{color}\" "
-            "stroke-width=\"2\"/>"
-            f"<rect x=\"{x(p25):.1f}\" y=\"{cy - 9:.1f}\" width=\"{max(x(p75) - x(p25), 1):.1f}\" height=\"18\" "
-            f"fill=\"{color}\" fill-opacity=\"0.35\" stroke=\"{color}\"/>"
-            f"<line x1=\"{x(p50):.1f}\" x2=\"{x(p50):.1f}\" y1=\"{cy - 9:.1f}\" y2=\"{cy + 9:.1f}\" "
-            f"stroke=\"{color}\" stroke-width=\"3\"/>"
-            f"<circle cx=\"{x(r['max_ms']):.1f}\" cy=\"{cy:.1f}\" r=\"3\" fill=\"{color}\"/>"
-            f"<text x=\"{W - RIGHT}\" y=\"{cy + 4:.1f}\" text-anchor=\"end\">n={_int(r['songs'])}</text></g>"
+            f'<line x1="{x(p10):.1f}" x2="{x(p90):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="{color}" '
+            'stroke-width="2"/>'
+            f'<rect x="{x(p25):.1f}" y="{cy - 9:.1f}" width="{max(x(p75) - x(p25), 1):.1f}" height="18" '
+            f'fill="{color}" fill-opacity="0.35" stroke="{color}"/>'
+            f'<line x1="{x(p50):.1f}" x2="{x(p50):.1f}" y1="{cy - 9:.1f}" y2="{cy + 9:.1f}" '
+            f'stroke="{color}" stroke-width="3"/>'
+            f'<circle cx="{x(r["max_ms"]):.1f}" cy="{cy:.1f}" r="3" fill="{color}"/>'
+            f'<text x="{W - RIGHT}" y="{cy + 4:.1f}" text-anchor="end">n={_int(r["songs"])}</text></g>'
         )
     return _svg(height, parts)
 
@@ -455,22 +516,25 @@ def _latency(rows: Rows) -> str:
     parts = [_x_grid(ticks, x, TOP, height - BOTTOM, _secs)]
     for i, r in enumerate(records):
         y0 = TOP + group_h * i + gap / 2
-        parts.append(f"<text x=\"{label_w - 8}\" y=\"{y0 + bar_h * 1.5 + 4:.1f}\" text-anchor=\"end\" "
-                     f"class=\"value\">{_esc(r['verb'])}</text>")
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y0 + bar_h * 1.5 + 4:.1f}" text-anchor="end" '
+            f'class="value">{_esc(r["verb"])}</text>'
+        )
         for j, (name, seconds) in enumerate(zip(LATENCY_SHADES, r["seconds"])):
             y = y0 + bar_h * j
             parts.append(
                 f"<g><title>{_esc(r['verb'])} {name}: {_secs(seconds)} ({_int(r['jobs'])} jobs)</title>"
-                f"<rect x=\"{label_w}\" y=\"{y:.1f}\" width=\"{max(x(seconds) - label_w, 1):.1f}\" "
-                f"height=\"{bar_h - 2}\" "
-                f"fill=\"{LATENCY_SHADES[name]}\"/>"
-                f"<text x=\"{x(seconds) + 4:.1f}\" y=\"{y + bar_h - 3:.1f}\">{_secs(seconds)}</text></g>"
+                f'<rect x="{label_w}" y="{y:.1f}" width="{max(x(seconds) - label_w, 1):.1f}" '
+                f'height="{bar_h - 2}" '
+                f'fill="{LATENCY_SHADES[name]}"/>'
+                f'<text x="{x(seconds) + 4:.1f}" y="{y + bar_h - 3:.1f}">{_secs(seconds)}</text></g>'
             )
     return _svg(height, parts) + _legend(LATENCY_SHADES)
 
 
-def _stacked_bars(days: list[date], series: dict[str, list[float]], colors: dict[str, str],
-                  fmt: Callable[[float], str], partial: date) -> str:
+def _stacked_bars(
+    days: list[date], series: dict[str, list[float]], colors: dict[str, str], fmt: Callable[[float], str], partial: date
+) -> str:
     """Bars per day stacked by series; the bars of `partial` (the day still under way) are pale and read "so far"."""
     totals = [sum(values[i] for values in series.values()) for i in range(len(days))]
     ticks = _ticks(max(totals) or 1)
@@ -479,41 +543,49 @@ def _stacked_bars(days: list[date], series: dict[str, list[float]], colors: dict
     parts = [_y_grid(ticks, fmt), _x_labels(days, band)]
     for i, day in enumerate(days):
         y = H - BOTTOM
-        marked = f" class=\"partial\" fill-opacity=\"{PARTIAL_OPACITY}\"" if day == partial else ""
+        marked = f' class="partial" fill-opacity="{PARTIAL_OPACITY}"' if day == partial else ""
         for name, values in series.items():
             if not values[i]:
                 continue
             h = (H - TOP - BOTTOM) * values[i] / ticks[-1]
             y -= h
-            parts.append(f"<rect x=\"{LEFT + band * i + (band - bar) / 2:.1f}\" y=\"{y:.1f}\" width=\"{bar:.1f}\" "
-                         f"height=\"{h:.1f}\" fill=\"{colors[name]}\"{marked}><title>{day} {_esc(name)}: "
-                         f"{fmt(values[i])}{' so far' if marked else ''}</title></rect>")
+            parts.append(
+                f'<rect x="{LEFT + band * i + (band - bar) / 2:.1f}" y="{y:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colors[name]}"{marked}><title>{day} {_esc(name)}: '
+                f"{fmt(values[i])}{' so far' if marked else ''}</title></rect>"
+            )
         if marked and totals[i] and band >= 30:
-            parts.append(f"<text x=\"{LEFT + band * (i + 0.5):.1f}\" y=\"{y - 4:.1f}\" text-anchor=\"middle\" "
-                         "class=\"partial-label\">so far</text>")
+            parts.append(
+                f'<text x="{LEFT + band * (i + 0.5):.1f}" y="{y - 4:.1f}" text-anchor="middle" '
+                'class="partial-label">so far</text>'
+            )
     return _svg(H, parts)
 
 
 def _svg(height: float, parts: list[str]) -> str:
-    return (f"<svg viewBox=\"0 0 {W} {height:.0f}\" role=\"img\" preserveAspectRatio=\"xMidYMid meet\">"
-            + "".join(parts) + "</svg>")
+    return (
+        f'<svg viewBox="0 0 {W} {height:.0f}" role="img" preserveAspectRatio="xMidYMid meet">'
+        + "".join(parts)
+        + "</svg>"
+    )
 
 
 def _y_grid(ticks: list[float], fmt: Callable[[float], str]) -> str:
     out = []
     for t in ticks:
         y = H - BOTTOM - (H - TOP - BOTTOM) * t / ticks[-1]
-        out.append(f"<line x1=\"{LEFT}\" x2=\"{W - RIGHT}\" y1=\"{y:.1f}\" y2=\"{y:.1f}\" "
-                   f"class=\"{'axis' if t == 0 else 'grid'}\"/>"
-                   f"<text x=\"{LEFT - 6}\" y=\"{y + 4:.1f}\" text-anchor=\"end\">{_esc(fmt(t))}</text>")
+        out.append(
+            f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'class="{"axis" if t == 0 else "grid"}"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(fmt(t))}</text>'
+        )
     return "".join(out)
 
 
-def _x_grid(ticks: list[float], x: Callable[[float], float], y0: float, y1: float,
-            fmt: Callable[[float], str]) -> str:
+def _x_grid(ticks: list[float], x: Callable[[float], float], y0: float, y1: float, fmt: Callable[[float], str]) -> str:
     return "".join(
-        f"<line x1=\"{x(t):.1f}\" x2=\"{x(t):.1f}\" y1=\"{y0}\" y2=\"{y1}\" class=\"{'axis' if t == 0 else 'grid'}\"/>"
-        f"<text x=\"{x(t):.1f}\" y=\"{y1 + 16}\" text-anchor=\"middle\">{_esc(fmt(t))}</text>"
+        f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y0}" y2="{y1}" class="{"axis" if t == 0 else "grid"}"/>'
+        f'<text x="{x(t):.1f}" y="{y1 + 16}" text-anchor="middle">{_esc(fmt(t))}</text>'
         for t in ticks
     )
 
@@ -521,19 +593,22 @@ def _x_grid(ticks: list[float], x: Callable[[float], float], y0: float, y1: floa
 def _x_labels(days: list[date], band: float) -> str:
     step = max(1, math.ceil(len(days) / 8))
     return "".join(
-        f"<text x=\"{LEFT + band * (i + 0.5):.1f}\" y=\"{H - BOTTOM + 16}\" text-anchor=\"middle\">{d:%m-%d}</text>"
-        for i, d in enumerate(days) if i % step == 0
+        f'<text x="{LEFT + band * (i + 0.5):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{d:%m-%d}</text>'
+        for i, d in enumerate(days)
+        if i % step == 0
     )
 
 
 def _legend(colors: dict[str, str]) -> str:
-    return "<div class=\"legend\">" + "".join(
-        f"<span><i style=\"background:{color}\"></i>{_esc(name)}</span>" for name, color in colors.items()
-    ) + "</div>"
+    return (
+        '<div class="legend">'
+        + "".join(f'<span><i style="background:{color}"></i>{_esc(name)}</span>' for name, color in colors.items())
+        + "</div>"
+    )
 
 
 def _empty(message: str) -> str:
-    return f"<p class=\"empty\">{_esc(message)}</p>"
+    return f'<p class="empty">{_esc(message)}</p>'
 
 
 def _days(records: list[dict], since: date, until: date) -> list[date]:
@@ -561,6 +636,7 @@ def _duration_ticks(top_s: float, target: int = 6) -> list[float]:
 
 
 # ---- value formats --------------------------------------------------------------------------------------
+
 
 def _esc(value: object) -> str:
     return html.escape(str(value), quote=True)
@@ -594,4 +670,3 @@ def _secs(value: float | None) -> str:
 
 def _stamp(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
-

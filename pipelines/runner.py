@@ -106,9 +106,7 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
             )
     if not result.success:
         raise RunFailedError(*_failure_message(result))
-    return RunSummary(
-        days=days, fetch=_fetch_figures(result), warehouse=_load_figures(result), run_id=result.run_id
-    )
+    return RunSummary(days=days, fetch=_fetch_figures(result), warehouse=_load_figures(result), run_id=result.run_id)
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> tuple[str, str]:

@@ -61,7 +61,9 @@ def due_days(
 def run_requests(days: Iterable[date], key: str, skip: set[date], source: str) -> list[dg.RunRequest]:
     """One RunRequest per day not in `skip`, in the given order, keyed `<day>@<key>`."""
     return [
-        dg.RunRequest(run_key=f"{day.isoformat()}@{key}", partition_key=day.isoformat(), tags={"mureka/trigger": source})
+        dg.RunRequest(
+            run_key=f"{day.isoformat()}@{key}", partition_key=day.isoformat(), tags={"mureka/trigger": source}
+        )
         for day in days
         if day not in skip
     ]

@@ -173,9 +173,7 @@ def _parse(jobids: Iterable[str], log: dg.DagsterLogManager) -> list[JobId]:
     return ids
 
 
-def build_running_jobs_sensor(
-    job_name: str, partitions: dg.PartitionsDefinition | None = None
-) -> dg.SensorDefinition:
+def build_running_jobs_sensor(job_name: str, partitions: dg.PartitionsDefinition | None = None) -> dg.SensorDefinition:
     """The GET /jobs discovery sensor, requesting runs of job `job_name`, whose assets have `partitions`
     (default: the home's at each tick)."""
 

@@ -24,7 +24,9 @@ SUMMARIES = (
 def table_of(title: str, columns: list[str], rows: list[tuple]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, justify="left" if column in {"job_type", "status", "verb", "model", "state"} else "right")
+        table.add_column(
+            column, justify="left" if column in {"job_type", "status", "verb", "model", "state"} else "right"
+        )
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     return table
@@ -47,8 +49,12 @@ def print_registry_status(console: Console, home: Home, now: datetime) -> None:
         status = registry.summary(now)
         routes = count_by_route(registry)
     rows = [(state, count) for state, count in sorted(status.by_state.items())]
-    rows += [("(total)", status.total), ("due now", status.due_now), ("at risk (< 24 h, not final)", status.at_risk),
-             ("lost to expiry", status.lost)]
+    rows += [
+        ("(total)", status.total),
+        ("due now", status.due_now),
+        ("at risk (< 24 h, not final)", status.at_risk),
+        ("lost to expiry", status.lost),
+    ]
     rows += [("leased to a running sync", status.held), ("held by a dead run (freed by the next sync)", status.stale)]
     console.print(table_of("Registry", ["state", "ids"], rows))
     discovered = [(route.replace("_", " "), count) for route, count in routes.items()]

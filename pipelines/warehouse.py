@@ -42,7 +42,10 @@ _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 2.0
 # What DuckDB says of a file it cannot read as a database: truncated, overwritten, or failing a block checksum.
 _DAMAGE_MARKERS = (
-    "not a valid DuckDB database file", "Could not read enough bytes", "Corrupt database file", "checksum",
+    "not a valid DuckDB database file",
+    "Could not read enough bytes",
+    "Corrupt database file",
+    "checksum",
 )
 DAMAGED_SUFFIX = ".damaged"
 
@@ -271,8 +274,13 @@ def _inconsistent_loads(con: duckdb.DuckDBPyConnection) -> set[tuple[str, date]]
         " WHERE coalesce(l.row_count, 0) <> coalesce(a.actual, 0) ORDER BY ALL"
     ).fetchall()
     for table, day, loaded, found in rows:
-        log.warning("warehouse table %s of %s holds %d rows where its load wrote %d: loading it again", table, day,
-                    found, loaded)
+        log.warning(
+            "warehouse table %s of %s holds %d rows where its load wrote %d: loading it again",
+            table,
+            day,
+            found,
+            loaded,
+        )
     return {(table, day) for table, day, _, _ in rows}
 
 
@@ -337,7 +345,9 @@ def _lake_files(home: Home, table: str, days: Collection[date] | None) -> str | 
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    present = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    present = {
+        name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+    }
     return {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES if table in present}
 
 

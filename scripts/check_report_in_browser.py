@@ -43,11 +43,21 @@ def screenshot(page: Path, png: Path, timeout: float = 120.0) -> None:
     png.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         command = [
-            find_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-extensions", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
+            find_chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-extensions",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
             # Any request leaving the page would fail: a self-contained report still renders in full.
-            "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-            f"--window-size={WINDOW}", f"--screenshot={png}", page.resolve().as_uri(),
+            "--proxy-server=127.0.0.1:9",
+            "--proxy-bypass-list=<-loopback>",
+            f"--window-size={WINDOW}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if not png.exists():

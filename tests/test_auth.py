@@ -23,7 +23,9 @@ def corpus() -> list[SimJob]:
 
 
 @pytest.mark.parametrize("concurrency", [1, 8])
-def test_401_stops_at_the_first_refusal_and_stores_nothing(tmp_path: Path, corpus: list[SimJob], concurrency: int) -> None:
+def test_401_stops_at_the_first_refusal_and_stores_nothing(
+    tmp_path: Path, corpus: list[SimJob], concurrency: int
+) -> None:
     home = Home(tmp_path / "home").ensure()
     register(home, corpus)
     with RecordingSimulator(corpus, faults=FaultConfig(rate_503=0.3)) as sim, Registry(home.registry_path) as registry:

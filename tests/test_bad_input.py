@@ -147,7 +147,13 @@ def test_inbox_sensor_sets_unusable_files_aside_and_reads_the_rest(tmp_path: Pat
 
 def test_ingest_skips_bad_lines_and_keeps_the_good_records(tmp_path: Path, jobs: list[SimJob]) -> None:
     home = Home(tmp_path / "home").ensure()
-    lines = [json.dumps(jobs[0].final_record), "", "{broken", "[]", json.dumps({"jobid": "../x", "status": "completed"})]
+    lines = [
+        json.dumps(jobs[0].final_record),
+        "",
+        "{broken",
+        "[]",
+        json.dumps({"jobid": "../x", "status": "completed"}),
+    ]
     lines.append(json.dumps({**jobs[1].final_record, "jobid": jobs[1].jobid + "?a"}))
     lines.append(b"\xff\xfe".decode("latin-1"))
     (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\r\n", encoding="utf-8")
@@ -166,7 +172,9 @@ def test_ingest_skips_bad_lines_and_keeps_the_good_records(tmp_path: Path, jobs:
 
 def odd_jobs(jobs: list[SimJob]) -> list[SimJob]:
     """Records that break the documented types in every way the reference warns about (§10) and more."""
-    music = [job for job in within_retention(jobs) if job.job_type == "music" and job.final_record["status"] == "completed"]
+    music = [
+        job for job in within_retention(jobs) if job.job_type == "music" and job.final_record["status"] == "completed"
+    ]
     base = music[0]
     variants = []
 

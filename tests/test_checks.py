@@ -31,7 +31,9 @@ def clean_capture(tmp_path_factory) -> tuple[Home, dict[str, dg.AssetCheckEvalua
     corpus = generate_jobs(120, 5, utcnow() - timedelta(hours=1), days=6, odd_fraction=0, other_user_fraction=0)
     with Simulator(corpus, seed=1) as sim:
         register(home, corpus)
-        defs = build_defs({"home": HomeResource(root=str(home.root)), "mureka_api": api_for(sim), "progress": ProgressResource()})
+        defs = build_defs(
+            {"home": HomeResource(root=str(home.root)), "mureka_api": api_for(sim), "progress": ProgressResource()}
+        )
         with Registry(home.registry_path) as registry:
             days = [d.isoformat() for d in registry.partitions_with_due(utcnow())]
         result = defs.resolve_job_def(CAPTURE_JOB).execute_in_process(
@@ -173,8 +175,10 @@ def test_drift_counts_unknown_fields_and_statuses(home):
         home,
         "jobs",
         lambda rows: [
-            {**r, "extra_fields": ["queuePosition", "response.songs[].is_accelerated"]} if r["jobid"] in ids[:2]
-            else {**r, "status": "queued"} if r["jobid"] == ids[2]
+            {**r, "extra_fields": ["queuePosition", "response.songs[].is_accelerated"]}
+            if r["jobid"] in ids[:2]
+            else {**r, "status": "queued"}
+            if r["jobid"] == ids[2]
             else r
             for r in rows
         ],
@@ -208,8 +212,13 @@ def test_lake_matches_raw_names_damaged_files_unflattened_and_lost_raw_batches(h
     first, second, third = lake.lake_days(home, "raw")[:3]
     songs = lake.table_file(home, "songs", first)
     songs.write_bytes(b"not parquet")
-    lake.write_raw_batch(home, "zz-late", lake.read_raw(home, second).append_column(
-        "created_date", pa.array([second] * lake.read_raw(home, second).num_rows, pa.date32())))
+    lake.write_raw_batch(
+        home,
+        "zz-late",
+        lake.read_raw(home, second).append_column(
+            "created_date", pa.array([second] * lake.read_raw(home, second).num_rows, pa.date32())
+        ),
+    )
     (gone, *_) = lake.raw_batches(home, third).values()
     gone.unlink()  # an archived batch lost: the lake holds observations raw no longer has
 

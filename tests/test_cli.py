@@ -63,8 +63,13 @@ def test_sync_then_query_against_the_simulator(tmp_path):
 
     done = run_cli("query", "SELECT count(*) AS n FROM jobs", "--format", "json", home=home)
     assert done.returncode == 0, done.stderr
-    live = [job for job in corpus if job.owner_user == "777" and job.record_at(job.finish_at) and
-            (job.created.timestamp() > sim.clock.now().timestamp() - 7 * 86400)]
+    live = [
+        job
+        for job in corpus
+        if job.owner_user == "777"
+        and job.record_at(job.finish_at)
+        and (job.created.timestamp() > sim.clock.now().timestamp() - 7 * 86400)
+    ]
     assert json.loads(done.stdout) == [{"n": len(live)}]
 
     # The query the demo suggests counts music jobs and their songs per verb, each under its own name.
@@ -147,8 +152,14 @@ def test_an_empty_home_is_read_with_a_warning_naming_the_demo(tmp_path):
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / ".mureka-etl-demo").write_text("")
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("USEAPI_", "MUREKA_ETL_", "DAGSTER_"))}
-    done = subprocess.run([CLI, "query", "--home", "empty", "SELECT count(*) AS n FROM jobs", "--format", "json"],
-                          cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [CLI, "query", "--home", "empty", "SELECT count(*) AS n FROM jobs", "--format", "json"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and json.loads(done.stdout) == [{"n": 0}]
     assert done.stderr.startswith(f"warning: home {tmp_path / 'empty'} holds no captured job")
     assert f"the demo's data is in {tmp_path / 'demo'} (--home {tmp_path / 'demo'})" in done.stderr

@@ -46,8 +46,15 @@ def in_tmpfs(mountpoint: Path, options: str) -> list[str]:
     probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"user namespaces are not available here: {probe.stderr.decode().strip()}")
-    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-            f'mount -t tmpfs -o {options} tmpfs "{mountpoint}" && exec "$0" "$@"']
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        f'mount -t tmpfs -o {options} tmpfs "{mountpoint}" && exec "$0" "$@"',
+    ]
 
 
 def test_a_refused_token_is_one_line_and_verbose_adds_the_traceback(tmp_path):
@@ -122,9 +129,7 @@ def test_a_corrupt_registry_is_one_line(tmp_path):
 def test_an_unexpected_error_names_its_type_and_points_to_verbose(tmp_path, capsys):
     home = Home(tmp_path)
     assert _report_failure(RuntimeError("something odd\nsecond line"), False, home) == 1
-    assert capsys.readouterr().err == (
-        "error: RuntimeError: something odd (rerun with --verbose for the traceback)\n"
-    )
+    assert capsys.readouterr().err == ("error: RuntimeError: something odd (rerun with --verbose for the traceback)\n")
     try:
         raise RuntimeError("something odd")
     except RuntimeError as error:

@@ -48,9 +48,7 @@ def child() -> None:
         else:
             runs = [{"partition_key": day, "tags": {"mureka/trigger": "schedule"}} for day in days]
         for run in runs:
-            result = job.execute_in_process(
-                run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=False, **run
-            )
+            result = job.execute_in_process(run_config=QUIET_RUN_CONFIG, instance=instance, raise_on_error=False, **run)
             if not result.success:
                 failures = [e.message for e in result.all_events if e.is_step_failure]
                 sys.exit(f"{kind} run failed: {failures}")
@@ -59,7 +57,11 @@ def child() -> None:
 def spawn(kind: str, days: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", "from tests.test_concurrency import child; child()", kind, *days],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -85,7 +87,11 @@ def test_overlapping_runs_and_queries_never_hit_a_lock_and_match_a_serial_run(tm
             "USEAPI_BASE_URL": sim.base_url,
         }
         # Two schedule-style processes (the nearest deadlines, the newest days) and a backfill of every day.
-        children = [spawn("schedule", days[:2], env), spawn("schedule", days[:-3:-1], env), spawn("backfill", days, env)]
+        children = [
+            spawn("schedule", days[:2], env),
+            spawn("schedule", days[:-3:-1], env),
+            spawn("backfill", days, env),
+        ]
         queries: list[int] = []
         cli_errors: list[str] = []
 
@@ -93,7 +99,11 @@ def test_overlapping_runs_and_queries_never_hit_a_lock_and_match_a_serial_run(tm
             while any(c.poll() is None for c in children):
                 done = subprocess.run(
                     [sys.executable, "-m", "pipelines.cli", "query", "--format", "csv", "SELECT count(*) FROM jobs"],
-                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
                 )
                 if done.returncode != 0:
                     cli_errors.append(done.stderr)
@@ -134,7 +144,9 @@ def captured(home, simulator, corpus):
 
 
 def backfill(home: Home, simulator: Simulator, days: list[date]) -> dg.ExecuteInProcessResult:
-    defs = build_defs({"home": HomeResource(root=str(home.root)), "mureka_api": api_for(simulator), "progress": ProgressResource()})
+    defs = build_defs(
+        {"home": HomeResource(root=str(home.root)), "mureka_api": api_for(simulator), "progress": ProgressResource()}
+    )
     result = defs.resolve_job_def(CAPTURE_JOB).execute_in_process(
         run_config=QUIET_RUN_CONFIG, tags={**range_tags(days), **BACKFILL_TAGS}
     )
@@ -150,7 +162,9 @@ def test_backfill_of_finished_and_expired_days_sends_no_request_and_rebuilds_ide
     days = sorted({job.created.date() for job in corpus})
     expired = [d for d in days if (simulator.clock.now().date() - d).days > 7]
     assert expired and (home.raw / f"created_date={expired[0]}").is_dir()
-    lake_files = sorted(home.lake.glob("jobs/*/data.parquet")) + sorted(home.lake.glob("job_observations/*/data.parquet"))
+    lake_files = sorted(home.lake.glob("jobs/*/data.parquet")) + sorted(
+        home.lake.glob("job_observations/*/data.parquet")
+    )
     versions = {p: p.stat().st_mtime_ns for p in lake_files}
 
     simulator.reset_stats()

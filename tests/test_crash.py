@@ -168,7 +168,11 @@ def kill_after_requests(env: dict[str, str], sim: Simulator, requests: int, time
     """Start a sync and SIGKILL it once the simulator has served `requests` more requests."""
     start = sim.requests_total
     proc = subprocess.Popen(
-        cli() + ["sync", "--quiet"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cli() + ["sync", "--quiet"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout
@@ -205,7 +209,9 @@ def test_sigkill_at_many_points_then_rerun_loses_nothing(
 
     for point in CRASH_CHAIN:
         done = run_cli(["sync", "--quiet"], cli_env(home, simulator.base_url, simulator.token, point))
-        assert done.returncode == KILLED, f"{point} was never reached: rc={done.returncode}\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == KILLED, (
+            f"{point} was never reached: rc={done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
         assert_lake_readable_and_answers_only(home)
         if point.startswith("lake_temp_written"):
             assert list(home.lake.rglob("*.parquet.*.tmp"))  # the killed write's temp file

@@ -164,7 +164,11 @@ def test_dagster_dev_runs_a_three_partition_backfill_launched_through_graphql(tm
         started = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "dev", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             api = Dagit(port)

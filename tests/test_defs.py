@@ -23,6 +23,9 @@ def test_dagster_cli_validates_the_workspace():
     dagster = Path(sys.executable).with_name("dagster")
     done = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -17,8 +17,14 @@ from pipelines.useapi.corpus import generate_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {
-    "cli:ids.txt": "file", "cli:-": "file", "demo": "file", "inbox:drop.csv": "inbox",
-    "sensor:running_jobs": "running_poll", "webhook": "webhook", "ingest:dump.jsonl.gz": "ingest", "test": "other",
+    "cli:ids.txt": "file",
+    "cli:-": "file",
+    "demo": "file",
+    "inbox:drop.csv": "inbox",
+    "sensor:running_jobs": "running_poll",
+    "webhook": "webhook",
+    "ingest:dump.jsonl.gz": "ingest",
+    "test": "other",
 }
 
 
@@ -50,6 +56,6 @@ def test_status_and_v_capture_health_count_ids_by_discovery_route(home: Home) ->
         [sys.executable, "-m", "pipelines.cli", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert status.returncode == 0, status.stderr
-    section = status.stdout[status.stdout.index("Discovered by"):]
+    section = status.stdout[status.stdout.index("Discovered by") :]
     cells = [[cell.strip() for cell in line.split("│")[1:3]] for line in section.splitlines() if "│" in line]
     assert {route: int(count) for route, count in cells} == {r.replace("_", " "): n for r, n in expected.items()}

@@ -58,7 +58,7 @@ class RecordingSimulator(Simulator):
     def _handle(self, method, target, auth, close):
         path = target.split(b"?", 1)[0].decode("latin-1")
         if path.startswith(JOB_PREFIX):
-            self.arrivals[unquote(path[len(JOB_PREFIX):])].append(time.monotonic())
+            self.arrivals[unquote(path[len(JOB_PREFIX) :])].append(time.monotonic())
         if path != JOBS_PATH:
             return super()._handle(method, target, auth, close)
         before = self.faults_injected
@@ -91,7 +91,9 @@ class Outcome:
     raw: list[tuple]
 
 
-def run_pipeline(tmp_path: Path, name: str, corpus: list[SimJob], faults: FaultConfig | None, seed: int = 17) -> Outcome:
+def run_pipeline(
+    tmp_path: Path, name: str, corpus: list[SimJob], faults: FaultConfig | None, seed: int = 17
+) -> Outcome:
     """Register the corpus, fetch until nothing is due (at most MAX_RUNS runs), flatten and load."""
     home = Home(tmp_path / name).ensure()
     register(home, corpus)
@@ -184,9 +186,7 @@ def test_tables_equal_a_fault_free_run(
     injected = sum(faulty.faults.values())
     rows = sum(len(rows) for rows in clean.tables.values())
     rate = sum(getattr(faults, f"rate_{k}") for k in ("429", "500", "502", "503", "reset", "truncate", "html", "slow"))
-    fault_table.append(
-        (kind, f"{rate:.0%}", faulty.requests, faulty.retries, faulty.runs, rows, "pending")
-    )
+    fault_table.append((kind, f"{rate:.0%}", faulty.requests, faulty.retries, faulty.runs, rows, "pending"))
 
     assert injected > 0
     # Every request was a fault or one of the corpus's answers: no id answered twice, no fault kept.

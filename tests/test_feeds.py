@@ -50,8 +50,9 @@ def serve(jobs: list[SimJob], web: int = 0, web_speech: int | None = None) -> Si
     sim = Simulator(jobs, seed=1)
     sim.feeds.page_size = PAGE
     for account in sorted({job.account for job in jobs if job.owner_user == "777"}):
-        sim.feeds.add_web_content(account, web, web if web_speech is None else web_speech,
-                                  utcnow() - timedelta(minutes=10), days=12, seed=5)
+        sim.feeds.add_web_content(
+            account, web, web if web_speech is None else web_speech, utcnow() - timedelta(minutes=10), days=12, seed=5
+        )
     return sim
 
 
@@ -86,8 +87,11 @@ def scan(home: Home, sim: Simulator, **kwargs) -> tuple[feeds.ScanReport, int]:
 def feed_counts(sim: Simulator) -> dict[tuple[str, str], int]:
     """Entries per (account, feed) the simulator serves now."""
     now = sim.clock.now()
-    return {(account, feed): len(sim.feeds.items("/" + feed, account, now))
-            for account in sim.accounts() for feed in ("music", "speech")}
+    return {
+        (account, feed): len(sim.feeds.items("/" + feed, account, now))
+        for account in sim.accounts()
+        for feed in ("music", "speech")
+    }
 
 
 def test_simulator_feeds_follow_jobs_and_page(home: Home) -> None:
@@ -102,8 +106,11 @@ def test_simulator_feeds_follow_jobs_and_page(home: Home) -> None:
             if not page.page["more"]:
                 break
             last_id = page.page["last_id"]
-        made = {job.final_record["response"]["feed_id"]: job for job in jobs
-                if job.account == account and job.job_type == "music" and job.final_record["status"] == "completed"}
+        made = {
+            job.final_record["response"]["feed_id"]: job
+            for job in jobs
+            if job.account == account and job.job_type == "music" and job.final_record["status"] == "completed"
+        }
         assert len(ids) == len(set(ids)) == len(made) + 2  # every completed music job, plus 2 made on the website
         first = client.get_feed_page("music", account).page["list"][0]
         job = made.get(first["feed_id"])
@@ -112,8 +119,11 @@ def test_simulator_feeds_follow_jobs_and_page(home: Home) -> None:
             keys = [(s["song_id"], s["version"]) for s in songs]
             assert [(s["song_id"], s["version"]) for s in first["songs"]] == keys
         speeches = client.get_feed_page("speech", account).page["list"]
-        tts = {job.final_record["response"]["id"] for job in jobs if job.account == account and job.job_type == "tts"
-               and job.final_record["status"] == "completed"}
+        tts = {
+            job.final_record["response"]["id"]
+            for job in jobs
+            if job.account == account and job.job_type == "tts" and job.final_record["status"] == "completed"
+        }
         assert {s["id"] for s in speeches} & tts
         with pytest.raises(Exception, match="400"):
             client.get_feed_page("music", "")  # several accounts: `account` is required
@@ -129,9 +139,11 @@ def test_second_run_requests_only_new_pages(home: Home) -> None:
         assert {(a, f): r.pages for a, by in first.feeds.items() for f, r in by.items()} == pages
         archived = pa.concat_tables(pq.read_table(p) for p in home.lake.glob("feed_raw/observed_date=*/*.parquet"))
         assert archived.num_rows == sum(pages.values())
-        assert {json.loads(body)["list"][0]["feed_id"] for body, feed in
-                zip(archived["body"].to_pylist(), archived["feed"].to_pylist()) if feed == "music"} >= {
-            sim.feeds.items("/music", a, sim.clock.now())[0].item_id for a in sim.accounts()}
+        assert {
+            json.loads(body)["list"][0]["feed_id"]
+            for body, feed in zip(archived["body"].to_pylist(), archived["feed"].to_pylist())
+            if feed == "music"
+        } >= {sim.feeds.items("/music", a, sim.clock.now())[0].item_id for a in sim.accounts()}
         assert feeds.table_rows(home, "feed_speech") == sum(n for (_, f), n in served.items() if f == "speech")
 
         files = {p: p.stat().st_mtime_ns for p in home.lake.glob("feed_*/created_date=*/*.parquet")}
@@ -178,10 +190,16 @@ def expected_audit(sim: Simulator, registered: set[str]) -> Counter:
     is captured (matched), an older one expired uncaptured (lost); anything else has no job, fetchable or
     expired by its age (every TTS job is registered: a speech has no time of its own)."""
     now = utcnow()
-    by_feed_id = {job.final_record["response"]["feed_id"]: job for job in sim.jobs if job.job_type == "music"
-                  and "response" in job.final_record}
-    by_speech = {job.final_record["response"]["id"]: job for job in sim.jobs if job.job_type == "tts"
-                 and "response" in job.final_record}
+    by_feed_id = {
+        job.final_record["response"]["feed_id"]: job
+        for job in sim.jobs
+        if job.job_type == "music" and "response" in job.final_record
+    }
+    by_speech = {
+        job.final_record["response"]["id"]: job
+        for job in sim.jobs
+        if job.job_type == "tts" and "response" in job.final_record
+    }
     expected: Counter = Counter()
     for account in sim.accounts() - {BROKEN_ACCOUNT}:
         for item in sim.feeds.items("/music", account, sim.clock.now()):
@@ -214,16 +232,29 @@ def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
 
     con = open_lake(home)
     try:
-        found = Counter({(a, k, audit): n for a, k, audit, n in con.execute(
-            "SELECT account, kind, audit, count(*) FROM v_audit_items GROUP BY ALL").fetchall()})
-        totals = con.execute("SELECT sum(matched), sum(lost), sum(no_job_fetchable) + sum(no_job_expired)"
-                             " + sum(no_job_unknown_age), sum(feed_songs) + sum(feed_speech) FROM v_capture_audit"
-                             ).fetchone()
+        found = Counter(
+            {
+                (a, k, audit): n
+                for a, k, audit, n in con.execute(
+                    "SELECT account, kind, audit, count(*) FROM v_audit_items GROUP BY ALL"
+                ).fetchall()
+            }
+        )
+        totals = con.execute(
+            "SELECT sum(matched), sum(lost), sum(no_job_fetchable) + sum(no_job_expired)"
+            " + sum(no_job_unknown_age), sum(feed_songs) + sum(feed_speech) FROM v_capture_audit"
+        ).fetchone()
     finally:
         con.close()
     assert found == expected
-    assert {(k, a) for _, k, a in expected} >= {("song", "matched"), ("song", "lost"), ("song", "no_job_fetchable"),
-                                                ("song", "no_job_expired"), ("speech", "matched"), ("speech", "lost")}
+    assert {(k, a) for _, k, a in expected} >= {
+        ("song", "matched"),
+        ("song", "lost"),
+        ("song", "no_job_fetchable"),
+        ("song", "no_job_expired"),
+        ("speech", "matched"),
+        ("speech", "lost"),
+    }
     assert totals == (
         sum(n for (_, _, a), n in expected.items() if a == "matched"),
         sum(n for (_, _, a), n in expected.items() if a == "lost"),
@@ -234,17 +265,19 @@ def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
     with duckdb.connect(str(home.warehouse_path), read_only=True) as wh:
         songs, old, with_genres = wh.execute(
             "SELECT count(*), count(*) FILTER (WHERE generated_at < now() - INTERVAL 7 DAY),"
-            " count(*) FILTER (WHERE len(genres) > 0 AND duration_milliseconds > 0) FROM feed_songs").fetchone()
+            " count(*) FILTER (WHERE len(genres) > 0 AND duration_milliseconds > 0) FROM feed_songs"
+        ).fetchone()
     assert songs == sum(n for (_, k, _), n in expected.items() if k == "song") == with_genres
     assert old > 0
     # The report's feed panel: coverage per day and the feed-only history.
     html = write_home_report(home, utcnow()).path.read_text()
-    panel = html[html.index("Feed coverage and feed-only history"):]
+    panel = html[html.index("Feed coverage and feed-only history") :]
     feed_only = sum(n for (_, k, a), n in expected.items() if k == "song" and a != "matched")
     assert f"<th>songs without a captured job</th><td>{feed_only}</td>" in panel
     captured = re.findall(r"<title>\d{4}-\d{2}-\d{2} captured: ([\d,]+)", panel)
     assert sum(int(n.replace(",", "")) for n in captured) == sum(
-        n for (_, _, a), n in expected.items() if a == "matched")
+        n for (_, _, a), n in expected.items() if a == "matched"
+    )
 
 
 def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_captured(home: Home) -> None:
@@ -264,12 +297,17 @@ def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_capt
         assert not passed
         songs = len(missing.final_record["response"]["songs"])
         deadline = (missing.finish_at.replace(microsecond=0) + RETENTION).strftime("%Y-%m-%d %H:%M")
-        assert text == (f"account {missing.account}: {songs} songs younger than 7 days have no registered job;"
-                        f" fetchable until about {deadline} UTC")
+        assert text == (
+            f"account {missing.account}: {songs} songs younger than 7 days have no registered job;"
+            f" fetchable until about {deadline} UTC"
+        )
         deadline = (older.created + RETENTION - timedelta(minutes=15)).strftime("%Y-%m-%d %H:%M")
-        assert checks["young_speech_have_jobs"] == (False, f"account {missing_tts.account}: 1 speeches younger than"
-                                                           f" 7 days have no registered job; fetchable until at least"
-                                                           f" {deadline} UTC")
+        assert checks["young_speech_have_jobs"] == (
+            False,
+            f"account {missing_tts.account}: 1 speeches younger than"
+            f" 7 days have no registered job; fetchable until at least"
+            f" {deadline} UTC",
+        )
 
         register(home, [missing, missing_tts])
         run_capture(home, api)
@@ -281,11 +319,21 @@ def test_cli_audit_prints_the_table_and_reports_596(home: Home) -> None:
     jobs = make_jobs(30, seed=9, days=4)
     with serve(jobs, web=1) as sim:
         sim.feeds.fail_account(BROKEN_ACCOUNT)
-        env = {**os.environ, "MUREKA_ETL_HOME": str(home.root), "USEAPI_BASE_URL": sim.base_url,
-               "USEAPI_TOKEN": sim.token}
+        env = {
+            **os.environ,
+            "MUREKA_ETL_HOME": str(home.root),
+            "USEAPI_BASE_URL": sim.base_url,
+            "USEAPI_TOKEN": sim.token,
+        }
         env.pop("DAGSTER_HOME", None)
-        done = subprocess.run([sys.executable, "-m", "pipelines.cli", "audit"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "audit"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"error: account {BROKEN_ACCOUNT}: GET /music answered 596, the Mureka account is in an error state"
@@ -303,8 +351,9 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
     with serve(jobs) as sim:
         clean = Home(tmp_path / "clean").ensure()
         scan(clean, sim)
-        sim.faults = FaultConfig(rate_429=0.1, rate_503=0.1, rate_reset=0.05, rate_truncate=0.05, rate_html=0.05,
-                                 retry_after=0)
+        sim.faults = FaultConfig(
+            rate_429=0.1, rate_503=0.1, rate_reset=0.05, rate_truncate=0.05, rate_html=0.05, retry_after=0
+        )
         with MurekaClient(sim.base_url, sim.token, backoff_factor=0.01, backoff_max=0.05) as client:
             report = feeds.scan_feeds(home, client)
         assert sum(sim.faults_injected.values()) > 0 and report.retries > 0
@@ -324,11 +373,13 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
         assert [e.split(":")[0] for e in stopped.errors] == ["account " + account] * 2
         assert all("last failure: HTTP 503" in e for e in stopped.errors)
         assert all(r.complete for r in resumed.feeds[account].values())
-        assert len(resumed.errors) == 2 and all(e.startswith("account 12345: GET /") and "HTTP 400" in e
-                                                for e in resumed.errors)
+        assert len(resumed.errors) == 2 and all(
+            e.startswith("account 12345: GET /") and "HTTP 400" in e for e in resumed.errors
+        )
         assert not first.feeds[account]["music"].complete
         assert feeds.table_rows(halted, "feed_songs") == sum(
-            len(i.item["songs"]) for i in sim.feeds.items("/music", account, sim.clock.now()))
+            len(i.item["songs"]) for i in sim.feeds.items("/music", account, sim.clock.now())
+        )
 
         with pytest.raises(RunFailedError, match="401 Unauthorized: check USEAPI_TOKEN"):
             run_feeds(Home(tmp_path / "denied"), MurekaApiResource(base_url=sim.base_url, token="user:777-wrong"))
@@ -336,8 +387,23 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
 
 def test_simulator_cli_serves_feeds_with_website_content_and_a_596_account() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.useapi.simulator", "--port", "0", "--jobs", "30", "--web-content", "2",
-         "--account-596", BROKEN_ACCOUNT], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pipelines.useapi.simulator",
+            "--port",
+            "0",
+            "--jobs",
+            "30",
+            "--web-content",
+            "2",
+            "--account-596",
+            BROKEN_ACCOUNT,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base_url = proc.stdout.readline().split(" at ", 1)[1].strip()
         headers = {"Authorization": "Bearer user:777-simulatortoken"}
@@ -361,8 +427,9 @@ def test_feed_library_imports_no_dagster() -> None:
 def test_feeds_job_materializes_the_feed_assets_on_its_daily_schedule(home: Home) -> None:
     jobs = make_jobs(20, seed=12, days=3)
     with serve(jobs, web=1) as sim:
-        defs = build_defs({"home": HomeResource(root=str(home.root)), "mureka_api": api_for(sim),
-                           "progress": ProgressResource()})
+        defs = build_defs(
+            {"home": HomeResource(root=str(home.root)), "mureka_api": api_for(sim), "progress": ProgressResource()}
+        )
         schedule = defs.resolve_schedule_def("feeds_schedule")
         assert schedule.cron_schedule == "30 3 * * *"
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
@@ -374,5 +441,7 @@ def test_feeds_job_materializes_the_feed_assets_on_its_daily_schedule(home: Home
                 rows = event.asset_materialization.metadata["dagster/row_count"].value
                 assert rows == feeds.table_rows(home, table) > 0
             assert instance.get_latest_materialization_event(dg.AssetKey("feed_warehouse")) is not None
-    assert {e.check_name for e in result.get_asset_check_evaluations()} == {"young_songs_have_jobs",
-                                                                           "young_speech_have_jobs"}
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == {
+        "young_songs_have_jobs",
+        "young_speech_have_jobs",
+    }

@@ -175,7 +175,9 @@ def test_faults_are_retried_and_never_land_in_raw(
     tmp_path: Path, clock: Clock, finished: list[SimJob], running: list[SimJob]
 ) -> None:
     jobs = finished + running
-    faults = FaultConfig(rate_500=0.05, rate_502=0.05, rate_503=0.05, rate_reset=0.05, rate_truncate=0.05, rate_html=0.05)
+    faults = FaultConfig(
+        rate_500=0.05, rate_502=0.05, rate_503=0.05, rate_reset=0.05, rate_truncate=0.05, rate_html=0.05
+    )
 
     def run(name: str, faults: FaultConfig | None) -> tuple[FetchReport, Home, Counter, Counter]:
         home = Home(tmp_path / name).ensure()
@@ -249,7 +251,9 @@ def test_classify_error_answers(status: int, captured: bool, hours_after_deadlin
     assert (outcome.state, outcome.captured, outcome.http_status) == (state, False, status)
 
 
-@pytest.mark.parametrize(("status", "state"), [("completed", "completed"), ("failed", "failed"), ("created", "active"), ("queued", "active")])
+@pytest.mark.parametrize(
+    ("status", "state"), [("completed", "completed"), ("failed", "failed"), ("created", "active"), ("queued", "active")]
+)
 def test_classify_records(status: str, state: str) -> None:
     due = DueId("j1", NOW - timedelta(days=1), NOW + timedelta(days=6), "new", False)
     answer = Answer("j1", 200, json.dumps({"jobid": "j1", "status": status}), NOW, 0)

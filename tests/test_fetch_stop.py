@@ -58,7 +58,12 @@ def child(home: Home, sim: Simulator, concurrency: int, crash_at: str | None = N
         env[ENV_VAR] = crash_at
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(home.root), sim.base_url, sim.token, str(concurrency)],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -59,7 +59,11 @@ def out() -> dict[str, pa.Table]:
 
 def test_row_counts_and_schemas(out):
     assert {name: table.num_rows for name, table in out.items()} == {
-        "jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16,
+        "jobs": 12,
+        "songs": 12,
+        "speech": 3,
+        "speech_turns": 5,
+        "job_observations": 16,
     }
     for name, table in out.items():
         assert table.schema == SCHEMAS[name]
@@ -73,7 +77,12 @@ def test_latest_observation_wins_and_seed_music_values(out):
     assert m1["created"] == datetime(2026, 1, 21, 6, 14, 32, 17000, tzinfo=timezone.utc)
     assert m1["expires_at"] == m1["created"] + timedelta(days=7)
     assert (m1["model"], m1["reply_ref"], m1["feed_id"], m1["response_state"], m1["song_count"]) == (
-        "V7.6", "my-custom-ref-123", 11223344, 3, 2)
+        "V7.6",
+        "my-custom-ref-123",
+        11223344,
+        3,
+        2,
+    )
     assert m1["extra_fields"] == []
     assert json.loads(m1["request_json"])["replyUrl"] == "https://your-domain.com/webhook"
     observations = out["job_observations"].filter(pc.equal(out["job_observations"]["jobid"], M1))
@@ -83,7 +92,10 @@ def test_latest_observation_wins_and_seed_music_values(out):
 def test_failed_and_unknown_status(out):
     jobs = by_key(out["jobs"], "jobid")
     assert (jobs[F1]["error"], jobs[F1]["error_details"], jobs[F1]["code"]) == (
-        "Content policy violation", "Prompt flagged by moderation (category: violence)", 400)
+        "Content policy violation",
+        "Prompt flagged by moderation (category: violence)",
+        400,
+    )
     assert jobs[F1]["song_count"] is None and jobs[F1]["feed_id"] is None
     assert (jobs[U1]["status"], jobs[U1]["verb"], jobs[U1]["model"]) == ("processing", "music/edit", "V9.5")
     assert jobs[U1]["extra_fields"] == ["progress", "request.edit_mode"]
@@ -96,11 +108,18 @@ def test_regenerate_keeps_both_versions_and_drops_exact_duplicate(out):
     first = songs[(R1, "1.1.1")]
     assert (first["song_index"], first["title"], first["duration_milliseconds"]) == (0, "Upbeat Dance", 240000)
     assert (first["recall"], first["is_regenerate"], first["regenerate_from"], first["machine_audit_state"]) == (
-        True, True, 123456, 1)
+        True,
+        True,
+        123456,
+        1,
+    )
     assert songs[(R1, "1.1.2")]["recall"] is None and songs[(R1, "1.1.2")]["moods"] == []
     assert by_key(out["jobs"], "jobid")[R1]["extra_fields"] == [
-        "response.songs[].credit_type", "response.songs[].is_regenerate", "response.songs[].machine_audit_state",
-        "response.songs[].recall", "response.songs[].regenerate_from",
+        "response.songs[].credit_type",
+        "response.songs[].is_regenerate",
+        "response.songs[].machine_audit_state",
+        "response.songs[].recall",
+        "response.songs[].regenerate_from",
     ]
 
 
@@ -127,14 +146,21 @@ def test_big_ids_numeric_song_id_and_string_numbers(out):
 def test_speech_single_voice_and_conversations(out):
     speech = by_key(out["speech"], "jobid")
     assert (speech[T1]["voice_id"], speech[T1]["is_conversation"], speech[T1]["turn_count"], speech[T1]["text"]) == (
-        12345, False, 0, "Hello, this is a test speech.")
+        12345,
+        False,
+        0,
+        "Hello, this is a test speech.",
+    )
     assert (speech[T2]["speech_id"], speech[T2]["audio_quality"], speech[T2]["turn_count"]) == (87654321098765, 2, 3)
     assert (speech[T3]["turn_count"], speech[T3]["duration_milliseconds"]) == (2, 4100)
     assert T4 not in speech
     turns = [(r["jobid"], r["turn_index"], r["voice_id"], r["text"]) for r in out["speech_turns"].to_pylist()]
     assert turns == [
-        (T2, 0, 111, "Welcome back."), (T2, 1, 222, "Glad to be here."), (T2, 2, 111, "Let's start."),
-        (T3, 0, 333, "Hi there."), (T3, 1, 444, "Hello!"),
+        (T2, 0, 111, "Welcome back."),
+        (T2, 1, 222, "Glad to be here."),
+        (T2, 2, 111, "Let's start."),
+        (T3, 0, 333, "Hi there."),
+        (T3, 1, 444, "Hello!"),
     ]
     jobs = by_key(out["jobs"], "jobid")
     assert jobs[T3]["extra_fields"] == ["request.conversation[].emotion"]
@@ -143,7 +169,10 @@ def test_speech_single_voice_and_conversations(out):
 
 def test_non_200_and_non_object_bodies_only_observed(out):
     observations = out["job_observations"].to_pylist()
-    assert {(r["http_status"], r["status"]) for r in observations if r["http_status"] != 200} == {(404, None), (403, None)}
+    assert {(r["http_status"], r["status"]) for r in observations if r["http_status"] != 200} == {
+        (404, None),
+        (403, None),
+    }
     jobids = set(out["jobs"].column("jobid").to_pylist())
     assert not any(j.startswith(("j0121090", "j0121091", "j0121092")) for j in jobids)
 
@@ -174,7 +203,10 @@ def test_latest_rows_keeps_the_latest_usable_answer_per_job():
     latest = latest_rows(raw_table(rows))
     # the greatest observed_at among 200 object answers, then the greatest batch; null ids count as one job
     assert [(row["jobid"], row["body"].strip()) for row in latest.to_pylist()] == [
-        ("a", '{"n": 2}'), ("b", '{"n": 5}'), (None, '{"n": 7}')]
+        ("a", '{"n": 2}'),
+        ("b", '{"n": 5}'),
+        (None, '{"n": 7}'),
+    ]
     unique = raw_table([rows[0], rows[3]])
     assert latest_rows(unique) is unique  # each job once, all usable: the rows as they are
 
@@ -197,13 +229,28 @@ def test_hostile_values_never_crash():
     out = flatten(raw_table(rows), DAY)
     jobs = by_key(out["jobs"], "jobid")
     assert set(jobs) == {"x", "y"}
-    assert (jobs["x"]["status"], jobs["x"]["created"], jobs["x"]["code"], jobs["x"]["feed_id"]) == ("7", None, None, None)
+    assert (jobs["x"]["status"], jobs["x"]["created"], jobs["x"]["code"], jobs["x"]["feed_id"]) == (
+        "7",
+        None,
+        None,
+        None,
+    )
     assert jobs["x"]["request_json"] == '"oops"' and jobs["x"]["song_count"] == 1
     (song,) = out["songs"].to_pylist()
     assert (song["song_id"], song["version"], song["genres"], song["duration_milliseconds"], song["recall"]) == (
-        "1.0", "2.5", ["rock"], None, True)
+        "1.0",
+        "2.5",
+        ["rock"],
+        None,
+        True,
+    )
     (speech,) = out["speech"].to_pylist()
-    assert (speech["speech_id"], speech["voice_id"], speech["is_conversation"], speech["turn_count"]) == (None, 12, True, 0)
+    assert (speech["speech_id"], speech["voice_id"], speech["is_conversation"], speech["turn_count"]) == (
+        None,
+        12,
+        True,
+        0,
+    )
     assert len(speech["title"]) == 200_000
     assert out["speech_turns"].num_rows == 0
     observations = by_key(out["job_observations"], "jobid")
@@ -236,8 +283,13 @@ def test_sort_rows_skips_the_sort_only_when_rows_are_already_in_key_order():
     skipped = 0
     for _ in range(2000):
         n = rng.randint(0, 12)
-        table = pa.table({"a": [rng.choice("abc") for _ in range(n)], "b": [rng.randint(0, 2) for _ in range(n)],
-                          "row": list(range(n))})
+        table = pa.table(
+            {
+                "a": [rng.choice("abc") for _ in range(n)],
+                "b": [rng.randint(0, 2) for _ in range(n)],
+                "row": list(range(n)),
+            }
+        )
         keys = [("a", "ascending"), ("b", rng.choice(["ascending", "descending"]))]
         if rng.random() < 0.5:
             table = table.sort_by(keys)
@@ -255,9 +307,14 @@ def test_first_rows_keeps_the_first_of_each_key_with_nulls_equal():
     untouched = 0
     for _ in range(1000):
         n = rng.randint(0, 10)
-        table = pa.table({"a": [rng.choice(["x", "y", None]) for _ in range(n)],
-                          "b": [rng.choice([1, 2, None]) for _ in range(n)], "row": list(range(n))},
-                         schema=pa.schema([("a", pa.string()), ("b", pa.int64()), ("row", pa.int64())]))
+        table = pa.table(
+            {
+                "a": [rng.choice(["x", "y", None]) for _ in range(n)],
+                "b": [rng.choice([1, 2, None]) for _ in range(n)],
+                "row": list(range(n)),
+            },
+            schema=pa.schema([("a", pa.string()), ("b", pa.int64()), ("row", pa.int64())]),
+        )
         table = table.sort_by([("a", "ascending"), ("b", "ascending"), ("row", "ascending")])
         result = first_rows(table, ["a", "b"])
         seen, expected = set(), []
@@ -276,13 +333,57 @@ def test_integer_and_boolean_coercions_are_lossless():
     import random
 
     rng = random.Random(11)
-    texts = ["1", "-1", "0", "-0", "1.0", "1.5", "-2.5", "0.5", "2", "1e3", "1E3", "1e-3", "2.0e1",
-             "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
-             "18446744073709551616",
-             '"12"', '" 12 "', '"+12"', '"1.5"', '"abc"', "true", "false", '"true"', '"FALSE"', '"0"', '"1"',
-             "null", "[]", "{}", "[1]", '{"a": 1}', "100000000000000000000", "1.7976931348623157e308"]
-    texts += [json.dumps(rng.choice([rng.randint(-10**19, 10**19), rng.random() * 10 ** rng.randint(-3, 20),
-                                     str(rng.randint(-10**6, 10**6)), rng.randint(0, 3)])) for _ in range(500)]
+    texts = [
+        "1",
+        "-1",
+        "0",
+        "-0",
+        "1.0",
+        "1.5",
+        "-2.5",
+        "0.5",
+        "2",
+        "1e3",
+        "1E3",
+        "1e-3",
+        "2.0e1",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551616",
+        '"12"',
+        '" 12 "',
+        '"+12"',
+        '"1.5"',
+        '"abc"',
+        "true",
+        "false",
+        '"true"',
+        '"FALSE"',
+        '"0"',
+        '"1"',
+        "null",
+        "[]",
+        "{}",
+        "[1]",
+        '{"a": 1}',
+        "100000000000000000000",
+        "1.7976931348623157e308",
+    ]
+    texts += [
+        json.dumps(
+            rng.choice(
+                [
+                    rng.randint(-(10**19), 10**19),
+                    rng.random() * 10 ** rng.randint(-3, 20),
+                    str(rng.randint(-(10**6), 10**6)),
+                    rng.randint(0, 3),
+                ]
+            )
+        )
+        for _ in range(500)
+    ]
     with Flattener(threads=1) as flattener:
         con = flattener._con
         got = con.execute(
@@ -293,7 +394,20 @@ def test_integer_and_boolean_coercions_are_lossless():
     assert [row[0] for row in got if not row[1]] == []
     ints = {row[0]: row[2] for row in got}
     assert (ints["1.0"], ints["1.5"], ints["1e3"], ints['"+12"'], ints["9223372036854775808"]) == (
-        1, None, 1000, 12, None)
+        1,
+        None,
+        1000,
+        12,
+        None,
+    )
     bools = {row[0]: row[3] for row in got}
     assert [bools[t] for t in ("true", "false", "1", "0", '"FALSE"', '"1"', "2", "null")] == [
-        True, False, True, False, False, None, None, None]
+        True,
+        False,
+        True,
+        False,
+        False,
+        None,
+        None,
+        None,
+    ]

@@ -15,7 +15,13 @@ from pipelines.useapi.corpus import SimJob
 from pipelines.useapi.simulator import Simulator
 from tests.conftest import api_for, register
 from tests.test_crash import (  # noqa: F401 - the module fixtures: a corpus of finished jobs and its clean run
-    cli_env, corpus, lake_snapshot, reference, run_cli, simulator, warehouse_snapshot,
+    cli_env,
+    corpus,
+    lake_snapshot,
+    reference,
+    run_cli,
+    simulator,
+    warehouse_snapshot,
 )
 
 

@@ -121,7 +121,7 @@ def test_empty_file_gives_an_empty_batch():
 def test_csv_with_jobid_column():
     data = (
         "status,JobId ,note\r\n"
-        f"done,{A},\"a, quoted\nmulti-line note\"\r\n"
+        f'done,{A},"a, quoted\nmulti-line note"\r\n'
         "\r\n"
         f"running, {B} ,x\r\n"
         ",,\r\n"
@@ -154,7 +154,7 @@ def test_csv_invalid_utf8_in_the_jobid_cell_or_elsewhere():
 
 
 def test_csv_oversized_field_is_rejected_and_reading_goes_on():
-    data = b'jobid,note\n' + A.encode() + b',"' + b"x" * 200_000 + b'"\n' + B.encode() + b",ok\n"
+    data = b"jobid,note\n" + A.encode() + b',"' + b"x" * 200_000 + b'"\n' + B.encode() + b",ok\n"
     batch = read("ids.csv", data)
     assert jobids(batch) == [B]
     (rejection,) = batch.rejections

@@ -90,8 +90,12 @@ def test_bad_lines_are_reported_by_number_and_skipped(tmp_path, old_jobs, monkey
     report = ingest(home, [path])
     assert report.records == 3
     assert sorted((bad.line, bad.reason.split(":")[0]) for bad in report.bad_lines) == [
-        (2, "not valid JSON"), (4, "not a JSON object"), (5, "no jobid field"), (7, "bad jobid"),
-        (8, "not UTF-8 text"), (9, "not valid JSON"),
+        (2, "not valid JSON"),
+        (4, "not a JSON object"),
+        (5, "no jobid field"),
+        (7, "bad jobid"),
+        (8, "not UTF-8 text"),
+        (9, "not valid JSON"),
     ]
     assert all(str(bad).startswith(f"{path}:{bad.line}: ") for bad in report.bad_lines)
     assert counts(home)["jobs"] == 3
@@ -105,8 +109,23 @@ def test_the_reader_splits_lines_as_python_does(monkeypatch, block_bytes):
     if block_bytes:
         monkeypatch.setattr(ingest_module, "READ_BYTES", block_bytes)
     rng = random.Random(7)
-    parts = [b"{}", b'{"a": 1}', b" ", b"\t", b"\r", b"\n", b"\n", b"\xc3\xa9", b"\xe6\xbc\xa2", b"\xf0\x9f\x8e\xb5",
-             b"\xc2\xa0", b"\xe2\x80\x83", b"\xff", b"\x0b", b"x" * 100]
+    parts = [
+        b"{}",
+        b'{"a": 1}',
+        b" ",
+        b"\t",
+        b"\r",
+        b"\n",
+        b"\n",
+        b"\xc3\xa9",
+        b"\xe6\xbc\xa2",
+        b"\xf0\x9f\x8e\xb5",
+        b"\xc2\xa0",
+        b"\xe2\x80\x83",
+        b"\xff",
+        b"\x0b",
+        b"x" * 100,
+    ]
     for _ in range(40):
         data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 60)))
         expected_good, expected_bad = [], []

@@ -190,13 +190,32 @@ def test_the_sql_fast_path_agrees_with_parse_jobid():
     from pipelines.warehouse import SQL_DIR
 
     rng = random.Random(7)
-    stamps = ["0229120000000", "0228235959999", "0101000000000", "1231235959999", "0230120000000", "0431000000000",
-              "0101240000000", "0101006000000", "0101000060000", "1301000000000", "0000000000000"]
-    stamps += [f"{rng.randint(1, 12):02d}{rng.randint(1, 31):02d}{rng.randint(0, 23):02d}{rng.randint(0, 59):02d}"
-               f"{rng.randint(0, 59):02d}{rng.randint(0, 999):03d}" for _ in range(300)]
-    anchors = [datetime(2024, 12, 31, 23, tzinfo=UTC), datetime(2025, 1, 1, 0, 30, tzinfo=UTC),
-               datetime(2028, 2, 28, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC),
-               ANCHOR]
+    stamps = [
+        "0229120000000",
+        "0228235959999",
+        "0101000000000",
+        "1231235959999",
+        "0230120000000",
+        "0431000000000",
+        "0101240000000",
+        "0101006000000",
+        "0101000060000",
+        "1301000000000",
+        "0000000000000",
+    ]
+    stamps += [
+        f"{rng.randint(1, 12):02d}{rng.randint(1, 31):02d}{rng.randint(0, 23):02d}{rng.randint(0, 59):02d}"
+        f"{rng.randint(0, 59):02d}{rng.randint(0, 999):03d}"
+        for _ in range(300)
+    ]
+    anchors = [
+        datetime(2024, 12, 31, 23, tzinfo=UTC),
+        datetime(2025, 1, 1, 0, 30, tzinfo=UTC),
+        datetime(2028, 2, 28, tzinfo=UTC),
+        datetime(2028, 3, 1, tzinfo=UTC),
+        datetime(2027, 3, 1, tzinfo=UTC),
+        ANCHOR,
+    ]
     cases = [(jid(stamp, letter), anchor) for stamp in stamps for anchor in anchors for letter in "mt"]
     cases += [(jid(stamp, letter), ANCHOR) for stamp in stamps[:20] for letter in "abuvxz"]  # types never issued
     cases += [(SEED, ANCHOR), ("not-an-id", ANCHOR), ("j" + "1" * 200, ANCHOR)]
@@ -207,8 +226,11 @@ def test_the_sql_fast_path_agrees_with_parse_jobid():
     rows = con.execute(
         "SELECT m_jobid_created_ms(p, a, $skew), m_jobid_type(p) FROM"
         " (SELECT m_jobid_parts(j) AS p, a FROM (SELECT unnest($ids) AS j, unnest($anchors) AS a))",
-        {"ids": [c[0] for c in cases], "anchors": [(a - epoch) // timedelta(milliseconds=1) for _, a in cases],
-         "skew": SKEW // timedelta(milliseconds=1)},
+        {
+            "ids": [c[0] for c in cases],
+            "anchors": [(a - epoch) // timedelta(milliseconds=1) for _, a in cases],
+            "skew": SKEW // timedelta(milliseconds=1),
+        },
     ).fetchall()
     dated = 0
     for (text, anchor), (created_ms, job_type) in zip(cases, rows):

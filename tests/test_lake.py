@@ -41,7 +41,9 @@ def test_write_and_read_raw_batches_per_day(home):
     extra = with_day(raw_rows({"b01"})[:1], other_day)
     paths = lake.write_raw_batch(home, "b01", pa.concat_tables([rows, extra]))
     assert [p.relative_to(home.raw).as_posix() for p in paths] == [
-        "created_date=2026-01-20/b01.parquet", "created_date=2026-01-21/b01.parquet"]
+        "created_date=2026-01-20/b01.parquet",
+        "created_date=2026-01-21/b01.parquet",
+    ]
     assert "created_date" not in pq.read_schema(paths[1]).names
     assert list(lake.raw_batches(home, DAY)) == ["b01"]
     assert lake.read_raw(home, DAY).num_rows == 3
@@ -164,8 +166,20 @@ def test_concurrent_applies_lose_nothing(home):
 def test_write_job_ids_and_file_version(home):
     at = datetime(2026, 1, 21, 6, 14, 32, tzinfo=timezone.utc)
     table = pa.Table.from_pylist(
-        [{"jobid": M1, "source": "cli", "added_at": at, "created_at": at, "expires_at": at, "job_type": "music",
-          "state": "completed", "fetch_count": 2, "last_observed_at": at, "last_http_status": 200}],
+        [
+            {
+                "jobid": M1,
+                "source": "cli",
+                "added_at": at,
+                "created_at": at,
+                "expires_at": at,
+                "job_type": "music",
+                "state": "completed",
+                "fetch_count": 2,
+                "last_observed_at": at,
+                "last_http_status": 200,
+            }
+        ],
         schema=SCHEMAS["job_ids"],
     )
     path = lake.write_job_ids(home, DAY, table)
@@ -176,7 +190,6 @@ def test_write_job_ids_and_file_version(home):
     assert lake.lake_days(home, "job_ids") == [DAY]
     lake.write_job_ids(home, DAY, SCHEMAS["job_ids"].empty_table())
     assert not path.exists()
-
 
 
 # --- damaged files are rebuilt from raw --------------------------------------------------------------

@@ -141,8 +141,9 @@ def test_the_issue_bodies_read_once(tmp_path: Path) -> None:
     bodies = {
         jobs[0].jobid: _append(texts[0], '"title":"\\ud800x"'),
         jobs[1].jobid: _insert_first(texts[1], '"status":"created"'),
-        jobs[2].jobid: _append(_insert_first(texts[2].replace('"status":"completed",', ""), '"status":"completed"'),
-                               '"status":"created"'),
+        jobs[2].jobid: _append(
+            _insert_first(texts[2].replace('"status":"completed",', ""), '"status":"completed"'), '"status":"created"'
+        ),
     }
     home = Home(tmp_path / "home").ensure()
     register(home, jobs)
@@ -153,8 +154,11 @@ def test_the_issue_bodies_read_once(tmp_path: Path) -> None:
             fetch_due(home, registry, client, now=utcnow)
             capture.flatten_days(home, registry.days())
             again = fetch_due(home, registry, client, now=utcnow)
-    statuses = {row["jobid"]: row["status"] for path in home.lake.glob("jobs/*/*.parquet")
-                for row in pq.read_table(path).to_pylist()}
+    statuses = {
+        row["jobid"]: row["status"]
+        for path in home.lake.glob("jobs/*/*.parquet")
+        for row in pq.read_table(path).to_pylist()
+    }
     states = {row["jobid"]: row["state"] for row in _export(home)}
     assert jobs[0].jobid not in statuses and states[jobs[0].jobid] == "new"
     assert (statuses[jobs[1].jobid], states[jobs[1].jobid]) == ("created", "active")
@@ -175,9 +179,14 @@ def test_the_state_reading_is_the_jobs_rows_reading() -> None:
     rng = random.Random(7)
     jobs = generate_jobs(201, 95, utcnow() - timedelta(hours=1), days=2, other_user_fraction=0)
     drawn = [
-        {"jobid": job.jobid, "observed_at": utcnow(), "http_status": 200, "batch_id": "b",
-         "body": draw_body(rng, job, jobs[-1].jobid).decode("utf-8", "backslashreplace"),
-         "reason": "quarantined" if rng.random() < 0.1 else None}
+        {
+            "jobid": job.jobid,
+            "observed_at": utcnow(),
+            "http_status": 200,
+            "batch_id": "b",
+            "body": draw_body(rng, job, jobs[-1].jobid).decode("utf-8", "backslashreplace"),
+            "reason": "quarantined" if rng.random() < 0.1 else None,
+        }
         for job in jobs[:-1]
     ]
     for rows in (raw_rows(), drawn):

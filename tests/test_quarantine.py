@@ -127,11 +127,22 @@ def test_a_quarantined_answer_never_hides_the_record_captured_before_it() -> Non
     day = job.created.date()
     at = utcnow()
     rows = [
-        {"jobid": job.jobid, "observed_at": at, "http_status": 200, "body": text_of(job), "batch_id": "b1",
-         "reason": None},
-        {"jobid": job.jobid, "observed_at": at + timedelta(minutes=15), "http_status": 200,
-         "body": text_of(job).replace(job.final_record["status"], "created"), "batch_id": "b2",
-         "reason": "body is not UTF-8"},
+        {
+            "jobid": job.jobid,
+            "observed_at": at,
+            "http_status": 200,
+            "body": text_of(job),
+            "batch_id": "b1",
+            "reason": None,
+        },
+        {
+            "jobid": job.jobid,
+            "observed_at": at + timedelta(minutes=15),
+            "http_status": 200,
+            "body": text_of(job).replace(job.final_record["status"], "created"),
+            "batch_id": "b2",
+            "reason": "body is not UTF-8",
+        },
     ]
     tables = flatten(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), day)
     assert tables["jobs"].column("status").to_pylist() == [job.final_record["status"]]
@@ -149,8 +160,11 @@ def test_one_answer_nesting_1200_arrays_among_300_does_not_stop_the_dagster_run(
         days = registry.partitions_with_due(utcnow())
     with Simulator(jobs) as sim:
         sim.set_answer(poison, 200, nested(poison, 1200))
-        resources = {"home": HomeResource(root=str(home.root)), "mureka_api": api_for(sim, max_retries=0),
-                     "progress": ProgressResource()}
+        resources = {
+            "home": HomeResource(root=str(home.root)),
+            "mureka_api": api_for(sim, max_retries=0),
+            "progress": ProgressResource(),
+        }
         job = build_defs(resources).resolve_job_def(CAPTURE_JOB)
         with dg.instance_for_test() as instance:
             result = job.execute_in_process(run_config=QUIET_RUN_CONFIG, tags=range_tags(days), instance=instance)

@@ -27,7 +27,11 @@ def home(tmp_path_factory) -> Home:
     home = Home(tmp_path_factory.mktemp("query") / "home").ensure()
     corpus = make_corpus(n=30, seed=81, running=0)
     register(home, corpus)
-    with Simulator(corpus) as sim, Registry(home.registry_path) as registry, MurekaClient(sim.base_url, sim.token) as client:
+    with (
+        Simulator(corpus) as sim,
+        Registry(home.registry_path) as registry,
+        MurekaClient(sim.base_url, sim.token) as client,
+    ):
         fetch_due(home, registry, client, now=utcnow)
         days = registry.days()
     capture.flatten_days(home, days)
@@ -73,8 +77,16 @@ def test_query_never_opens_the_warehouse_for_writing(home: Home, tmp_path: Path)
 def test_raw_view_is_the_archive_as_written(home: Home) -> None:
     """`raw` in `query` holds exactly the rows of lake/raw's Parquet files: every answer of every fetch."""
     env = cli_env(home, "http://127.0.0.1:9/unused", "user:777-unused")
-    done = run_cli(["query", "--format", "json", "SELECT jobid, observed_at, http_status, body, batch_id, reason,"
-                    " created_date FROM raw ORDER BY jobid, observed_at"], env)
+    done = run_cli(
+        [
+            "query",
+            "--format",
+            "json",
+            "SELECT jobid, observed_at, http_status, body, batch_id, reason,"
+            " created_date FROM raw ORDER BY jobid, observed_at",
+        ],
+        env,
+    )
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     expected = []
@@ -87,6 +99,13 @@ def test_raw_view_is_the_archive_as_written(home: Home) -> None:
     for row in got:
         if row["http_status"] == 200:
             assert json.loads(row["body"])["jobid"] == row["jobid"]
-    joined = run_cli(["query", "--format", "csv", "SELECT count(*) FROM jobs WHERE jobid NOT IN"
-                      " (SELECT jobid FROM raw WHERE http_status = 200)"], env)
+    joined = run_cli(
+        [
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) FROM jobs WHERE jobid NOT IN (SELECT jobid FROM raw WHERE http_status = 200)",
+        ],
+        env,
+    )
     assert joined.stdout.splitlines()[1] == "0"  # every captured job is in the archive

@@ -14,7 +14,14 @@ import pytest
 
 from pipelines.jobids import parse_jobid
 from pipelines.registry import (
-    JOB_IDS_SCHEMA, STATES, AddResult, DueId, LeaseReclaimError, Outcome, Registry, RegistryError,
+    JOB_IDS_SCHEMA,
+    STATES,
+    AddResult,
+    DueId,
+    LeaseReclaimError,
+    Outcome,
+    Registry,
+    RegistryError,
 )
 
 UTC = timezone.utc
@@ -315,15 +322,21 @@ def test_ingest_observed_ends_like_add_then_record(tmp_path, runs):
     at = lambda minutes: NOW + timedelta(minutes=minutes)  # noqa: E731
     observations = [
         # several per id, not in time order, ties kept in row order; active never reopens a final state
-        (known[0], at(3), "active"), (known[0], at(1), "completed"),
-        (known[1], at(1), "failed"), (known[1], at(2), "active"),
+        (known[0], at(3), "active"),
+        (known[0], at(1), "completed"),
+        (known[1], at(1), "failed"),
+        (known[1], at(2), "active"),
         (known[2], at(1), "active"),
         (known[3], at(1), "completed"),
         (known[4], at(1), "active"),
-        (fresh[0], at(2), "completed"), (fresh[0], at(2), "failed"),
-        (fresh[1], at(1), "active"), (fresh[1], at(0), "active"),
+        (fresh[0], at(2), "completed"),
+        (fresh[0], at(2), "failed"),
+        (fresh[1], at(1), "active"),
+        (fresh[1], at(0), "active"),
         (fresh[2], at(5), "failed"),
-        (fresh[3], at(4), "active"), (fresh[3], at(4), "completed"), (fresh[3], at(9), "active"),
+        (fresh[3], at(4), "active"),
+        (fresh[3], at(4), "completed"),
+        (fresh[3], at(9), "active"),
     ]
     ends = {}
     for name in ("add_record", "ingest"):
@@ -453,9 +466,7 @@ def killed_run(path: Path, owner: str) -> Path:
     return path.with_name(path.name + ".runs") / f"{owner}.lock"
 
 
-def test_a_reclaim_that_cannot_commit_keeps_the_dead_runs_lock_and_the_next_one_frees_its_ids(
-    path, monkeypatch
-):
+def test_a_reclaim_that_cannot_commit_keeps_the_dead_runs_lock_and_the_next_one_frees_its_ids(path, monkeypatch):
     with Registry(path) as reg:
         reg.add([make_id(20, h) for h in range(5)], "cli", NOW)
     lock_file = killed_run(path, "dead-run")

@@ -12,8 +12,14 @@ from pipelines.report import ReportSummary, write_report
 from tests.test_views import build_lake
 
 NOW = datetime(2026, 1, 12, 12, tzinfo=timezone.utc)
-SECTIONS = ("Daily volume by type and status", "Failure rate by verb", "Song duration by model",
-            "Generation latency", "Capture health", "Top errors")
+SECTIONS = (
+    "Daily volume by type and status",
+    "Failure rate by verb",
+    "Song duration by model",
+    "Generation latency",
+    "Capture health",
+    "Top errors",
+)
 
 
 @pytest.fixture
@@ -62,21 +68,30 @@ def test_report_shows_the_fixture_numbers(report):
     assert "<upstream>" not in page
     # each error with the verbs of its failed jobs, and how many: m3, m7 (music/create) and t3 (speech); m8
     verbs = re.findall(r"<td>(<span class=\"verb\">.*?)</td>", page)
-    assert verbs == ['<span class="verb">music/create <b>2</b></span> · <span class="verb">speech <b>1</b></span>',
-                     '<span class="verb">music/extend <b>1</b></span>']
+    assert verbs == [
+        '<span class="verb">music/create <b>2</b></span> · <span class="verb">speech <b>1</b></span>',
+        '<span class="verb">music/extend <b>1</b></span>',
+    ]
 
 
 def test_failure_panels_from_the_fixture(report):
     _, page = report
-    days = re.findall(r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="[^"]*" data-n="(\d+)" '
-                      r'data-failed="(\d+)"><title>([^<]*)</title>', page)
+    days = re.findall(
+        r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="[^"]*" data-n="(\d+)" '
+        r'data-failed="(\d+)"><title>([^<]*)</title>',
+        page,
+    )
     assert [d[:4] for d in days] == [
-        ("music/create", "2026-01-10", "3", "1"), ("music/create", "2026-01-11", "2", "1"),  # m5 (running) not in n
-        ("speech", "2026-01-10", "2", "0"), ("speech", "2026-01-11", "3", "1"),
-        ("music/create-instrumental", "2026-01-10", "1", "0"), ("music/extend", "2026-01-11", "1", "1"),
+        ("music/create", "2026-01-10", "3", "1"),
+        ("music/create", "2026-01-11", "2", "1"),  # m5 (running) not in n
+        ("speech", "2026-01-10", "2", "0"),
+        ("speech", "2026-01-11", "3", "1"),
+        ("music/create-instrumental", "2026-01-10", "1", "0"),
+        ("music/extend", "2026-01-11", "1", "1"),
     ]  # panels ordered by finished jobs, most first
-    assert days[0][4] == ("2026-01-10 music/create: 1 failed of 3 finished (33 %), 95 % interval 6.1 %–79 %; "
-                          "1 still running")
+    assert days[0][4] == (
+        "2026-01-10 music/create: 1 failed of 3 finished (33 %), 95 % interval 6.1 %–79 %; 1 still running"
+    )
     assert ">40 % of 5 finished</text>" in page and ">20 % of 5 finished</text>" in page
     assert "per creation day, 2026-01-10 to 2026-01-11 (2 days). n: finished jobs" in page  # no day under way
 
@@ -148,8 +163,11 @@ def test_failure_rates_of_a_long_window_are_drawn_per_week(tmp_path):
         SELECT verb, count(*) FILTER (status IN ('completed', 'failed')), count(*) FILTER (status = 'failed')
         FROM jobs WHERE created_date < DATE '2026-02-09' GROUP BY verb ORDER BY verb""").fetchall()
     con.close()
-    bars = re.findall(r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="([^"]*)" '
-                      r'data-n="(\d+)" data-failed="(\d+)">', page)
+    bars = re.findall(
+        r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="([^"]*)" '
+        r'data-n="(\d+)" data-failed="(\d+)">',
+        page,
+    )
     # 2026-01-01 .. 2026-02-08 (39 days, today 02-09 left out): weeks counted back from 02-08, the first one short
     spans = sorted({(first, last) for _, first, last, _, _ in bars})
     assert spans[0] == ("2026-01-01", "2026-01-04") and spans[-1] == ("2026-02-02", "2026-02-08") and len(spans) == 6

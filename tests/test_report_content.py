@@ -62,22 +62,34 @@ def test_failure_panels_show_each_days_rate_with_its_n(captured):
     home, now, page = captured
     today = now.date()
     panel = section(page, "Failure rate by verb")
-    drawn = {(html.unescape(verb), date.fromisoformat(day)): (int(n), int(failed), label)
-             for verb, day, n, failed, label in re.findall(
-                 r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="[^"]*" '
-                 r'data-n="(\d+)" data-failed="(\d+)">'
-                 r'.*?<text [^>]*class="failure-n">(\d+)</text></g>', panel)}
-    expected = lake_rows(home, """
+    drawn = {
+        (html.unescape(verb), date.fromisoformat(day)): (int(n), int(failed), label)
+        for verb, day, n, failed, label in re.findall(
+            r'<g class="failure-day" data-verb="([^"]*)" data-day="([^"]*)" data-last="[^"]*" '
+            r'data-n="(\d+)" data-failed="(\d+)">'
+            r'.*?<text [^>]*class="failure-n">(\d+)</text></g>',
+            panel,
+        )
+    }
+    expected = lake_rows(
+        home,
+        """
         SELECT verb, created_date, count(*) FILTER (status IN ('completed', 'failed')) AS n,
                count(*) FILTER (status = 'failed')
         FROM jobs WHERE created_date BETWEEN $since AND $yesterday
         GROUP BY ALL HAVING n > 0""",
-        since=today - timedelta(days=WINDOW_DAYS - 1), yesterday=today - timedelta(days=1))
+        since=today - timedelta(days=WINDOW_DAYS - 1),
+        yesterday=today - timedelta(days=1),
+    )
     assert len(expected) > 10
     assert drawn == {(verb, day): (n, failed, str(n)) for verb, day, n, failed in expected}  # n printed under the bar
-    for verb, n, failed in lake_rows(home, """
+    for verb, n, failed in lake_rows(
+        home,
+        """
             SELECT verb, count(*) FILTER (status IN ('completed', 'failed')), count(*) FILTER (status = 'failed')
-            FROM jobs WHERE created_date < $today GROUP BY verb""", today=today):
+            FROM jobs WHERE created_date < $today GROUP BY verb""",
+        today=today,
+    ):
         assert f"{html.escape(verb)}</text>" in panel
         assert re.search(rf">\d+(\.\d)? % of {n:,} finished</text>", panel), verb  # each verb's n over the window
 
@@ -85,10 +97,14 @@ def test_failure_panels_show_each_days_rate_with_its_n(captured):
 def test_the_day_under_way_is_left_out_of_the_rates_and_marked_in_the_daily_charts(captured):
     home, now, page = captured
     today = now.date()
-    ((finished_today, running_today),) = lake_rows(home, """
+    ((finished_today, running_today),) = lake_rows(
+        home,
+        """
         SELECT count(*) FILTER (status IN ('completed', 'failed')),
                count(*) FILTER (status NOT IN ('completed', 'failed'))
-        FROM jobs WHERE created_date = $today""", today=today)
+        FROM jobs WHERE created_date = $today""",
+        today=today,
+    )
     assert finished_today and running_today  # the day is under way, and some of it has finished
     assert f'data-day="{today}"' not in section(page, "Failure rate by verb")
     assert f"today ({today}) is left out while its jobs finish" in subtitle(page, "Failure rate by verb")
@@ -122,9 +138,12 @@ def test_top_errors_list_the_verbs_whose_failed_jobs_carry_the_error(captured):
         cells = re.findall(r'<span class="verb">(.*?) <b>([\d,]+)</b></span>', verbs)
         shown[html.unescape(error)] = [(html.unescape(v), int(n.replace(",", ""))) for v, n in cells]
     expected: dict[str, list[tuple[str, int]]] = {}
-    for error, verb, n in lake_rows(home, """
+    for error, verb, n in lake_rows(
+        home,
+        """
             SELECT error, verb, count(*) AS n FROM jobs WHERE status = 'failed'
-            GROUP BY ALL ORDER BY error, n DESC, verb"""):
+            GROUP BY ALL ORDER BY error, n DESC, verb""",
+    ):
         expected.setdefault(error, []).append((verb, n))
     assert len(shown) >= 3 and shown == {error: expected[error] for error in shown}
     all_verbs = {verb for (verb,) in lake_rows(home, "SELECT DISTINCT verb FROM jobs WHERE status = 'failed'")}
@@ -142,13 +161,17 @@ VISION = {
 
 def lab(color: str, vision: str) -> tuple[float, float, float]:
     """CIELAB (D65) of an sRGB colour as a reader with `vision` sees it."""
+
     def linear(c: float) -> float:
         return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
 
-    rgb = [linear(int(color[i:i + 2], 16) / 255) for i in (1, 3, 5)]
+    rgb = [linear(int(color[i : i + 2], 16) / 255) for i in (1, 3, 5)]
     r, g, b = (min(1.0, max(0.0, sum(m * c for m, c in zip(row, rgb)))) for row in VISION[vision])
-    x, y, z = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b, \
-        (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+    x, y, z = (
+        (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047,
+        0.2126 * r + 0.7152 * g + 0.0722 * b,
+        (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883,
+    )
 
     def f(t: float) -> float:
         return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
@@ -163,8 +186,10 @@ def delta_e(a: str, b: str, vision: str) -> float:
 def test_lost_and_failed_are_told_apart_by_every_reader(captured):
     _, _, page = captured
     chart = section(page, "Capture health")
-    legend = dict((name, color.upper()) for color, name in
-                  re.findall(r'<i style="background:(#[0-9A-Fa-f]{6})"></i>([a-z]+)</span>', chart))
+    legend = dict(
+        (name, color.upper())
+        for color, name in re.findall(r'<i style="background:(#[0-9A-Fa-f]{6})"></i>([a-z]+)</span>', chart)
+    )
     assert legend == {state: color.upper() for state, color in CAPTURE_STATES.items()}
     lost, failed = legend["lost"], legend["failed"]
     assert {lost, failed} <= {c.upper() for c in OKABE_ITO.values()} and lost != failed

@@ -68,7 +68,9 @@ def test_a_day_with_a_queued_run_is_not_requested_again(home, instance):
     queued_day = first[0].partition_key
     instance.add_run(
         # (a QUEUED run needs a code-location origin; NOT_STARTED takes the same path of the filter)
-        dg.DagsterRun(job_name=CAPTURE_JOB, status=dg.DagsterRunStatus.NOT_STARTED, tags={"dagster/partition": queued_day})
+        dg.DagsterRun(
+            job_name=CAPTURE_JOB, status=dg.DagsterRunStatus.NOT_STARTED, tags={"dagster/partition": queued_day}
+        )
     )
     second = [r.partition_key for r in tick(home, instance).run_requests]
     assert second == [r.partition_key for r in first[1:]]

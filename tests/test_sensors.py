@@ -155,6 +155,8 @@ def test_running_jobs_sensor_skips_a_tick_when_the_api_is_down(home, instance):
 
     with Simulator([], seed=1, faults=FaultConfig(rate_503=1.0, retry_after=0)) as sim:
         api = MurekaApiResource(base_url=sim.base_url, token=sim.token, max_retries=1)
-        tick = evaluate("running_jobs_sensor", {"home": HomeResource(root=str(home.root)), "mureka_api": api}, instance, "[]")
+        tick = evaluate(
+            "running_jobs_sensor", {"home": HomeResource(root=str(home.root)), "mureka_api": api}, instance, "[]"
+        )
     assert tick.run_requests == [] and "GET /jobs failed" in tick.skip_message
     assert tick.cursor == "[]"

@@ -35,8 +35,15 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
 
 
 def start(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **kwargs)
+    return subprocess.Popen(
+        [CLI, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
 
 
 def wait_until(condition: Callable[[], object], seconds: float, what: str) -> None:
@@ -165,8 +172,9 @@ def test_report_stopped_at_any_moment_leaves_no_partial_page(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_simulator_stops_with_the_signals_code(tmp_path, signum):
-    simulator = start("simulator", "--port", "0", "--jobs", "20", "--ids-out", str(tmp_path / "ids.txt"),
-                      env=environment(tmp_path))
+    simulator = start(
+        "simulator", "--port", "0", "--jobs", "20", "--ids-out", str(tmp_path / "ids.txt"), env=environment(tmp_path)
+    )
     assert "serving" in simulator.stdout.readline()
     seconds, stderr = stop(simulator, signum)
     print(f"simulator stopped by {signal.Signals(signum).name} in {seconds:.2f} s")
@@ -207,8 +215,14 @@ def test_dev_stops_every_process_it_started(tmp_path, signum, target, make):
     port = free_port()
     if make:
         root = Path(__file__).resolve().parents[1]
-        dev = subprocess.Popen(["make", "-s", "-C", str(root), "dev", f"PORT={port}"], env=environment(home),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        dev = subprocess.Popen(
+            ["make", "-s", "-C", str(root), "dev", f"PORT={port}"],
+            env=environment(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     else:
         dev = start("dev", "--port", str(port), "--simulator-jobs", "40", env=environment(home), cwd=tmp_path)
     drain = threading.Thread(target=dev.stdout.read, daemon=True)

@@ -90,7 +90,9 @@ def test_daily_jobs(con):
 
 
 def test_failure_rates(con):
-    got = rows(con, "SELECT day, verb, model, account, jobs, completed, failed, running, failure_rate FROM v_failure_rates")
+    got = rows(
+        con, "SELECT day, verb, model, account, jobs, completed, failed, running, failure_rate FROM v_failure_rates"
+    )
     assert got == [
         (date(2026, 1, 10), "music/create", "V7.6", "111", 4, 2, 1, 1, pytest.approx(1 / 3)),  # m5 still running
         (date(2026, 1, 10), "music/create-instrumental", "V7.5", "111", 1, 1, 0, 0, 0.0),
@@ -104,17 +106,30 @@ def test_failure_rates(con):
 def test_top_errors(con):
     utc = timezone.utc
     assert rows(con, "SELECT * FROM v_top_errors") == [
-        ("Content policy violation", 400, 3, ["music/create", "speech"],
-         datetime(2026, 1, 10, 10, 40, 30, tzinfo=utc), datetime(2026, 1, 11, 13, 0, 5, tzinfo=utc)),
-        ("Internal error: <upstream> & retry", 500, 1, ["music/extend"],
-         datetime(2026, 1, 11, 9, 31, tzinfo=utc), datetime(2026, 1, 11, 9, 31, tzinfo=utc)),
+        (
+            "Content policy violation",
+            400,
+            3,
+            ["music/create", "speech"],
+            datetime(2026, 1, 10, 10, 40, 30, tzinfo=utc),
+            datetime(2026, 1, 11, 13, 0, 5, tzinfo=utc),
+        ),
+        (
+            "Internal error: <upstream> & retry",
+            500,
+            1,
+            ["music/extend"],
+            datetime(2026, 1, 11, 9, 31, tzinfo=utc),
+            datetime(2026, 1, 11, 9, 31, tzinfo=utc),
+        ),
     ]
 
 
 def song_row(con, model, verb, genre, mood):
     return con.execute(
         "SELECT songs, mean_ms, p50_ms, p90_ms, max_ms FROM v_song_durations"
-        " WHERE model = ? AND verb = ? AND genre = ? AND mood = ?", [model, verb, genre, mood]
+        " WHERE model = ? AND verb = ? AND genre = ? AND mood = ?",
+        [model, verb, genre, mood],
     ).fetchall()
 
 
@@ -123,7 +138,9 @@ def test_song_durations_by_model_and_verb(con):
     expected = [(6, pytest.approx(1_100_000 / 6), 190000.0, 225000.0, 240000)]
     assert song_row(con, "V7.6", "music/create", "(any)", "(any)") == expected
     assert song_row(con, "V7.6", "(any)", "(any)", "(any)") == expected  # V7.6 has one verb
-    assert song_row(con, "V7.5", "music/create-instrumental", "(any)", "(any)") == [(2, 75000.0, 75000.0, 87000.0, 90000)]
+    assert song_row(con, "V7.5", "music/create-instrumental", "(any)", "(any)") == [
+        (2, 75000.0, 75000.0, 87000.0, 90000)
+    ]
 
 
 def test_song_durations_unnest_genres_and_moods(con):
@@ -135,7 +152,9 @@ def test_song_durations_unnest_genres_and_moods(con):
     assert song_row(con, "V7.6", "music/create", "(any)", "happy") == [(4, 185000.0, 190000.0, 207000.0, 210000)]
     assert song_row(con, "V7.6", "(any)", "(any)", "calm") == [(1, 200000.0, 200000.0, 200000.0, 200000)]
     # a song without genres or moods ([] or NULL) is '(none)'
-    assert song_row(con, "V7.5", "music/create-instrumental", "(none)", "(any)") == [(1, 60000.0, 60000.0, 60000.0, 60000)]
+    assert song_row(con, "V7.5", "music/create-instrumental", "(none)", "(any)") == [
+        (1, 60000.0, 60000.0, 60000.0, 60000)
+    ]
     assert song_row(con, "V7.5", "(any)", "(any)", "(none)") == [(1, 60000.0, 60000.0, 60000.0, 60000)]
     assert song_row(con, "V7.6", "(any)", "(any)", "(none)") == [(1, 120000.0, 120000.0, 120000.0, 120000)]
 
@@ -144,7 +163,10 @@ def test_song_durations_grain(con):
     # per (model, verb) and per model: 1 all-songs row + genres + moods; V7.6: pop dance rock / happy calm sad (none);
     # V7.5: (none) ambient / (none) calm
     assert rows(con, "SELECT model, verb, count(*) FROM v_song_durations GROUP BY ALL ORDER BY ALL") == [
-        ("V7.5", "(any)", 5), ("V7.5", "music/create-instrumental", 5), ("V7.6", "(any)", 8), ("V7.6", "music/create", 8),
+        ("V7.5", "(any)", 5),
+        ("V7.5", "music/create-instrumental", 5),
+        ("V7.6", "(any)", 8),
+        ("V7.6", "music/create", 8),
     ]
     assert rows(con, "SELECT count(*) FROM v_song_durations WHERE genre <> '(any)' AND mood <> '(any)'") == [(0,)]
 
@@ -217,12 +239,19 @@ FROM (VALUES (0, 100100, 'two'), (1, 100900, 'two'), (2, 130500, 'two'), (3, 100
 def test_song_durations_exact_when_seconds_hold_two_songs_or_one_duration(kind, tmp_path):
     con = connect_to(kind, tmp_path, EXACT_SECONDS)
     # two: 100.1 100.9 130.5 s; p50 at rank 1, p90 at rank 1.8 = 100900 + 0.8 * 29600
-    assert song_row(con, "V7.6", "(any)", "two", "(any)") == [(3, pytest.approx(331500 / 3), 100900.0, 124580.0, 130500)]
+    assert song_row(con, "V7.6", "(any)", "two", "(any)") == [
+        (3, pytest.approx(331500 / 3), 100900.0, 124580.0, 130500)
+    ]
     # same: 100.1 then five times 130.5 s
-    assert song_row(con, "V7.6", "(any)", "same", "(any)") == [(6, pytest.approx(752600 / 6), 130500.0, 130500.0, 130500)]
+    assert song_row(con, "V7.6", "(any)", "same", "(any)") == [
+        (6, pytest.approx(752600 / 6), 130500.0, 130500.0, 130500)
+    ]
     # mood m: all nine songs; both percentiles fall in the second of six 130.5 s songs
-    assert rows(con, "SELECT p50_ms, p90_ms FROM v_song_durations WHERE verb = '(any)' AND genre = '(any)' AND mood = 'm'") \
-        == rows(con, "SELECT quantile_cont(duration_milliseconds, 0.5), quantile_cont(duration_milliseconds, 0.9) FROM songs")
+    assert rows(
+        con, "SELECT p50_ms, p90_ms FROM v_song_durations WHERE verb = '(any)' AND genre = '(any)' AND mood = 'm'"
+    ) == rows(
+        con, "SELECT quantile_cont(duration_milliseconds, 0.5), quantile_cont(duration_milliseconds, 0.9) FROM songs"
+    )
     con.close()
 
 
@@ -297,10 +326,10 @@ def test_days_and_hours_do_not_depend_on_the_session_time_zone(tmp_path):
 def readme_examples() -> list[str]:
     """The SQL statements of the README's "Questions, answered" section, as a user would paste them."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Questions, answered"):]
-    block = section[section.index("```sql") + len("```sql"):]
+    section = text[text.index("## Questions, answered") :]
+    block = section[section.index("```sql") + len("```sql") :]
     with duckdb.connect() as con:
-        return [statement.query for statement in con.extract_statements(block[:block.index("```")])]
+        return [statement.query for statement in con.extract_statements(block[: block.index("```")])]
 
 
 # The same five jobs two hours ago: the README asks about the last 24 hours.

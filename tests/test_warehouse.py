@@ -17,8 +17,16 @@ from pipelines.warehouse import Warehouse, WarehouseLockedError, open_lake, rebu
 from tests.test_flatten import DAY, M1, raw_rows
 from tests.test_lake import with_day
 
-FULL = {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16, "job_ids": 0, "feed_songs": 0,
-        "feed_speech": 0}
+FULL = {
+    "jobs": 12,
+    "songs": 12,
+    "speech": 3,
+    "speech_turns": 5,
+    "job_observations": 16,
+    "job_ids": 0,
+    "feed_songs": 0,
+    "feed_speech": 0,
+}
 
 
 @pytest.fixture
@@ -33,7 +41,9 @@ def home(tmp_path) -> Home:
 def duplicates(path, table: str, keys: str) -> int:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute(f"SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        return con.execute(
+            f"SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()[0]
     finally:
         con.close()
 
@@ -77,8 +87,7 @@ def test_open_lake_matches_the_warehouse(home):
     try:
         counts = {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
         assert counts == loaded.rows_by_table
-        feed_id, day = con.execute(
-            "SELECT feed_id, created_date FROM jobs WHERE feed_id > 9007199254740992").fetchone()
+        feed_id, day = con.execute("SELECT feed_id, created_date FROM jobs WHERE feed_id > 9007199254740992").fetchone()
         assert (feed_id, day) == (998877665544332211, DAY)
         assert con.execute(f"SELECT status FROM jobs WHERE jobid = '{M1}'").fetchone() == ("completed",)
     finally:
@@ -89,8 +98,12 @@ def test_open_lake_without_files_has_typed_empty_views(tmp_path):
     con = open_lake(Home(tmp_path))
     try:
         assert con.execute("SELECT count(*) FROM songs").fetchone() == (0,)
-        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns"
-                                 " WHERE table_schema = 'main' AND table_name = 'songs'").fetchall())
+        types = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'main' AND table_name = 'songs'"
+            ).fetchall()
+        )
         assert types["genres"] == "VARCHAR[]" and types["created_date"] == "DATE"
     finally:
         con.close()
@@ -121,7 +134,9 @@ def hold_lock(home):
     def start(kind: str) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, "-c", HOLDER, kind, str(home.warehouse_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         started.append(process)
         assert process.stdout.readline().strip() == "ready"
@@ -152,8 +167,10 @@ def test_writer_lock_held_by_another_process(home, hold_lock):
 
 
 def song_duration_summary(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple], list[tuple]]:
-    return (con.execute("SELECT * FROM _song_duration_days ORDER BY ALL").fetchall(),
-            con.execute("SELECT * FROM _song_duration_seconds ORDER BY ALL").fetchall())
+    return (
+        con.execute("SELECT * FROM _song_duration_days ORDER BY ALL").fetchall(),
+        con.execute("SELECT * FROM _song_duration_seconds ORDER BY ALL").fetchall(),
+    )
 
 
 def assert_summary_equals_a_rebuild(path) -> tuple[list[tuple], list[tuple]]:
@@ -179,7 +196,11 @@ def test_song_duration_summary_follows_changed_and_vanished_days(home):
     warehouse = Warehouse(home.warehouse_path)
     warehouse.load_changed(home)
     days, seconds = assert_summary_equals_a_rebuild(home.warehouse_path)
-    assert sum(r[5] for r in days if r[3:5] == ("(any)", "(any)")) == FULL["songs"] == sum(r[5] for r in seconds if r[2:4] == ("(any)", "(any)"))
+    assert (
+        sum(r[5] for r in days if r[3:5] == ("(any)", "(any)"))
+        == FULL["songs"]
+        == sum(r[5] for r in seconds if r[2:4] == ("(any)", "(any)"))
+    )
 
     late = [dict(r, observed_at=r["observed_at"].replace(hour=12), batch_id="b03") for r in raw_rows({"b02"})]
     lake.write_raw_batch(home, "b03", with_day(late))

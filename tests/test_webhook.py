@@ -56,7 +56,10 @@ class Receiver:
         with open(self.logs, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.cli", "webhook", "serve", "--port", str(self.port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -105,9 +108,7 @@ def warehouse_jobs(home: Home) -> dict[str, list[tuple]]:
 
 def sources(home: Home) -> dict[str, str]:
     with Registry(home.registry_path) as registry:
-        return {
-            row["jobid"]: row["source"] for day in registry.days() for row in registry.export_day(day).to_pylist()
-        }
+        return {row["jobid"]: row["source"] for day in registry.days() for row in registry.export_day(day).to_pylist()}
 
 
 def test_bad_deliveries_get_their_answer_and_store_nothing(receiver: Receiver, home: Home) -> None:
@@ -163,13 +164,18 @@ def test_serve_refuses_to_start_without_a_strong_secret(home: Home) -> None:
         assert secret is None or secret not in done.stderr + done.stdout
     with socket.create_server(("127.0.0.1", 0)) as taken:
         busy = [*command[:-1], str(taken.getsockname()[1])]
-        done = subprocess.run(busy, cwd=ROOT, env={**env, "MUREKA_WEBHOOK_SECRET": SECRET}, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            busy, cwd=ROOT, env={**env, "MUREKA_WEBHOOK_SECRET": SECRET}, capture_output=True, text=True, timeout=60
+        )
     assert done.returncode == 1 and done.stderr.startswith("error: cannot listen on 127.0.0.1:"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and SECRET not in done.stderr + done.stdout
     url = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "webhook", "url", "--base", "https://example.org/etl/"],
-        cwd=ROOT, env={**env, "MUREKA_WEBHOOK_SECRET": SECRET}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**env, "MUREKA_WEBHOOK_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert url.returncode == 0 and url.stdout == f"https://example.org/etl/hooks/mureka/{SECRET}\n"
 
@@ -215,7 +221,11 @@ def test_every_acknowledged_job_lands_once_with_its_final_state(receiver: Receiv
     start = utcnow()
     span = 6.0
     jobs = generate_jobs(
-        300, 41, start + timedelta(seconds=span + 1), days=span / 86400, generation_seconds=(1.0, 4.0),
+        300,
+        41,
+        start + timedelta(seconds=span + 1),
+        days=span / 86400,
+        generation_seconds=(1.0, 4.0),
         other_user_fraction=0.0,
     )
     options = WebhookOptions(receiver.url, duplicate=0.2, reorder=0.2, drop=0.1, delay_ms=300, seed=5)
@@ -261,8 +271,10 @@ def test_every_acknowledged_job_lands_once_with_its_final_state(receiver: Receiv
     assert spooled(home) == []
     captured_requests = sum(requests_by_jobid[jobid] for jobid in rows)
     unacknowledged = len(poll.listed - acknowledged)
-    print(f"webhook path: {len(rows)} jobs captured, {captured_requests / len(rows):.2f} GET per job, {counts},"
-          f" {poll.ticks} poll ticks, {unacknowledged} jobs without an acknowledged delivery caught by the poll")
+    print(
+        f"webhook path: {len(rows)} jobs captured, {captured_requests / len(rows):.2f} GET per job, {counts},"
+        f" {poll.ticks} poll ticks, {unacknowledged} jobs without an acknowledged delivery caught by the poll"
+    )
 
 
 def test_forged_deliveries_never_become_rows(receiver: Receiver, home: Home) -> None:
@@ -279,10 +291,20 @@ def test_forged_deliveries_never_become_rows(receiver: Receiver, home: Home) -> 
         # A duplicate after the job was confirmed final costs no request.
         assert requests.post(receiver.url, json=forged, timeout=10).status_code == 200
         assert receiver.stop() == 0  # SIGTERM: a graceful stop that seals the spool
-        env = {**os.environ, "MUREKA_ETL_HOME": str(home.root), "USEAPI_BASE_URL": sim.base_url,
-               "USEAPI_TOKEN": sim.token}
-        sync = subprocess.run([sys.executable, "-m", "pipelines.cli", "sync", "--quiet"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
+        env = {
+            **os.environ,
+            "MUREKA_ETL_HOME": str(home.root),
+            "USEAPI_BASE_URL": sim.base_url,
+            "USEAPI_TOKEN": sim.token,
+        }
+        sync = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "sync", "--quiet"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         asked = sim.requests_by_jobid
     assert sync.returncode == 0, sync.stderr
     assert "Webhook spool: 1 deliveries of 1 jobs; 0 confirmed by 0 requests, 1 already final" in sync.stdout

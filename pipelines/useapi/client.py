@@ -137,9 +137,7 @@ class _BadAnswer(Exception):
     the seconds the server asked to wait (429/503 Retry-After), if any. `unusable` holds the status and body
     text of a whole answer that is unusable (rather than a transport fault: an HTML page from a proxy is one)."""
 
-    def __init__(
-        self, kind: str, retry_after: float | None = None, unusable: tuple[int, str] | None = None
-    ) -> None:
+    def __init__(self, kind: str, retry_after: float | None = None, unusable: tuple[int, str] | None = None) -> None:
         super().__init__(kind)
         self.kind = kind
         self.retry_after = retry_after
@@ -532,7 +530,8 @@ class MurekaClient:
             if answer.http_status not in (404, 410):
                 verdict.not_404 += 1
             elif parsed is not None and (
-                parsed.created_at + INSIDE_AFTER_CREATION <= answer.observed_at
+                parsed.created_at + INSIDE_AFTER_CREATION
+                <= answer.observed_at
                 <= parsed.expires_at - INSIDE_BEFORE_DEADLINE
             ):
                 verdict.inside_404 += 1

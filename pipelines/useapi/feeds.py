@@ -24,8 +24,19 @@ DEFAULT_PAGE_SIZE = 20
 BODY_596 = {"error": "Mureka account is in an error state: session expired, refresh failed. Re-add the account."}
 # Fields a music feed song carries (reference §12); the job's other song fields stay in the job record.
 FEED_SONG_FIELDS = (
-    "song_id", "title", "version", "duration_milliseconds", "generate_at", "genres", "moods", "mp3_url",
-    "share_key", "cover", "share_link", "machine_audit_state", "credit_type",
+    "song_id",
+    "title",
+    "version",
+    "duration_milliseconds",
+    "generate_at",
+    "genres",
+    "moods",
+    "mp3_url",
+    "share_key",
+    "cover",
+    "share_link",
+    "machine_audit_state",
+    "credit_type",
 )
 
 
@@ -88,8 +99,9 @@ class Feeds:
         with self._lock:
             self._failing.add(account)
 
-    def add_web_content(self, account: str, songs_feeds: int, speeches: int, now: datetime, days: float,
-                        seed: int = 0) -> list[FeedItem]:
+    def add_web_content(
+        self, account: str, songs_feeds: int, speeches: int, now: datetime, days: float, seed: int = 0
+    ) -> list[FeedItem]:
         """Add content made on the Mureka website to `account`'s feeds (no job): `songs_feeds` music feed
         entries of two songs and `speeches` speeches, generated at seeded times over [now - days, now]."""
         rng = random.Random(f"{seed}:{account}")
@@ -101,21 +113,23 @@ class Feeds:
             songs = []
             for version in ("1", "2"):
                 share_key = "".join(rng.choices(SHARE_KEY_CHARS, k=10))
-                songs.append({
-                    "song_id": f"user:{self._user}-mureka:{account}-song:{rng.randrange(10**7, 10**8)}",
-                    "title": title,
-                    "version": version,
-                    "duration_milliseconds": rng.randint(60_000, 300_000),
-                    "generate_at": int(at.timestamp()),
-                    "genres": rng.sample(GENRES, 2),
-                    "moods": rng.sample(MOODS, 1),
-                    "mp3_url": f"https://cdn.mureka.ai/cos-prod/open/song/web/{share_key}.mp3",
-                    "share_key": share_key,
-                    "cover": f"https://cdn.mureka.ai/cos-prod/open/cover/web/{share_key}.png",
-                    "share_link": f"https://www.mureka.ai/song-detail/{share_key}?is_from_share=1",
-                    "machine_audit_state": 1,
-                    "credit_type": 1,
-                })
+                songs.append(
+                    {
+                        "song_id": f"user:{self._user}-mureka:{account}-song:{rng.randrange(10**7, 10**8)}",
+                        "title": title,
+                        "version": version,
+                        "duration_milliseconds": rng.randint(60_000, 300_000),
+                        "generate_at": int(at.timestamp()),
+                        "genres": rng.sample(GENRES, 2),
+                        "moods": rng.sample(MOODS, 1),
+                        "mp3_url": f"https://cdn.mureka.ai/cos-prod/open/song/web/{share_key}.mp3",
+                        "share_key": share_key,
+                        "cover": f"https://cdn.mureka.ai/cos-prod/open/cover/web/{share_key}.png",
+                        "share_link": f"https://www.mureka.ai/song-detail/{share_key}?is_from_share=1",
+                        "machine_audit_state": 1,
+                        "credit_type": 1,
+                    }
+                )
             item = {"feed_id": feed_id, "state": 3, "songs": songs, "is_accelerated": rng.random() < 0.2}
             web.music.append(FeedItem(at, feed_id, item))
         for _ in range(speeches):
@@ -179,7 +193,7 @@ class Feeds:
             if last_id not in ids:
                 return 400, {"error": f"last_id {last_id} not found"}
             start = ids.index(last_id) + 1
-        page = items[start:start + self.page_size]
+        page = items[start : start + self.page_size]
         more = start + self.page_size < len(items)
         body: dict[str, Any] = {"list": [i.item for i in page], "last_id": page[-1].item_id if page else None}
         body["more"] = more

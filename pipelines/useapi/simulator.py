@@ -41,9 +41,20 @@ TOKEN_USER_RE = re.compile(r"^user:(\d+)-")
 MAX_HEAD_BYTES = 65536
 
 REASONS = {
-    200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 596: "Account Error",
+    200: "OK",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    596: "Account Error",
 }
 JSON_TYPE = b"application/json; charset=utf-8"
 HTML_TYPE = b"text/html; charset=utf-8"
@@ -130,8 +141,14 @@ class SimulatorError(RuntimeError):
     """The simulator could not start or was used in the wrong state."""
 
 
-def _response(status: int, body: bytes, content_type: bytes = JSON_TYPE, extra: bytes = b"",
-              length: int | None = None, close: bool = False) -> bytes:
+def _response(
+    status: int,
+    body: bytes,
+    content_type: bytes = JSON_TYPE,
+    extra: bytes = b"",
+    length: int | None = None,
+    close: bool = False,
+) -> bytes:
     head = b"HTTP/1.1 %d %s\r\nServer: mureka-sim\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
         status,
         REASONS.get(status, "Unknown").encode(),
@@ -356,7 +373,7 @@ class Simulator:
         if route == "feed":
             status, body = self.feeds.answer(path.removeprefix(API_PREFIX), query, self.accounts(), now)
             return status, _json(body)
-        jobid = unquote(path[len(JOB_PREFIX):])
+        jobid = unquote(path[len(JOB_PREFIX) :])
         m = JOBID_RE.match(jobid)
         if m is None:
             return 400, BODY_400
@@ -568,10 +585,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=None)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--retry-after", type=int, default=None, help="Retry-After seconds on 429")
-    parser.add_argument("--web-content", type=int, default=3,
-                        help="songs feeds and speeches per account made on the website (in the feeds, no job)")
-    parser.add_argument("--account-596", action="append", default=[], metavar="ACCOUNT",
-                        help="a linked account whose feeds answer 596 (session expired); repeatable")
+    parser.add_argument(
+        "--web-content",
+        type=int,
+        default=3,
+        help="songs feeds and speeches per account made on the website (in the feeds, no job)",
+    )
+    parser.add_argument(
+        "--account-596",
+        action="append",
+        default=[],
+        metavar="ACCOUNT",
+        help="a linked account whose feeds answer 596 (session expired); repeatable",
+    )
     webhooks.add_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -584,8 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     faults.latency_ms = args.latency_ms
 
     clock = Clock()
-    jobs = generate_jobs(args.jobs, seed=args.seed, now=clock.now(), days=args.days,
-                         user=token_user(args.token) or "777")
+    jobs = generate_jobs(
+        args.jobs, seed=args.seed, now=clock.now(), days=args.days, user=token_user(args.token) or "777"
+    )
     ids_out = args.ids_out or Path(tempfile.gettempdir()) / f"mureka-simulator-{args.port}-ids.txt"
     write_ids_file(jobs, ids_out)
     # Ctrl-C and SIGTERM are taken synchronously with sigwait below: blocked before any thread starts (every

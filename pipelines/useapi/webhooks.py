@@ -153,8 +153,13 @@ class WebhookSender:
 def live_jobs(count: int, seed: int, now: datetime, span_seconds: float, user: str) -> list[SimJob]:
     """`count` jobs created over the next `span_seconds`, each running 5-20 s: activity to announce by webhook."""
     return generate_jobs(
-        count, seed, now + timedelta(seconds=span_seconds), days=span_seconds / 86400, user=user,
-        generation_seconds=(5.0, 20.0), other_user_fraction=0.0,
+        count,
+        seed,
+        now + timedelta(seconds=span_seconds),
+        days=span_seconds / 86400,
+        user=user,
+        generation_seconds=(5.0, 20.0),
+        other_user_fraction=0.0,
     )
 
 

@@ -146,7 +146,10 @@ def _confirm(home: Home, client: MurekaClient, reads: list[spool.SegmentRead], r
             report.days = sorted({job.jobid.created_date for job, _ in confirmed})
             registry.add([job.jobid for job, _ in confirmed], source=SOURCE, now=now)
             registry.record(
-                [classify(answer, _due(job.jobid), answer.observed_at, states[answer.jobid]) for job, answer in confirmed]
+                [
+                    classify(answer, _due(job.jobid), answer.observed_at, states[answer.jobid])
+                    for job, answer in confirmed
+                ]
             )
     for day, deliveries in retry.items():
         spool.write_sealed(home, day, deliveries)
@@ -213,4 +216,3 @@ def _audit(home: Home, rejected: list[tuple[Delivery, str]]) -> None:
             handle.write(b"".join(lines))
             handle.flush()
             os.fsync(handle.fileno())
-

@@ -194,8 +194,14 @@ def serve(home: Home, secret: str, host: str = "127.0.0.1", port: int = 8787) ->
     try:
         with SpoolWriter(home) as spool:
             config = _config(ReceiverApp(secret, spool), host, port)
-            log.info("receiving webhooks at POST http://%s:%d%s<%s>, spooled in %s", host, port, HOOK_PREFIX,
-                     SECRET_ENV, spool_dir(home))
+            log.info(
+                "receiving webhooks at POST http://%s:%d%s<%s>, spooled in %s",
+                host,
+                port,
+                HOOK_PREFIX,
+                SECRET_ENV,
+                spool_dir(home),
+            )
             uvicorn.Server(config).run(sockets=[sock])
     except _Stopped:
         pass

@@ -155,9 +155,10 @@ def test_faulty_server_gives_the_same_answers_as_a_clean_one(
 
 
 def test_retries_run_out_with_a_transient_error_naming_the_failure(jobs: list[SimJob]) -> None:
-    with serve(jobs, FaultConfig(rate_503=1.0)) as server, MurekaClient(
-        server.base_url, TOKEN, max_retries=2, body_tries=2, **FAST
-    ) as client:
+    with (
+        serve(jobs, FaultConfig(rate_503=1.0)) as server,
+        MurekaClient(server.base_url, TOKEN, max_retries=2, body_tries=2, **FAST) as client,
+    ):
         with pytest.raises(TransientError) as raised:
             client.get_job(jobs[0].jobid)
         handled = server.requests_total

@@ -25,7 +25,12 @@ def test_ids_follow_the_anatomy_and_match_created(jobs: list[SimJob]) -> None:
         mo, dd, hh, mi, ss, ms, _, letter, user, account = m.groups()
         c = job.created
         assert (int(mo), int(dd), int(hh), int(mi), int(ss), int(ms)) == (
-            c.month, c.day, c.hour, c.minute, c.second, c.microsecond // 1000
+            c.month,
+            c.day,
+            c.hour,
+            c.minute,
+            c.second,
+            c.microsecond // 1000,
         )
         assert c.microsecond % 1000 == 0
         assert letter == ("t" if job.job_type == "tts" else "m")
@@ -56,8 +61,12 @@ def test_same_seed_same_output_other_seed_differs() -> None:
 def test_mix_of_verbs_statuses_users(jobs: list[SimJob]) -> None:
     verbs = Counter(j.verb for j in jobs)
     assert set(verbs) == {
-        "music/create", "music/create-instrumental", "music/create-advanced",
-        "music/regenerate", "music/extend", "speech",
+        "music/create",
+        "music/create-instrumental",
+        "music/create-advanced",
+        "music/regenerate",
+        "music/extend",
+        "speech",
     }
     assert 0.15 < verbs["speech"] / len(jobs) < 0.35
     assert 0 < sum(j.final_record["status"] == "failed" for j in jobs) < 0.15 * len(jobs)

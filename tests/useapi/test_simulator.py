@@ -76,8 +76,12 @@ def test_completed_job_raw_and_percent_encoded(sim: Simulator, http: requests.Se
 
 def test_unauthorized(sim: Simulator, jobs: list[SimJob]) -> None:
     url = f"{sim.base_url}/jobs/{quoted(jobs[0].jobid)}"
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                    {"Authorization": f"bearer {TOKEN}"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"bearer {TOKEN}"},
+    ):
         r = requests.get(url, headers=headers)
         assert r.status_code == 401
         assert r.json() == {"error": "Unauthorized", "code": 401}
@@ -97,8 +101,16 @@ def test_invalid_forbidden_not_found(sim: Simulator, http: requests.Session, job
 
 
 def test_running_then_completed_as_clock_advances(sim: Simulator, http: requests.Session, clock: Clock) -> None:
-    (job,) = generate_jobs(1, seed=2, now=clock.now(), days=0, tts_fraction=0, failure_rate=0,
-                           other_user_fraction=0, generation_seconds=(60, 60))
+    (job,) = generate_jobs(
+        1,
+        seed=2,
+        now=clock.now(),
+        days=0,
+        tts_fraction=0,
+        failure_rate=0,
+        other_user_fraction=0,
+        generation_seconds=(60, 60),
+    )
     sim.add_job(job)
     url = f"{sim.base_url}/jobs/{quoted(job.jobid)}"
     running = http.get(url).json()
@@ -128,10 +140,24 @@ def test_retention_seven_days(sim: Simulator, http: requests.Session, jobs: list
 
 def test_running_jobs_listing(sim: Simulator, http: requests.Session, clock: Clock, jobs: list[SimJob]) -> None:
     now = clock.now()
-    fresh = generate_jobs(12, seed=9, now=now - timedelta(seconds=10), days=0, accounts=2,
-                          other_user_fraction=0, generation_seconds=(600, 600))
-    foreign = generate_jobs(1, seed=9, now=now - timedelta(seconds=10), days=0, user="888",
-                            other_user_fraction=0, generation_seconds=(600, 600))
+    fresh = generate_jobs(
+        12,
+        seed=9,
+        now=now - timedelta(seconds=10),
+        days=0,
+        accounts=2,
+        other_user_fraction=0,
+        generation_seconds=(600, 600),
+    )
+    foreign = generate_jobs(
+        1,
+        seed=9,
+        now=now - timedelta(seconds=10),
+        days=0,
+        user="888",
+        other_user_fraction=0,
+        generation_seconds=(600, 600),
+    )
     for job in fresh + foreign:
         sim.add_job(job)
     body = http.get(f"{sim.base_url}/jobs").json()
@@ -163,10 +189,16 @@ def test_same_seed_same_bytes(clock: Clock) -> None:
 def test_big_feed_id_round_trips(sim: Simulator, http: requests.Session) -> None:
     created = NOW - timedelta(hours=2)
     jobid = build_jobid(created, "000001", "m", "777", "12345678901234")
-    record = {"jobid": jobid, "verb": "music/create", "jobType": "music", "status": "completed",
-              "created": iso_ms(created), "updated": iso_ms(created + timedelta(seconds=40)),
-              "request": {"account": "12345678901234"},
-              "response": {"feed_id": 998877665544332211, "state": 3, "songs": []}}
+    record = {
+        "jobid": jobid,
+        "verb": "music/create",
+        "jobType": "music",
+        "status": "completed",
+        "created": iso_ms(created),
+        "updated": iso_ms(created + timedelta(seconds=40)),
+        "request": {"account": "12345678901234"},
+        "response": {"feed_id": 998877665544332211, "state": 3, "songs": []},
+    }
     sim.add_job(SimJob(jobid, created, created + timedelta(seconds=40), record))
     r = http.get(f"{sim.base_url}/jobs/{quoted(jobid)}")
     assert b"998877665544332211" in r.content
@@ -213,8 +245,11 @@ def test_fault_reset_closes_without_answer(sim: Simulator, http: requests.Sessio
 def test_fault_truncate_gives_short_body(sim: Simulator, http: requests.Session, jobs: list[SimJob]) -> None:
     job = own_jobs(jobs)[0]
     sim.faults = FaultConfig(rate_truncate=1.0)
-    data = raw_exchange(sim, f"GET /v1/mureka/jobs/{quoted(job.jobid)} HTTP/1.1\r\nHost: x\r\n"
-                             f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+    data = raw_exchange(
+        sim,
+        f"GET /v1/mureka/jobs/{quoted(job.jobid)} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n\r\n".encode(),
+    )
     head, _, body = data.partition(b"\r\n\r\n")
     headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
     length = int(headers[b"Content-Length"])
@@ -261,9 +296,25 @@ def test_stats_count_requests(sim: Simulator, http: requests.Session, jobs: list
 def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
     ids = tmp_path / "ids.txt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.useapi.simulator", "--port", "0", "--jobs", "20", "--seed", "3",
-         "--days", "2", "--ids-out", str(ids)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "pipelines.useapi.simulator",
+            "--port",
+            "0",
+            "--jobs",
+            "20",
+            "--seed",
+            "3",
+            "--days",
+            "2",
+            "--ids-out",
+            str(ids),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         assert proc.stdout is not None
