@@ -140,8 +140,8 @@ def _simulator_url(server: subprocess.Popen) -> str:
 
 def stage_nothing_due(n: int) -> dict:
     from pipelines.config import Home
-    from pipelines.runner import run_capture
     from pipelines.resources import MurekaApiResource
+    from pipelines.runner import run_capture
     from pipelines.useapi.simulator import Simulator
 
     home = Home(OUT / f"home-{n}")

@@ -1,8 +1,8 @@
 """Where mureka-etl keeps its files and how it reaches the API, read from the environment."""
 
 import os
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 DEFAULT_BASE_URL = "https://api.useapi.net/v1/mureka"
@@ -68,4 +68,4 @@ class Home:
 
 def utcnow() -> datetime:
     """The pipeline's clock (UTC, aware)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

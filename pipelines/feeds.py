@@ -18,7 +18,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +346,7 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
                     row[kept] = old[kept]
             touched.add(old["created_date"])
         when = row.get("generated_at") or row["first_seen_at"]
-        row["created_date"] = when.astimezone(timezone.utc).date()
+        row["created_date"] = when.astimezone(UTC).date()
         touched.add(row["created_date"])
         current[key] = row
     written = {}
@@ -470,7 +470,7 @@ def _epoch(value: int | None) -> datetime | None:
     """`generate_at` as a time: Unix seconds (milliseconds when it is too large to be seconds)."""
     if value is None:
         return None
-    return datetime.fromtimestamp(value / 1000 if value > 100_000_000_000 else value, timezone.utc)
+    return datetime.fromtimestamp(value / 1000 if value > 100_000_000_000 else value, UTC)
 
 
 def table_rows(home: Home, table: str) -> int:

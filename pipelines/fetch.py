@@ -21,7 +21,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
@@ -97,7 +97,7 @@ class FetchReport:
 
 def new_batch_id(moment: datetime) -> str:
     """A fetch run's id: its UTC start time and 8 random hex digits, e.g. 20260120T123456-1a2b3c4d."""
-    return f"{moment.astimezone(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{moment.astimezone(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def classify(answer: Answer, due: DueId, now: datetime, record_status: str | None = None) -> Outcome:

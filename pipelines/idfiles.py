@@ -13,7 +13,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -245,7 +245,7 @@ def _created(record: dict) -> datetime | None:
         return None
     try:
         created = datetime.fromisoformat(value.strip())
-        return created.astimezone(timezone.utc) if created.tzinfo else created.replace(tzinfo=timezone.utc)
+        return created.astimezone(UTC) if created.tzinfo else created.replace(tzinfo=UTC)
     except (ValueError, OverflowError):
         return None
 

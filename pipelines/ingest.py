@@ -23,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
@@ -48,7 +48,7 @@ WAREHOUSE_ROWS = 100_000
 MAX_LISTED = 1000  # bad lines kept for the report; beyond that they are only counted
 _SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _SQL = (_SQL_DIR / "ingest_records.sql").read_text()
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = pa.timestamp("ms", tz="UTC")
 _GZIP_MAGIC = b"\x1f\x8b"
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of other (Unicode) spaces is not empty

@@ -7,7 +7,7 @@ id was obtained.
 
 import re
 import urllib.parse
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 # The job types the API issues, by the id's type letter (API reference §3 jobType, §5): any other letter is
@@ -115,8 +115,8 @@ def quote_jobid(jobid: str) -> str:
 
 def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _resolve_year(
@@ -126,7 +126,7 @@ def _resolve_year(
     # The next year too: an id made just after midnight on Jan 1 may reach a clock still in December.
     for year in (anchor.year + 1, anchor.year, anchor.year - 1):
         try:
-            created = datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=timezone.utc)
+            created = datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=UTC)
         except ValueError:
             continue  # no such day that year (Feb 29), or no such date or time at all (sorted out below)
         if created <= latest:

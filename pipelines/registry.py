@@ -16,12 +16,11 @@ import threading
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from filelock import FileLock, Timeout
 
 from pipelines.jobids import JobId
@@ -39,7 +38,7 @@ CACHE_KIB = 64 * 1024
 BULK_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL (SQLite's default checkpoints every 1,000 pages)
 DDL_PATH = Path(__file__).parents[1] / "sql" / "registry.sql"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = pa.timestamp("ms", tz="UTC")
 JOB_IDS_SCHEMA = pa.schema(
     [
@@ -785,7 +784,7 @@ def _job_ids_table(rows: list[tuple]) -> pa.Table:
 
 def _ms(moment: datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 

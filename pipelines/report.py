@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -75,7 +75,7 @@ class ReportSummary:
 def write_report(con: duckdb.DuckDBPyConnection, out: Path, now: datetime) -> ReportSummary:
     """Query the views on `con` and write the report to `out` (atomically); daily charts cover the
     WINDOW_DAYS days up to `now`."""
-    until = now.astimezone(timezone.utc).date()
+    until = now.astimezone(UTC).date()
     since = until - timedelta(days=WINDOW_DAYS - 1)
     params = {"since": since, "until": until}
     data = {
@@ -175,7 +175,7 @@ def _span(records: list[dict], since: date, until: date, now: datetime) -> str:
     days = _days(records, since, until)
     text = f"{days[0]} to {days[-1]} ({len(days)} day{'' if len(days) == 1 else 's'})"
     if days[-1] == until:
-        text += f"; {until:%m-%d} so far (until {now.astimezone(timezone.utc):%H:%M} UTC)"
+        text += f"; {until:%m-%d} so far (until {now.astimezone(UTC):%H:%M} UTC)"
     return text
 
 
@@ -211,7 +211,7 @@ footer { color:var(--muted); font-size:12px; padding:0 32px 24px; }
 
 
 def _page(now: datetime, tiles: str, sections: list[str]) -> str:
-    stamp = _esc(now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    stamp = _esc(now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -251,7 +251,7 @@ def _tiles(t: dict) -> str:
 def _markdown(t: dict, errors: Rows, out: Path, now: datetime) -> str:
     top = _records(errors)
     lines = [
-        f"**Mureka jobs report** — {now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"**Mureka jobs report** — {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"- jobs: {_int(t.get('jobs'))} (music {_int(t.get('music_jobs'))}, tts {_int(t.get('tts_jobs'))}), "
         f"failure rate {_pct(t.get('failure_rate'))} of finished",
@@ -669,4 +669,4 @@ def _secs(value: float | None) -> str:
 
 
 def _stamp(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")

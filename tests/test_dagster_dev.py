@@ -17,12 +17,12 @@ import dagster as dg
 import pytest
 import yaml
 
-from assets.policies import TRANSIENT_RETRY
-from pipelines import dev
-from pipelines.config import Home, utcnow
 from assets.lake_tables import job_ids, lake_tables
+from assets.policies import TRANSIENT_RETRY
 from assets.raw import raw
 from assets.warehouse import warehouse
+from pipelines import dev
+from pipelines.config import Home, utcnow
 from pipelines.definitions import CAPTURE_JOB, api_label, build_defs
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.runner import QUIET_RUN_CONFIG

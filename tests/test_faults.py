@@ -10,9 +10,9 @@ answers, so nothing is fetched twice and every fault was retried, never stored.
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote

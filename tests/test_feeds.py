@@ -16,8 +16,8 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-import requests
 import pytest
+import requests
 
 from pipelines import feeds
 from pipelines.config import Home, utcnow

@@ -1,7 +1,7 @@
 """flatten() over hand-written records (tests/fixtures/records.jsonl): row counts, values, robustness."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -73,8 +73,8 @@ def test_latest_observation_wins_and_seed_music_values(out):
     jobs = by_key(out["jobs"], "jobid")
     m1 = jobs[M1]
     assert m1["status"] == "completed"
-    assert m1["observed_at"] == datetime(2026, 1, 21, 6, 16, tzinfo=timezone.utc)
-    assert m1["created"] == datetime(2026, 1, 21, 6, 14, 32, 17000, tzinfo=timezone.utc)
+    assert m1["observed_at"] == datetime(2026, 1, 21, 6, 16, tzinfo=UTC)
+    assert m1["created"] == datetime(2026, 1, 21, 6, 14, 32, 17000, tzinfo=UTC)
     assert m1["expires_at"] == m1["created"] + timedelta(days=7)
     assert (m1["model"], m1["reply_ref"], m1["feed_id"], m1["response_state"], m1["song_count"]) == (
         "V7.6",
@@ -178,7 +178,7 @@ def test_non_200_and_non_object_bodies_only_observed(out):
 
 
 def test_tie_on_observed_at_goes_to_greatest_batch():
-    at = datetime(2026, 1, 21, 10, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 21, 10, tzinfo=UTC)
     body = {"jobid": M1, "jobType": "music", "created": "2026-01-21T06:14:32.017Z"}
     rows = [
         {"jobid": M1, "observed_at": at, "http_status": 200, "body": json.dumps({**body, "status": s}), "batch_id": b}
@@ -188,7 +188,7 @@ def test_tie_on_observed_at_goes_to_greatest_batch():
 
 
 def test_latest_rows_keeps_the_latest_usable_answer_per_job():
-    at = datetime(2026, 1, 21, 10, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 21, 10, tzinfo=UTC)
     later = at + timedelta(minutes=1)
     rows = [
         {"jobid": "a", "observed_at": at, "http_status": 200, "body": '{"n": 1}', "batch_id": "b1"},
@@ -212,7 +212,7 @@ def test_latest_rows_keeps_the_latest_usable_answer_per_job():
 
 
 def test_hostile_values_never_crash():
-    at = datetime(2026, 1, 21, 10, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 21, 10, tzinfo=UTC)
     bodies = [
         "<html>502</html>",
         '{"jobid": "x", "jobType": "music", "status": 7, "created": "not a date", "code": "4x",'

@@ -4,14 +4,14 @@ import gzip
 import io
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pipelines.idfiles import IdBatch, IdFileError, Rejection, read_ids, read_many
 
-UTC = timezone.utc
+UTC = UTC
 ANCHOR = datetime(2026, 1, 21, 7, 0, tzinfo=UTC)
 A = "j0121061432017475905m-u777-a12345678901234-bot:mureka"
 B = "j0120101010100000001t-u777-a12345678901234-bot:mureka"

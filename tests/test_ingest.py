@@ -10,11 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines import ingest as ingest_module
 from pipelines import lake
 from pipelines.cli import main
 from pipelines.config import Home, utcnow
 from pipelines.flatten import flatten
-from pipelines import ingest as ingest_module
 from pipelines.ingest import ingest
 from pipelines.registry import Registry
 from pipelines.runner import run_capture

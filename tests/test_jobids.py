@@ -1,12 +1,12 @@
 """Job-id parsing: validation reasons, year resolution, job types, URL quoting."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from pipelines.jobids import JOB_TYPES, RETENTION, InvalidJobId, parse_jobid, printable, quote_jobid
 
-UTC = timezone.utc
+UTC = UTC
 SEED = "j0121061432017475905m-u777-a12345678901234-bot:mureka"
 ANCHOR = datetime(2026, 1, 21, 7, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -164,7 +164,7 @@ def test_concurrent_applies_lose_nothing(home):
 
 
 def test_write_job_ids_and_file_version(home):
-    at = datetime(2026, 1, 21, 6, 14, 32, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 21, 6, 14, 32, tzinfo=UTC)
     table = pa.Table.from_pylist(
         [
             {

@@ -2,7 +2,7 @@
 keeps them: read back per partition from the instance's event log."""
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -26,7 +26,7 @@ def jobs_of_three_days(counts: tuple[int, int, int]) -> tuple[list[date], list[S
     days = [today - timedelta(days=n) for n in (3, 2, 1)]
     corpus: list[SimJob] = []
     for seed, (day, count) in enumerate(zip(days, counts), start=40):
-        end_of_day = datetime.combine(day, time(23, 0), tzinfo=timezone.utc)
+        end_of_day = datetime.combine(day, time(23, 0), tzinfo=UTC)
         corpus += generate_jobs(count, seed, end_of_day, days=0.9, other_user_fraction=0, odd_fraction=0)
     assert sorted({job.created.date() for job in corpus}) == days
     return days, corpus

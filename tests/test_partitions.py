@@ -2,7 +2,7 @@
 archive knows (never later than the API's 7-day window), or from MUREKA_ETL_FIRST_DAY when set."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -17,7 +17,7 @@ from pipelines.useapi.corpus import generate_jobs
 from pipelines.useapi.simulator import Simulator
 from tests.conftest import api_for, register
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture(autouse=True)

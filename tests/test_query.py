@@ -6,7 +6,7 @@ import io
 import json
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 import pytest
@@ -234,7 +234,7 @@ SAMPLE = QueryResult(
         (
             2**63 - 1,
             date(2026, 1, 10),
-            datetime(2026, 1, 10, 10, 0, 1, 500000, tzinfo=timezone.utc),
+            datetime(2026, 1, 10, 10, 0, 1, 500000, tzinfo=UTC),
             0.125,
             ["pop", "dance"],
             'a, "quoted" note',

@@ -6,7 +6,7 @@ import signal
 import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,7 +24,7 @@ from pipelines.registry import (
     RegistryError,
 )
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 1, 21, 12, 0, tzinfo=UTC)
 
 

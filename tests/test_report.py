@@ -2,7 +2,7 @@
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from pipelines.query import connect_readonly
 from pipelines.report import ReportSummary, write_report
 from tests.test_views import build_lake
 
-NOW = datetime(2026, 1, 12, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 12, 12, tzinfo=UTC)
 SECTIONS = (
     "Daily volume by type and status",
     "Failure rate by verb",
@@ -109,7 +109,7 @@ def test_daily_charts_cover_the_window_up_to_now(tmp_path):
     home = Home(tmp_path / "home")
     build_lake(home)
     con = connect_readonly(home)
-    later = write_report(con, tmp_path / "later.html", datetime(2026, 6, 1, tzinfo=timezone.utc))
+    later = write_report(con, tmp_path / "later.html", datetime(2026, 6, 1, tzinfo=UTC))
     page = later.path.read_text()
     assert "No jobs in this window." in page and "No known ids in this window." in page
     assert "Song duration by model" in page and "<b>13</b>" in page  # all-time sections still filled
@@ -158,7 +158,7 @@ def test_failure_rates_of_a_long_window_are_drawn_per_week(tmp_path):
     home = Home(tmp_path / "home")
     build_lake(home, FORTY_DAYS)
     con = connect_readonly(home)
-    page = write_report(con, tmp_path / "r.html", datetime(2026, 2, 9, 18, tzinfo=timezone.utc)).path.read_text()
+    page = write_report(con, tmp_path / "r.html", datetime(2026, 2, 9, 18, tzinfo=UTC)).path.read_text()
     expected = con.execute("""
         SELECT verb, count(*) FILTER (status IN ('completed', 'failed')), count(*) FILTER (status = 'failed')
         FROM jobs WHERE created_date < DATE '2026-02-09' GROUP BY verb ORDER BY verb""").fetchall()

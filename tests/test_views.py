@@ -2,7 +2,7 @@
 warehouse tables (a DuckDB file) and over the lake (Parquet files read by the query connection); and
 v_song_durations, which reads a summary, against its definition computed directly from the songs."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -104,7 +104,7 @@ def test_failure_rates(con):
 
 
 def test_top_errors(con):
-    utc = timezone.utc
+    utc = UTC
     assert rows(con, "SELECT * FROM v_top_errors") == [
         (
             "Content policy violation",
@@ -264,7 +264,7 @@ def test_speech_durations(con):
 
 
 def test_generation_latency(con):
-    utc = timezone.utc
+    utc = UTC
     got = rows(con, "SELECT verb, hour, jobs, p50_s, p90_s, p99_s, max_s FROM v_generation_latency")
     assert got == [
         # m1 90 s, m2 120 s, m3 30 s (failed counts: finished); m5 still running is left out
@@ -296,7 +296,7 @@ FROM (VALUES ('a', 'music', 'music/create', 'completed', 0, 10, 'V7.6'),
 def test_generation_latency_has_one_row_per_verb_and_hour_whatever_the_models(kind, tmp_path):
     con = connect_to(kind, tmp_path, TWO_MODELS_ONE_HOUR)
     got = rows(con, "SELECT verb, hour, jobs, p50_s, p90_s, max_s FROM v_generation_latency ORDER BY hour, verb")
-    hour = datetime(2026, 1, 10, 10, tzinfo=timezone.utc)
+    hour = datetime(2026, 1, 10, 10, tzinfo=UTC)
     # 10, 20, 30, 40 s: p50 between 20 and 30, p90 at rank 2.7 = 30 + 0.7 * 10
     assert got == [("music/create", hour, 4, 25.0, pytest.approx(37.0), 40.0), ("speech", hour, 1, 5.0, 5.0, 5.0)]
     assert "model" not in [c[0] for c in con.execute("SELECT * FROM v_generation_latency").description]

@@ -19,10 +19,10 @@ import ssl
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from importlib import metadata
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -505,7 +505,7 @@ class MurekaClient:
                 if exc.unusable is not None:
                     last_unusable.append(exc)
                 raise
-            return Answer(jobid, status, body, datetime.now(timezone.utc), self._local.retries)
+            return Answer(jobid, status, body, datetime.now(UTC), self._local.retries)
 
         try:
             answer = self._run(what, attempt)
@@ -646,7 +646,7 @@ class MurekaClient:
             body, page = self._json_object(response)
             if not isinstance(page.get("list", []), list):
                 raise _BadAnswer("feed page without a list")
-            return FeedPage(feed, account, last_id, body, page, datetime.now(timezone.utc), self._local.retries)
+            return FeedPage(feed, account, last_id, body, page, datetime.now(UTC), self._local.retries)
 
         return self._run(what, attempt)
 

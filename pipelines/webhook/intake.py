@@ -22,9 +22,9 @@ from filelock import FileLock
 from pipelines import lake
 from pipelines.config import Home, utcnow
 from pipelines.fetch import RAW_BATCH_SCHEMA, classify, new_batch_id
+from pipelines.flatten import Flattener
 from pipelines.jobids import InvalidJobId, JobId, parse_jobid
 from pipelines.registry import FINAL_STATES, DueId, Registry
-from pipelines.flatten import Flattener
 from pipelines.useapi.client import Answer, MurekaClient, TransientError, UnexpectedStatus, UnusableAnswer
 from pipelines.webhook import spool
 from pipelines.webhook.spool import Delivery

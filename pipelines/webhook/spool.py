@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from pipelines.config import Home
@@ -58,12 +58,12 @@ def day_folder(home: Home, day: date) -> Path:
 
 def encode_delivery(received_at: datetime, body: str) -> bytes:
     """One spool line for a delivery body (kept verbatim as a JSON string)."""
-    stamp = received_at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = received_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return (json.dumps({"received_at": stamp, "body": body}) + "\n").encode("ascii")
 
 
 def _segment_name(tag: str = "") -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     return f"{stamp}-{os.getpid()}{tag}-{uuid.uuid4().hex[:6]}{SEGMENT_SUFFIX}"
 
 
