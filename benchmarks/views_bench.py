@@ -103,7 +103,7 @@ SELECT
         AS state,
     1 AS fetch_count, observed_at AS last_observed_at, http_status AS last_http_status, created_date
 FROM jobs;
-"""
+"""  # noqa: E501 - one SQL expression kept on its line
 
 
 def generate(home: Home, jobs: int, days: int) -> dict[str, int]:

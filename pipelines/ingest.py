@@ -201,11 +201,15 @@ def _batches(
         except OSError as error:
             report.source_errors.append(f"{name}: {error.strerror or error}")
             continue
-        position: Callable[[], int] = lambda: 0
+
+        def position() -> int:
+            return 0
+
         number = 0
         try:
             stream, position = _decompressed(raw)
-            for numbers, texts, number in _block_lines(stream, name, report):
+            # number stays bound after the loop: the error message below names the last line read.
+            for numbers, texts, number in _block_lines(stream, name, report):  # noqa: B007
                 while len(texts):
                     take = size - len(batch)
                     batch.add(name, numbers[:take], texts[:take])

@@ -349,7 +349,7 @@ def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> st
         x0, y0 = (k % cols) * (panel_w + gap), (k // cols) * panel_h
         base = y0 + head + plot_h
 
-        def y(rate: float) -> float:
+        def y(rate: float, base: float = base) -> float:
             return base - plot_h * min(rate, ticks[-1]) / ticks[-1]
 
         finished = sum(n for n, _, _ in counts[verb])

@@ -165,7 +165,8 @@ def test_nothing_due_sends_no_request_even_to_a_closed_port(tmp_path: Path, clos
 
 
 def test_a_run_whose_every_answer_is_404_inside_the_window_fails_and_leaves_those_ids_due(tmp_path: Path) -> None:
-    """The simulator lists jobs (GET /jobs 200) but knows none of the registered ids: WrongApi, not 'not yet visible'."""
+    """The simulator lists jobs (GET /jobs 200) but knows none of the registered ids:
+    WrongApi, not 'not yet visible'."""
     now = utcnow()
     unknown = generate_jobs(12, seed=5, now=now, days=5)  # every one inside its 7-day window
     home = Home(tmp_path / "home").ensure()

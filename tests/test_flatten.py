@@ -218,7 +218,8 @@ def test_hostile_values_never_crash():
         '{"jobid": "x", "jobType": "music", "status": 7, "created": "not a date", "code": "4x",'
         ' "request": "oops", "response": {"feed_id": 123456789012345678901234, "songs": [1, null, {"song_id": 1.0,'
         ' "version": 2.5, "genres": "rock", "duration_milliseconds": 1.5, "recall": "true"}]}}',
-        '{"jobid": "y", "jobType": "tts", "status": "completed", "request": {"conversation": "not json", "voice_id": "12"},'
+        '{"jobid": "y", "jobType": "tts", "status": "completed",'
+        ' "request": {"conversation": "not json", "voice_id": "12"},'
         ' "response": {"id": "18446744073709551615", "title": "' + "x" * 200_000 + '"}}',
         '{"jobid": "z", "jobType": "music", "status": "compl',  # an object cut short: not JSON
     ]

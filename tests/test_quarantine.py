@@ -47,7 +47,7 @@ def text_of(job: SimJob) -> str:
 
 
 def nested(jobid: str, depth: int) -> bytes:
-    return ('{"jobid":"%s","status":"completed","x":%s%s}' % (jobid, "[" * depth, "]" * depth)).encode()
+    return ('{"jobid":"' + jobid + '","status":"completed","x":' + "[" * depth + "]" * depth + "}").encode()
 
 
 def poison_answers(jobs: list[SimJob], other: str) -> dict[str, tuple[int, bytes, str]]:
@@ -63,7 +63,7 @@ def poison_answers(jobs: list[SimJob], other: str) -> dict[str, tuple[int, bytes
         lambda j: (202, b'{"status":"queued"}', "HTTP 202 without a record"),
         lambda j: (204, b"", "HTTP 204 without a record"),
         lambda j: (200, (text_of(j)[:-1] + ',"note":"\\ud800x"}').encode(), UNREADABLE),  # a lone surrogate
-        lambda j: (200, ('{"jobid":"%s",' % other + text_of(j)[1:]).encode(), UNREADABLE),  # two jobids
+        lambda j: (200, ('{"jobid":"' + other + '",' + text_of(j)[1:]).encode(), UNREADABLE),  # two jobids
     ]
     return {job.jobid: kind(job) for job, kind in zip(jobs, kinds, strict=True)}
 

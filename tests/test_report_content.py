@@ -83,7 +83,7 @@ def test_failure_panels_show_each_days_rate_with_its_n(captured):
     )
     assert len(expected) > 10
     assert drawn == {(verb, day): (n, failed, str(n)) for verb, day, n, failed in expected}  # n printed under the bar
-    for verb, n, failed in lake_rows(
+    for verb, n, _failed in lake_rows(
         home,
         """
             SELECT verb, count(*) FILTER (status IN ('completed', 'failed')), count(*) FILTER (status = 'failed')

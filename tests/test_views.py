@@ -232,7 +232,7 @@ INSERT INTO songs (jobid, song_index, song_id, version, duration_milliseconds, g
 SELECT 'm1', i::INTEGER, 's' || i, '1', d, [g], ['m'], '2026-01-10'
 FROM (VALUES (0, 100100, 'two'), (1, 100900, 'two'), (2, 130500, 'two'), (3, 100100, 'same'), (4, 130500, 'same'),
              (5, 130500, 'same'), (6, 130500, 'same'), (7, 130500, 'same'), (8, 130500, 'same')) AS t(i, d, g);
-"""
+"""  # noqa: E501 - the SQL kept as written
 
 
 @pytest.mark.parametrize("kind", ["warehouse", "lake"])

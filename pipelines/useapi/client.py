@@ -242,7 +242,8 @@ def _text(response: requests.Response) -> str:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    """The Retry-After of an answer in seconds (delta or HTTP date), capped at RETRY_AFTER_MAX; None if absent or bad."""
+    """The Retry-After of an answer in seconds (delta or HTTP date), capped at RETRY_AFTER_MAX;
+    None if absent or bad."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
