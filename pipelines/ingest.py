@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from pipelines import capture, lake
 from pipelines.config import INGEST_BATCH_RECORDS, Home, utcnow
@@ -316,7 +316,8 @@ def _total_bytes(sources: Sequence[str | Path]) -> int | None:
 
 def _decompressed(raw: BinaryIO) -> tuple[BinaryIO, Callable[[], int]]:
     """`raw` itself or its gzip decompression (by the magic bytes), and how many raw bytes were read so far."""
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    # typing.BinaryIO declares no readinto(), which BufferedReader needs; the streams passed here have it.
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, raw))
     counted = _Counted(buffered)
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=counted, mode="rb"), counted.tell  # type: ignore[return-value]
@@ -462,6 +463,7 @@ class _Stages:
         self._day_rows: dict[date, dict[str, int]] = {}  # rows of each table's file after the day's last apply
         self._changed: set[date] = set()
         self._batches_applied = 0
+        self._applied_by_day: Counter[date] = Counter()
         self._applied = 0
         self._through: str | None = None  # the last batch handed to the applier
         self._registering: set[date] = set()  # the days of the last batch registered, not yet exported
@@ -505,8 +507,7 @@ class _Stages:
                 break
 
     def summary(self) -> capture.FlattenSummary:
-        rows = {table: sum(day.get(table, 0) for day in self._day_rows.values()) for table in capture.FLATTENED}
-        return capture.FlattenSummary(sorted(self._changed), self._batches_applied, rows)
+        return capture.FlattenSummary(sorted(self._changed), self._batches_applied, dict(self._applied_by_day))
 
     def _archive_batch(self, prepared: _Prepared) -> Counter[date]:
         """Archive a batch in raw (one file per day); returns its raw rows per day."""
@@ -548,6 +549,7 @@ class _Stages:
         if result.batches_applied:
             self._changed.add(day)
             self._batches_applied += result.batches_applied
+            self._applied_by_day[day] += result.batches_applied
         if self._progress is not None:
             self._progress("flatten", self._applied, None)
         self._start_load()
@@ -604,7 +606,7 @@ class IngestBar:
             TimeElapsedColumn(),
             console=console or Console(stderr=True),
         )
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> "IngestBar":
         self._progress.start()

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 ProgressCallback = Callable[[int, int, Counter], None]
 
@@ -43,7 +43,7 @@ class BarProgress:
             transient=False,
         )
         self._label = label
-        self._task: int | None = None
+        self._task: TaskID | None = None
         self._start = time.monotonic()
 
     def __enter__(self) -> "BarProgress":
