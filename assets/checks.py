@@ -61,12 +61,12 @@ def run_days(context: dg.AssetCheckExecutionContext) -> list[date] | None:
     """The creation days of the check's run, from its partition tags; None for a run without partitions (or
     a direct call)."""
     tag = context.op_execution_context.get_tag
-    if tag("dagster/asset_partition_range_start"):
-        first = date.fromisoformat(tag("dagster/asset_partition_range_start"))
-        last = date.fromisoformat(tag("dagster/asset_partition_range_end"))
+    start, end = tag("dagster/asset_partition_range_start"), tag("dagster/asset_partition_range_end")
+    if start and end:  # Dagster sets both tags of a range run
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
         return [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    if tag("dagster/partition"):
-        return [date.fromisoformat(tag("dagster/partition"))]
+    if partition := tag("dagster/partition"):
+        return [date.fromisoformat(partition)]
     return None
 
 

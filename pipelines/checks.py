@@ -166,7 +166,7 @@ def lake_raw_findings(home: Home, days: Collection[date] | None = None) -> LakeR
             raw = (
                 con.execute(
                     "SELECT count(*) FROM (SELECT DISTINCT jobid, observed_at FROM read_parquet(?))", [files]
-                ).fetchone()[0]
+                ).fetchall()[0][0]
                 if files
                 else 0
             )

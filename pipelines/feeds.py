@@ -292,7 +292,9 @@ def _rows(
                 }
             )
             continue
-        songs = item.get("songs") if isinstance(item.get("songs"), list) else []
+        songs = item.get("songs")
+        if not isinstance(songs, list):
+            songs = []
         accelerated = item.get("is_accelerated")
         for song in songs:
             if not isinstance(song, dict) or song.get("song_id") is None:

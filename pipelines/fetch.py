@@ -194,6 +194,15 @@ class _Result:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class _Answered:
+    """A settled id that was answered: its answer and, for a quarantined answer, why."""
+
+    due: DueId
+    answer: Answer
+    reason: str | None = None
+
+
 _WORKER_DONE = object()  # a worker's last message: it takes no more ids
 
 
@@ -350,15 +359,15 @@ class _Run:
     def _settle(self, results: list[_Result]) -> None:
         """Read the 200 answers as the flattener does, write the batch's answers to raw, then record their
         outcomes (quarantined ones with their reason); release the deferred ids."""
-        answered = [r for r in results if r.answer is not None]
+        answered = [_Answered(r.due, r.answer, r.reason) for r in results if r.answer is not None]
         deferred = [r.due.jobid for r in results if r.answer is None]
-        for r in results:
-            if r.answer is None:
-                self.report.by_day[r.due.created_at.date()]["deferred"] += 1
+        for result in results:
+            if result.answer is None:
+                self.report.by_day[result.due.created_at.date()]["deferred"] += 1
         if answered:
             records = [r for r in answered if r.answer.http_status == 200 and r.reason is None]
             statuses, failures = self._read(records)
-            kept: list[_Result] = []
+            kept: list[_Answered] = []
             outcomes: list[Outcome] = []
             for r in answered:
                 reason = r.reason
@@ -368,7 +377,7 @@ class _Run:
                     outcome = classify(r.answer, r.due, r.answer.observed_at, statuses.get(r.due.jobid))
                 else:
                     outcome = Outcome(r.answer.jobid, r.answer.observed_at, r.answer.http_status, None, problem=reason)
-                kept.append(_Result(r.due, r.answer, reason))
+                kept.append(_Answered(r.due, r.answer, reason))
                 outcomes.append(outcome)
             raw_batch_id = f"{self.report.batch_id}-{len(self.report.raw_batches):06d}"
             lake.write_raw_batch(self.home, raw_batch_id, _raw_table(raw_batch_id, kept))
@@ -388,7 +397,7 @@ class _Run:
             self.unsettled.difference_update(deferred)
             self.report.by_outcome["deferred"] += len(deferred)
 
-    def _read(self, records: list[_Result]) -> tuple[dict[str, str | None], dict[str, str]]:
+    def _read(self, records: list[_Answered]) -> tuple[dict[str, str | None], dict[str, str]]:
         """The status the flattener reads from each of these 200 answers (jobid -> status; absent: it gives no
         record), and why it failed on the answers it raised on (read one by one then, so only they fail)."""
         if not records:
@@ -406,13 +415,13 @@ class _Run:
                 failures[record.due.jobid] = f"the flattener failed on the body: {type(exc).__name__}: {exc}"[:300]
         return statuses, failures
 
-    def _statuses(self, records: list[_Result]) -> dict[str, str | None]:
+    def _statuses(self, records: list[_Answered]) -> dict[str, str | None]:
         return self.flattener.statuses(_raw_table("read", records).drop_columns(["created_date"]))
 
 
 def _received(results: queue.SimpleQueue) -> list[_Result]:
     """The answers the workers handed back that the calling thread has not taken yet."""
-    received = []
+    received: list[_Result] = []
     while True:
         try:
             item = results.get_nowait()
@@ -422,7 +431,7 @@ def _received(results: queue.SimpleQueue) -> list[_Result]:
             received.append(item)
 
 
-def _raw_table(raw_batch_id: str, results: list[_Result]) -> pa.Table:
+def _raw_table(raw_batch_id: str, results: list[_Answered]) -> pa.Table:
     """The raw rows (with their created_date partition column, and the reason of a quarantined answer) of a
     batch's answers."""
     table = pa.table(

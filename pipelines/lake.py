@@ -442,6 +442,7 @@ def _winning_rows(parts: list[pa.Table | None], winners: pa.Table | None, sort_k
     if len(present) <= 1:
         return present[0] if present else None  # a part is sorted already
     tagged = _tagged(parts)
+    assert tagged is not None  # two parts or more are present
     if winners is not None:
         at = pc.index_in(tagged.column("jobid"), value_set=winners.column("jobid"))
         winning_src = pc.take(winners.column("src"), at)

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -212,7 +212,7 @@ class Problems:
     """Ids whose last answer was quarantined: how many, and the latest ones as (jobid, state, problem, when)."""
 
     count: int
-    latest: list[tuple[str, str, str, datetime]]
+    latest: list[tuple[str, str, str, datetime | None]]
 
 
 @dataclass(frozen=True)
@@ -526,7 +526,9 @@ class Registry:
                 " ORDER BY last_observed_at DESC, jobid LIMIT ?2",
                 (dates, limit),
             ).fetchall()
-        return Problems(count, [(jobid, state, problem, _dt(at)) for jobid, state, problem, at in rows])
+        return Problems(
+            count, [(jobid, state, problem, None if at is None else _dt(at)) for jobid, state, problem, at in rows]
+        )
 
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
@@ -775,7 +777,7 @@ def _count_by_state(db: sqlite3.Connection, created_dates: Collection[date] | No
 
 
 def _job_ids_table(rows: list[tuple]) -> pa.Table:
-    columns = list(zip(*rows)) if rows else [[] for _ in JOB_IDS_SCHEMA]
+    columns: list[Sequence[object]] = list(zip(*rows)) if rows else [[] for _ in JOB_IDS_SCHEMA]
     return pa.table(
         [pa.array(col, type=field.type) for col, field in zip(columns, JOB_IDS_SCHEMA)],
         schema=JOB_IDS_SCHEMA,
@@ -788,8 +790,8 @@ def _ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _dt(ms: int | None) -> datetime | None:
-    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
+def _dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _dates_json(created_dates: Collection[date] | None) -> str | None:

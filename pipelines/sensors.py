@@ -10,6 +10,7 @@ client on the same token are captured without anyone listing them. Its cursor ho
 """
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -66,16 +67,16 @@ def set_aside(path: Path, reason: str) -> Path:
     return target
 
 
-def _read(path: Path) -> tuple[IdBatch | None, str | None]:
+def _read(path: Path) -> IdBatch | str:
     """The file's ids, or the reason it is unusable."""
     try:
         batch = read_ids(path, anchor=utcnow())
     except IdFileError as error:
-        return None, str(error)
+        return str(error)
     if not batch.ids:
         detail = f"; first: {batch.rejections[0]}" if batch.rejections else ""
-        return None, f"{path.name}: no valid job id ({len(batch.rejections)} lines rejected{detail})"
-    return batch, None
+        return f"{path.name}: no valid job id ({len(batch.rejections)} lines rejected{detail})"
+    return batch
 
 
 def _register(home: Home, ids: list[JobId], source: str) -> tuple[int, set[date]]:
@@ -119,10 +120,10 @@ def build_inbox_sensor(job_name: str, partitions: dg.PartitionsDefinition | None
             version = file_version(path)
             if seen.get(path.name) == version:
                 continue
-            batch, problem = _read(path)
-            if batch is None:
-                target = set_aside(path, problem)
-                context.log.error(f"inbox: {problem}; moved to {target}")
+            batch = _read(path)
+            if isinstance(batch, str):  # the reason the file is unusable
+                target = set_aside(path, batch)
+                context.log.error(f"inbox: {batch}; moved to {target}")
                 continue
             for rejection in batch.rejections[:REJECTIONS_LOGGED]:
                 context.log.warning(f"inbox: rejected {rejection}")
@@ -162,7 +163,7 @@ def running_jobids(listing: dict) -> list[str]:
     ]
 
 
-def _parse(jobids: Iterable[str], log: dg.DagsterLogManager) -> list[JobId]:
+def _parse(jobids: Iterable[str], log: logging.Logger) -> list[JobId]:
     ids = []
     now = utcnow()
     for text in jobids:

@@ -19,6 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from filelock import FileLock, Timeout
@@ -113,7 +114,9 @@ class Warehouse:
             loaded=loaded,
         )
 
-    def _load(self, home: Home, days: Collection[date] | None, deadline: float) -> tuple[int, dict[str, int]]:
+    def _load(
+        self, home: Home, days: Collection[date] | None, deadline: float
+    ) -> tuple[dict[date, dict[str, int]], dict[str, int]]:
         """One load transaction: (table, day) files replaced, and the table sizes after it."""
         con = self._connect(deadline)
         try:
@@ -291,11 +294,13 @@ def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> int:
     con.execute(f"DELETE FROM {table} WHERE created_date = ?", [day])
     con.execute("DELETE FROM _lake_loads WHERE table_name = ? AND created_date = ?", [table, day])
     if change.version is not None:
-        (rows,) = con.execute(
-            f"INSERT INTO {table} BY NAME"
-            " SELECT *, ?::DATE AS created_date FROM read_parquet(?, hive_partitioning = false)",
-            [day, str(change.path)],
-        ).fetchone()
+        (rows,) = _row(
+            con.execute(
+                f"INSERT INTO {table} BY NAME"
+                " SELECT *, ?::DATE AS created_date FROM read_parquet(?, hive_partitioning = false)",
+                [day, str(change.path)],
+            )
+        )
         con.execute("INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, change.version, rows])
         crashpoint("warehouse_insert")
         return rows
@@ -333,7 +338,7 @@ def _literal(path: Path) -> str:
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     sql = "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' AND table_name = ?"
-    return bool(con.execute(sql, [name]).fetchone()[0])
+    return bool(_row(con.execute(sql, [name]))[0])
 
 
 def _lake_files(home: Home, table: str, days: Collection[date] | None) -> str | None:
@@ -348,7 +353,14 @@ def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     present = {
         name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
     }
-    return {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES if table in present}
+    return {table: _row(con.execute(f"SELECT count(*) FROM {table}"))[0] for table in TABLES if table in present}
+
+
+def _row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The one row of a statement that always returns one (a count, an INSERT's row count)."""
+    row = result.fetchone()
+    assert row is not None
+    return row
 
 
 def table_counts(path: Path) -> dict[str, int]:

@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -486,7 +486,7 @@ class MurekaClient:
         """
         url = f"{self.base_url}/jobs/{quote_jobid(jobid)}"
         what = f"GET /jobs/{jobid}"
-        last_unusable: list[_BadAnswer] = []  # the last attempt's failure, when it was an unusable answer
+        last_unusable: list[tuple[int, str, str]] = []  # the last attempt's unusable answer: status, body, kind
 
         def attempt() -> Answer:
             last_unusable.clear()
@@ -504,7 +504,7 @@ class MurekaClient:
                     body = response.content.decode("utf-8", errors="replace")
             except _BadAnswer as exc:
                 if exc.unusable is not None:
-                    last_unusable.append(exc)
+                    last_unusable.append((*exc.unusable, exc.kind))
                 raise
             return Answer(jobid, status, body, datetime.now(UTC), self._local.retries)
 
@@ -513,8 +513,8 @@ class MurekaClient:
         except TransientError as exc:
             if not last_unusable:
                 raise
-            status, body = last_unusable[0].unusable
-            raise UnusableAnswer(jobid, status, body, last_unusable[0].kind, exc.attempts) from None
+            status, body, kind = last_unusable[0]
+            raise UnusableAnswer(jobid, status, body, kind, exc.attempts) from None
         self._tally(answer)
         return answer
 
@@ -616,7 +616,7 @@ class MurekaClient:
         self._stats.attempt(status)
         self._stats.failure(f"HTTP {status}" if status is not None else _failure_kind(error))
 
-    def _on_body_retry(self, details: dict) -> None:
+    def _on_body_retry(self, details: Mapping[str, Any]) -> None:
         self._local.retries += 1
         self._stats.retry()
         # backoff draws its wait without reading the answer: top it up to the server's Retry-After.

@@ -9,12 +9,14 @@ archived state is the API's, not the delivery's. Segments are marked read only a
 their deliveries, and trimmed only then; deliveries whose GET failed transiently are put back for the next pass.
 """
 
+import enum
 import json
 import os
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from typing import Final
 
 import pyarrow as pa
 from filelock import FileLock
@@ -34,7 +36,15 @@ BATCH_PREFIX = "webhook-"
 # Deliveries taken in by one pass at most (whole segments): the rest waits for the next pass.
 MAX_DELIVERIES = 20_000
 LOCK_TIMEOUT = 600.0
-UNUSABLE = object()  # a confirming GET whose answer can never be a record
+
+
+class _Unusable(enum.Enum):
+    """The answer of a confirming GET that can never be a record."""
+
+    UNUSABLE = "unusable"
+
+
+UNUSABLE: Final = _Unusable.UNUSABLE
 
 
 @dataclass
@@ -156,11 +166,11 @@ def _confirm(home: Home, client: MurekaClient, reads: list[spool.SegmentRead], r
     _audit(home, rejected)
 
 
-def _get_all(client: MurekaClient, jobs: list[_Job], report: IntakeReport) -> list[Answer | object | None]:
+def _get_all(client: MurekaClient, jobs: list[_Job], report: IntakeReport) -> list[Answer | _Unusable | None]:
     """One GET per job, concurrently; None for a job whose GET failed transiently, UNUSABLE for one whose answer
     can never be a record. Fatal API errors (token, unreachable API) propagate."""
 
-    def get(job: _Job) -> tuple[Answer | object | None, int]:
+    def get(job: _Job) -> tuple[Answer | _Unusable | None, int]:
         try:
             answer = client.get_job(job.jobid.jobid)
         except UnusableAnswer as error:
