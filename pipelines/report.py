@@ -542,7 +542,7 @@ def _stacked_bars(
     bar = max(band * 0.8, 1)
     parts = [_y_grid(ticks, fmt), _x_labels(days, band)]
     for i, day in enumerate(days):
-        y = H - BOTTOM
+        y: float = H - BOTTOM
         marked = f' class="partial" fill-opacity="{PARTIAL_OPACITY}"' if day == partial else ""
         for name, values in series.items():
             if not values[i]:
@@ -629,7 +629,7 @@ def _ticks(top: float, target: int = 5) -> list[float]:
 def _duration_ticks(top_s: float, target: int = 6) -> list[float]:
     """Axis ticks in seconds on round clock steps (10 s, 30 s, 1 min, 5 min...) up to at least `top_s`."""
     raw = top_s / target
-    step = next((s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600) if s >= raw), None)
+    step: float | None = next((s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600) if s >= raw), None)
     if step is None:
         step = 3600 * _ticks(raw / 3600, target=1)[1]
     return [step * i for i in range(math.ceil(top_s / step - 1e-9) + 1)]

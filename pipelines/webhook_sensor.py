@@ -27,7 +27,7 @@ def build_webhook_sensor(job_name: str, partitions: dg.PartitionsDefinition | No
         description="Requests a capture run for each creation day with new webhook deliveries in"
         " $MUREKA_ETL_HOME/webhook/spool (written by `mureka-etl webhook serve`).",
     )
-    def webhook_sensor(context: dg.SensorEvaluationContext, home: HomeResource) -> dg.SensorResult:
+    def webhook_sensor(context: dg.SensorEvaluationContext, home: HomeResource) -> dg.SensorResult | dg.SkipReason:
         found = spool.pending(home.home)
         if not found:
             return dg.SkipReason("no new webhook delivery in the spool")

@@ -60,7 +60,7 @@ def _music_item(job: SimJob) -> FeedItem | None:
     songs = response.get("songs")
     if job.job_type != "music" or job.final_record.get("status") != "completed" or not songs:
         return None
-    feed_id = response.get("feed_id")
+    feed_id: Any = response.get("feed_id")  # set on every completed music record
     item = {
         "feed_id": feed_id,
         "state": 3,

@@ -207,7 +207,7 @@ class Simulator:
         self._statuses: Counter[int] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._transports: set[asyncio.Transport] = set()
         self._base_url: str | None = None
         self.feeds = Feeds(lambda: self.jobs, self._user)
@@ -618,8 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C and SIGTERM are taken synchronously with sigwait below: blocked before any thread starts (every
     # thread inherits the mask, so none can swallow them) and set to their default action (an "ignore" inherited
     # from the parent process would drop them before they could be waited for).
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     sim = Simulator(jobs, token=args.token, clock=clock, faults=faults, seed=args.seed)
     for account in sorted(sim.accounts()):
