@@ -20,6 +20,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 dev: setup
 	$(BIN)/mureka-etl dev --port $(PORT)
 
