@@ -11,6 +11,7 @@ import sys
 import textwrap
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -25,6 +26,9 @@ from pipelines.config import (
     utcnow,
 )
 from pipelines.stopping import StopSignals, exit_code
+
+if TYPE_CHECKING:  # imported where used: dagster takes a second to import, which --help need not pay
+    from pipelines.resources import MurekaApiResource
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 console = Console(soft_wrap=True)
@@ -122,44 +126,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
+def api_from_env(concurrency: int | None = None) -> "MurekaApiResource":
+    """The API resource of `sync` and `audit`: USEAPI_BASE_URL, and USEAPI_TOKEN through `dg.EnvVar` so that the
+    token never becomes part of a run's config. Exit 2 when no token is set."""
     import dagster as dg
 
-    from pipelines import summary
     from pipelines.resources import MurekaApiResource
-    from pipelines.runner import run_capture
 
     if not os.environ.get("USEAPI_TOKEN"):
         raise CliError(
             "USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.", EXIT_USAGE
         )
-    home = Home.locate(args.home)
-    api = MurekaApiResource(
-        base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL),
-        token=dg.EnvVar("USEAPI_TOKEN"),
-        concurrency=args.concurrency,
+    extra = {} if concurrency is None else {"concurrency": concurrency}
+    return MurekaApiResource(
+        base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL), token=dg.EnvVar("USEAPI_TOKEN"), **extra
     )
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from pipelines import summary
+    from pipelines.runner import run_capture
+
+    api = api_from_env(args.concurrency)
+    home = Home.locate(args.home)
     run = run_capture(home, api, bar=not args.quiet)
     summary.print_run(console, home, run)
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from pipelines.feeds import audit_table
     from pipelines.query import QueryResult, render
-    from pipelines.resources import MurekaApiResource
     from pipelines.runner import run_feeds
 
-    if not os.environ.get("USEAPI_TOKEN"):
-        raise CliError(
-            "USEAPI_TOKEN is not set. Export your useapi.net API token (user:<digits>-...) first.", EXIT_USAGE
-        )
+    api = api_from_env()
     home = Home.locate(args.home)
-    api = MurekaApiResource(
-        base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL), token=dg.EnvVar("USEAPI_TOKEN")
-    )
     run = run_feeds(home, api, full=args.full, max_pages=args.max_pages)
     columns, rows = audit_table(home)
     sys.stdout.write(render(QueryResult(columns, rows), "table"))

@@ -302,7 +302,7 @@ def temp_of(path: Path, pid: int) -> Path:
 def test_temp_files_are_removed_when_their_writer_is_dead_or_they_are_old(home):
     exited = subprocess.Popen([sys.executable, "-c", "pass"])
     exited.wait()
-    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    running = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         raw = lake.day_dir(home.raw, DAY) / "20260121T000000-deadbeef-0000.parquet"
         jobs = lake.table_file(home, "jobs", DAY)
