@@ -103,6 +103,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         with IngestBar() as bar:
             report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records, progress=bar)
+    if os.environ.get("DAGSTER_HOME"):  # the UI's instance: the ingested days show as materialized partitions
+        from pipelines.ingest_events import record_ingest
+
+        recorded = record_ingest(home, report)
+        console.print(f"recorded {len(recorded)} days in the Dagster catalog", highlight=False)
     for bad in report.bad_lines:
         errors.print(f"skipped {bad}", markup=False, highlight=False)
     if report.bad_count > len(report.bad_lines):

@@ -85,6 +85,8 @@ class IngestReport:
     raw_batches: list[str] = field(default_factory=list)
     flatten: capture.FlattenSummary | None = None
     warehouse: LoadResult | None = None
+    loaded: dict[date, dict[str, int]] = field(default_factory=dict)
+    """Per creation day, the rows of each table the warehouse loads of this ingest replaced (its last load's)."""
     seconds: float = 0.0
 
     def bad(self, line: BadLine) -> None:
@@ -177,6 +179,9 @@ def ingest(
     if progress is not None:
         progress("warehouse", 0, 1)
     report.warehouse = capture.load_warehouse(home)
+    report.loaded = stages.loaded
+    for day, tables in report.warehouse.loaded.items():
+        report.loaded.setdefault(day, {}).update(tables)
     if progress is not None:
         progress("warehouse", 1, 1)
     report.seconds = time.monotonic() - started
@@ -469,6 +474,7 @@ class _Stages:
         self._registering: set[date] = set()  # the days of the last batch registered, not yet exported
         self._exports: list[Future] = []  # appended by the register thread
         self.days: set[date] = set()  # written by the archive thread only
+        self.loaded: dict[date, dict[str, int]] = {}  # written by the warehouse thread only
 
     def __enter__(self) -> "_Stages":
         return self
@@ -567,7 +573,8 @@ class _Stages:
 
     def _load_warehouse(self) -> None:
         try:
-            capture.load_warehouse(self._home)
+            for day, tables in capture.load_warehouse(self._home).loaded.items():
+                self.loaded.setdefault(day, {}).update(tables)
         finally:
             with self._load_lock:
                 self._load_running = False
