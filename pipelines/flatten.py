@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.jobids import RETENTION_MACRO
 from pipelines.registry import JOB_IDS_SCHEMA
 
 _TS = pa.timestamp("ms", tz="UTC")
@@ -175,6 +176,7 @@ class Flattener:
         if threads is not None:
             self._con.execute(f"SET threads = {int(threads)}")
         self._con.execute(_sql("macros"))
+        self._con.execute(RETENTION_MACRO)
         # The view is bound once, over an empty input; each flatten registers its own `latest` under the name.
         self._con.register("latest", RAW_SCHEMA.empty_table())
         self._con.execute(f"CREATE TEMP VIEW docs AS {_sql('docs')}")

@@ -17,7 +17,11 @@ _TYPE_LETTERS = "".join(JOB_TYPES)
 JOBID_RE = (
     rf"^j(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{2}})(\d{{3}})(\d{{6}})([{_TYPE_LETTERS}])-u(\d+)-a(\d+)-bot:mureka$"
 )
+# How long the API answers for a job after its creation: the one definition of the retention. SQL reads it through
+# the macro `retention_ms()`, created from it (RETENTION_MACRO) on every connection that runs sql/flatten_records.sql
+# or sql/views/.
 RETENTION = timedelta(days=7)
+RETENTION_MACRO = f"CREATE OR REPLACE MACRO retention_ms() AS {RETENTION // timedelta(milliseconds=1)}"
 MAX_LENGTH = 128
 SKEW = timedelta(days=1)
 
@@ -25,8 +29,9 @@ _PATTERN = re.compile(JOBID_RE, re.ASCII)
 # Anything outside this set ('/', '?', '#', '%', '.', spaces, control or non-ASCII characters)
 # could change the meaning of the URL path the id is put into, so it is rejected before matching.
 _ALPHABET = re.compile(r"[A-Za-z0-9:_-]*", re.ASCII)
-# The id's shape with any lowercase type letter: tells an unknown type apart from another malformation.
-_ANY_TYPE = re.compile(JOBID_RE.replace(f"[{_TYPE_LETTERS}]", "[a-z]"), re.ASCII)
+# The id's shape with any lowercase type letter: tells an unknown type apart from another malformation (and is the
+# grammar the simulator's API answers by, as the real one does).
+JOBID_SHAPE = re.compile(JOBID_RE.replace(f"[{_TYPE_LETTERS}]", "[a-z]"), re.ASCII)
 _FORMAT = "j<MMDDHHmmss><mmm><6 digits><type>-u<user>-a<account>-bot:mureka"
 
 
@@ -101,7 +106,7 @@ def _malformed_reason(jobid: str) -> str:
         return f"too long ({len(jobid)} characters, at most {MAX_LENGTH})"
     if not _ALPHABET.fullmatch(jobid):
         return "contains characters that cannot appear in a job id"
-    shape = _ANY_TYPE.fullmatch(jobid)
+    shape = JOBID_SHAPE.fullmatch(jobid)
     if shape is not None:
         known = ", ".join(f"{letter} {name}" for letter, name in JOB_TYPES.items())
         return f"unknown job type letter '{shape.group(8)}' (the API issues {known})"

@@ -26,6 +26,7 @@ from filelock import FileLock, Timeout
 
 from pipelines.config import TABLES, Home
 from pipelines.crashpoints import crashpoint
+from pipelines.jobids import RETENTION_MACRO
 from pipelines.lake import file_version, heal, lake_days, table_file
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -186,7 +187,9 @@ class Warehouse:
 
 
 def apply_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Execute every sql/views/*.sql in name order (if the folder exists)."""
+    """Create the retention macro the views use, then execute every sql/views/*.sql in name order (if the folder
+    exists)."""
+    con.execute(RETENTION_MACRO)
     if VIEWS_DIR.is_dir():
         for view in sorted(VIEWS_DIR.glob("*.sql")):
             con.execute(view.read_text())

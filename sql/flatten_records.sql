@@ -5,7 +5,7 @@
 -- joins it (jobid, observed_at, batch_id, status) to the raw rows. Rows with parsed = false (a latest body that
 -- does not read as this job's record) are dropped there, and the rows are sorted there: sorting the nested lists
 -- here costs more.
--- Timestamps are epoch milliseconds.
+-- Timestamps are epoch milliseconds; retention_ms() is the API's retention (pipelines/jobids.py RETENTION).
 SELECT
     jobid,
     parsed,
@@ -14,7 +14,7 @@ SELECT
     doc.status AS status,
     m_ts(doc.created) AS created,
     m_ts(doc.updated) AS updated,
-    m_ts(doc.created) + 7 * 86400000 AS expires_at,
+    m_ts(doc.created) + retention_ms() AS expires_at,
     req.account AS account,
     coalesce(req.model, req.instrumental_model) AS model,
     req.prompt AS prompt,

@@ -22,7 +22,7 @@ import requests
 from pipelines import feeds
 from pipelines.config import Home, utcnow
 from pipelines.definitions import build_defs
-from pipelines.jobids import parse_jobid
+from pipelines.jobids import RETENTION, parse_jobid
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
 from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
@@ -36,7 +36,6 @@ from tests.conftest import api_for
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 5
 BROKEN_ACCOUNT = "59600000000000"
-RETENTION = timedelta(days=7)
 
 
 def make_jobs(n: int, seed: int, days: float) -> list[SimJob]:

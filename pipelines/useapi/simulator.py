@@ -21,11 +21,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from pipelines.jobids import JOBID_SHAPE, RETENTION
 from pipelines.useapi import webhooks
 from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, write_ids_file
 from pipelines.useapi.feeds import FEED_PATHS, Feeds
@@ -35,8 +36,6 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the simulator CLI
 API_PREFIX = "/v1/mureka"
 JOBS_PATH = API_PREFIX + "/jobs"
 JOB_PREFIX = JOBS_PATH + "/"
-RETENTION = timedelta(days=7)
-JOBID_RE = re.compile(r"^j(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{3})(\d{6})([a-z])-u(\d+)-a(\d+)-bot:mureka$")
 TOKEN_USER_RE = re.compile(r"^user:(\d+)-")
 MAX_HEAD_BYTES = 65536
 
@@ -374,7 +373,7 @@ class Simulator:
             status, body = self.feeds.answer(path.removeprefix(API_PREFIX), query, self.accounts(), now)
             return status, _json(body)
         jobid = unquote(path[len(JOB_PREFIX) :])
-        m = JOBID_RE.match(jobid)
+        m = JOBID_SHAPE.fullmatch(jobid)
         if m is None:
             return 400, BODY_400
         if m.group(9) != self._user:

@@ -5,7 +5,8 @@
 -- (younger than the 7-day retention: the job can still be saved if its id is found), no_job_expired (older),
 -- no_job_unknown_age. created_after / created_before bound when the item's job was created: a song's generation
 -- time; for a speech (it carries no time) the creation of the captured jobs of the speeches next to it in the feed
--- (older and newer, 15 minutes' margin each way) and the scan that first saw it. deadline = created_after + 7 days.
+-- (older and newer, 15 minutes' margin each way) and the scan that first saw it. deadline = created_after + the
+-- retention (retention_ms(), from pipelines/jobids.py RETENTION).
 CREATE OR REPLACE VIEW v_audit_items AS
 WITH song_jobs AS (
     SELECT song_id, version, min(jobid) AS jobid FROM songs GROUP BY song_id, version
@@ -58,14 +59,14 @@ attributed AS (
     GROUP BY ALL
 )
 SELECT created_date, account, kind, item, version, created_after, created_before,
-       created_after + INTERVAL 7 DAY AS deadline,
+       created_after + to_milliseconds(retention_ms()) AS deadline,
        coalesce(captured_jobid, registered_jobid) AS jobid,
        CASE
            WHEN captured_jobid IS NOT NULL THEN 'matched'
            WHEN registered_jobid IS NOT NULL AND registered_lost THEN 'lost'
            WHEN registered_jobid IS NOT NULL THEN 'registered'
-           WHEN created_after > now() - INTERVAL 7 DAY THEN 'no_job_fetchable'
-           WHEN created_before <= now() - INTERVAL 7 DAY THEN 'no_job_expired'
+           WHEN created_after > now() - to_milliseconds(retention_ms()) THEN 'no_job_fetchable'
+           WHEN created_before <= now() - to_milliseconds(retention_ms()) THEN 'no_job_expired'
            ELSE 'no_job_unknown_age'
        END AS audit
 FROM attributed;

@@ -1,15 +1,14 @@
 """The generated corpus: id anatomy, record shapes, determinism, and the running/final forms."""
 
 import json
-import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipelines.jobids import JOBID_SHAPE
 from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, iso_ms, write_ids_file
 
-JOBID_RE = re.compile(r"^j(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{3})(\d{6})([a-z])-u(\d+)-a(\d+)-bot:mureka$")
 NOW = datetime(2026, 1, 21, 6, 15, 0, 123000, tzinfo=UTC)
 
 
@@ -20,7 +19,7 @@ def jobs() -> list[SimJob]:
 
 def test_ids_follow_the_anatomy_and_match_created(jobs: list[SimJob]) -> None:
     for job in jobs:
-        m = JOBID_RE.match(job.jobid)
+        m = JOBID_SHAPE.fullmatch(job.jobid)
         assert m, job.jobid
         mo, dd, hh, mi, ss, ms, _, letter, user, account = m.groups()
         c = job.created
