@@ -5,9 +5,11 @@ import dagster as dg
 from assets.day_metadata import file_rows, preview, record, run_range
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from pipelines import capture, lake
+from pipelines.config import FLATTENED
 from pipelines.partitions import RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource
 
+# One description per table of config.FLATTENED (its asset in the catalog).
 TABLE_DESCRIPTIONS = {
     "jobs": "One row per captured job, its latest state (lake/jobs/).",
     "songs": "One row per song of a music job, key (jobid, song_id, version) (lake/songs/).",
@@ -27,12 +29,12 @@ class LakeTablesConfig(dg.Config):
         dg.AssetSpec(
             name,
             deps=["raw"],
-            description=text,
+            description=TABLE_DESCRIPTIONS[name],
             group_name="lake",
             kinds={"parquet"},
             partitions_def=RETENTION_PARTITIONS,
         )
-        for name, text in TABLE_DESCRIPTIONS.items()
+        for name in FLATTENED
     ],
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
@@ -47,7 +49,7 @@ def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, hom
     rebuild = config.rebuild if config.rebuild is not None else "dagster/backfill" in context.run.tags
     days = partition_days(context)
     summary = capture.flatten_days(home.home, days, rebuild=rebuild)
-    for table in TABLE_DESCRIPTIONS:
+    for table in FLATTENED:
         for day in days:
             path = lake.table_file(home.home, table, day)
             record(

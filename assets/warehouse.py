@@ -4,6 +4,7 @@ from assets.day_metadata import record
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from pipelines import capture
 from pipelines.checks import markdown_table
+from pipelines.config import FLATTENED
 from pipelines.partitions import POOL, RETENTION_PARTITIONS, partition_days
 from pipelines.resources import HomeResource
 
@@ -12,7 +13,7 @@ from pipelines.resources import HomeResource
     partitions_def=RETENTION_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
-    deps=["jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids"],
+    deps=[*FLATTENED, "job_ids"],
     group_name="warehouse",
     kinds={"duckdb"},
     pool=POOL,

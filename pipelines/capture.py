@@ -18,8 +18,6 @@ from pipelines.registry import Registry
 from pipelines.useapi.client import MurekaClient
 from pipelines.warehouse import LoadResult, Warehouse
 
-FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")
-
 
 def fetch_days(
     home: Home, client: MurekaClient, days: Collection[date], progress: ProgressCallback | None = None

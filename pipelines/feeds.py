@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from pipelines.config import Home, utcnow
+from pipelines.config import FEED_TABLES, Home, utcnow
 from pipelines.lake import lake_days, table_file
 from pipelines.useapi.client import (
     FEEDS,
@@ -41,7 +41,6 @@ from pipelines.warehouse import SQL_DIR, open_lake
 
 DEFAULT_MAX_PAGES = 50  # per account and feed and run
 SCAN_LOCK_TIMEOUT = 60.0
-FEED_TABLES = {"music": "feed_songs", "speech": "feed_speech"}
 AUDIT_SQL = SQL_DIR / "audit"
 _TS = pa.timestamp("us", tz="UTC")
 

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from pipelines import config
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
 from pipelines.flatten import RAW_SCHEMA, SCHEMAS, SORT_KEYS, flatten, sort_rows
@@ -34,9 +35,10 @@ DAY_ROWS_KEY = b"mureka.day_rows"
 DATA_FILE = "data.parquet"
 # Written in this order: every batch in a later table's file has then been applied to the earlier ones,
 # which lets a table without a file (no rows) inherit the applied batches of the next table that has one
-# (children from jobs, jobs from job_observations, which has a row for every raw row).
+# (children from jobs, jobs from job_observations, which has a row for every raw row): config.FLATTENED, children
+# first.
 JOB_CHILDREN = ("songs", "speech", "speech_turns")
-FLATTENED = (*JOB_CHILDREN, "jobs", "job_observations")
+FLATTENED = (*JOB_CHILDREN, *(table for table in config.FLATTENED if table not in JOB_CHILDREN))
 LOCK_TIMEOUT = 600.0
 # Raw rows flattened at once: DuckDB's working set follows it, so a day of any size fits in bounded memory.
 FLATTEN_ROWS = 25_000
