@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.config import FEED_TABLES, Home, utcnow
+from pipelines.flatten import SONGS_SCHEMA, SPEECH_SCHEMA
 from pipelines.lake import lake_days, table_file
 from pipelines.useapi.client import (
     FEEDS,
@@ -55,25 +56,22 @@ FEED_RAW_SCHEMA = pa.schema(
         ("batch_id", pa.string()),
     ]
 )
+
+
+def _fields(schema: pa.Schema, *names: str) -> list[pa.Field]:
+    """The fields a feed item shares with a job's song or speech, typed once, in `flatten`'s schemas."""
+    return [schema.field(name) for name in names]
+
+
 SCHEMAS = {
     "feed_songs": pa.schema(
         [
             ("account", pa.string()),
             ("feed_id", pa.int64()),
-            ("song_id", pa.string()),
-            ("version", pa.string()),
-            ("title", pa.string()),
-            ("duration_milliseconds", pa.int64()),
-            ("generate_at", pa.int64()),
+            *_fields(SONGS_SCHEMA, "song_id", "version", "title", "duration_milliseconds", "generate_at"),
             ("generated_at", _TS),
-            ("genres", pa.list_(pa.string())),
-            ("moods", pa.list_(pa.string())),
-            ("mp3_url", pa.string()),
-            ("cover", pa.string()),
-            ("share_key", pa.string()),
-            ("share_link", pa.string()),
-            ("machine_audit_state", pa.int64()),
-            ("credit_type", pa.int64()),
+            *_fields(SONGS_SCHEMA, "genres", "moods", "mp3_url", "cover", "share_key", "share_link"),
+            *_fields(SONGS_SCHEMA, "machine_audit_state", "credit_type"),
             ("feed_state", pa.int64()),
             ("is_accelerated", pa.bool_()),
             ("first_seen_at", _TS),
@@ -84,13 +82,8 @@ SCHEMAS = {
         [
             ("account", pa.string()),
             ("id", pa.int64()),
-            ("title", pa.string()),
-            ("preview", pa.string()),
-            ("cover", pa.string()),
-            ("mp3_url", pa.string()),
-            ("duration_milliseconds", pa.int64()),
-            ("audio_quality", pa.int64()),
-            ("state", pa.int64()),
+            *_fields(SPEECH_SCHEMA, "title", "preview", "cover", "mp3_url", "duration_milliseconds"),
+            *_fields(SPEECH_SCHEMA, "audio_quality", "state"),
             ("generated_after", _TS),
             ("first_seen_at", _TS),
             ("last_seen_at", _TS),
