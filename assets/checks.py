@@ -12,10 +12,10 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from assets.resources import HomeResource
 from pipelines import checks
 from pipelines.config import utcnow
 from pipelines.registry import AT_RISK_WINDOW
-from pipelines.resources import HomeResource
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets.partitions import POOL
 from assets.policies import TRANSIENT_RETRY
+from assets.resources import HomeResource, MurekaApiResource
 from pipelines import capture, feeds
 from pipelines.checks import markdown_table
-from pipelines.partitions import POOL
-from pipelines.resources import HomeResource, MurekaApiResource
-from pipelines.useapi.client import AuthError
+from pipelines.client import AuthError
 from pipelines.warehouse import open_lake
 
 GROUP = "feeds"

@@ -3,11 +3,11 @@ from pathlib import Path
 import dagster as dg
 
 from assets.day_metadata import file_rows, preview, record, run_range
+from assets.partitions import RETENTION_PARTITIONS, partition_days
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
+from assets.resources import HomeResource
 from pipelines import capture, lake
 from pipelines.config import FLATTENED
-from pipelines.partitions import RETENTION_PARTITIONS, partition_days
-from pipelines.resources import HomeResource
 
 # One description per table of config.FLATTENED (its asset in the catalog).
 TABLE_DESCRIPTIONS = {

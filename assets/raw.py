@@ -1,11 +1,11 @@
 import dagster as dg
 
 from assets.day_metadata import file_rows, preview, record, run_range
+from assets.partitions import RETENTION_PARTITIONS, partition_days
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines import capture, lake
-from pipelines.partitions import RETENTION_PARTITIONS, partition_days
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.useapi.client import FatalApiError
+from pipelines.client import FatalApiError
 from pipelines.webhook.intake import take_in
 
 # Outcomes that leave an id due (fetched again by a later run).

@@ -1,8 +1,8 @@
 import dagster as dg
 
+from assets.resources import HomeResource
 from pipelines.config import utcnow
 from pipelines.report import write_home_report
-from pipelines.resources import HomeResource
 
 
 # Not partitioned: the report covers the whole history (its daily charts the last 90 days), so a partition

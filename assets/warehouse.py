@@ -1,12 +1,12 @@
 import dagster as dg
 
 from assets.day_metadata import record
+from assets.partitions import POOL, RETENTION_PARTITIONS, partition_days
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
+from assets.resources import HomeResource
 from pipelines import capture
 from pipelines.checks import markdown_table
 from pipelines.config import FLATTENED
-from pipelines.partitions import POOL, RETENTION_PARTITIONS, partition_days
-from pipelines.resources import HomeResource
 
 
 @dg.asset(

@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipelines.useapi.corpus import generate_jobs
+from simulator.corpus import generate_jobs
 
 JOBS_PER_DAY = 100_000
 START = datetime(2025, 1, 1, tzinfo=UTC)

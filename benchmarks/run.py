@@ -76,12 +76,12 @@ def stage_reference(n: int) -> dict:
 
 
 def stage_fetch(jobs: int, latency_ms: float, concurrency: int) -> dict:
+    from pipelines.client import MurekaClient
     from pipelines.config import Home, utcnow
     from pipelines.fetch import fetch_due
     from pipelines.jobids import parse_jobid
     from pipelines.registry import Registry
-    from pipelines.useapi.client import MurekaClient
-    from pipelines.useapi.simulator import DEFAULT_TOKEN
+    from simulator.server import DEFAULT_TOKEN
 
     home = Home(OUT / f"fetch-{jobs}-{int(latency_ms)}")
     shutil.rmtree(home.root, ignore_errors=True)
@@ -91,7 +91,7 @@ def stage_fetch(jobs: int, latency_ms: float, concurrency: int) -> dict:
         [
             sys.executable,
             "-m",
-            "pipelines.useapi.simulator",
+            "simulator.server",
             "--port",
             "0",
             "--jobs",
@@ -139,10 +139,10 @@ def _simulator_url(server: subprocess.Popen) -> str:
 
 
 def stage_nothing_due(n: int) -> dict:
+    from assets.resources import MurekaApiResource
+    from assets.runner import run_capture
     from pipelines.config import Home
-    from pipelines.resources import MurekaApiResource
-    from pipelines.runner import run_capture
-    from pipelines.useapi.simulator import Simulator
+    from simulator.server import Simulator
 
     home = Home(OUT / f"home-{n}")
     files = {p: p.stat().st_mtime_ns for p in home.lake.rglob("*.parquet")}

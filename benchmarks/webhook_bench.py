@@ -33,8 +33,8 @@ RESULTS = ROOT / "benchmarks" / "webhook_results.md"
 sys.path.insert(0, str(ROOT))
 
 from pipelines.config import Home, utcnow  # noqa: E402
-from pipelines.useapi.corpus import generate_jobs  # noqa: E402
 from pipelines.webhook import spool  # noqa: E402
+from simulator.corpus import generate_jobs  # noqa: E402
 
 
 def free_port() -> int:
@@ -46,7 +46,7 @@ def free_port() -> int:
 def start_receiver(home: Path, secret: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "MUREKA_ETL_HOME": str(home), "MUREKA_WEBHOOK_SECRET": secret}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "webhook", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "webhook", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

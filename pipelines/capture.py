@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines import lake
+from pipelines.client import MurekaClient
 from pipelines.config import TABLES, Home, utcnow
 from pipelines.fetch import FetchReport, fetch_due
 from pipelines.progress import ProgressCallback
-from pipelines.registry import Registry
-from pipelines.useapi.client import MurekaClient
+from pipelines.registry import Registry, open_registry
 from pipelines.warehouse import LoadResult, Warehouse
 
 
@@ -27,7 +27,7 @@ def fetch_days(
     Ends by freeing the leases of runs that died meanwhile (raising LeaseReclaimError when it cannot): a run
     never ends well while ids are held by a dead one.
     """
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         report = fetch_due(home, registry, client, now=utcnow, created_dates=days, progress=progress)
         registry.reclaim_dead_leases(utcnow())
     return report
@@ -73,7 +73,7 @@ def export_registry(home: Home, days: Collection[date]) -> int:
     file is gone); returns the days written. Costs one registry read plus a stat per day when nothing changed.
     """
     written = 0
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         for day, version in registry.day_versions(days).items():
             path = lake.table_file(home, "job_ids", day)
             if version.stale or not path.exists() or lake.damaged_job_ids(home, day) is not None:
@@ -120,7 +120,7 @@ def days_to_catch_up(home: Home) -> list[date]:
     flattened, registry rows changed since their `lake/job_ids/` export or that file gone, and days with a
     damaged lake file (`lake.damaged_days`). One read of the registry's day versions (never of its ids), a stat
     per `job_ids` file and a footer read per lake file."""
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         versions = registry.day_versions()
     stale = {day for day, version in versions.items() if version.stale}
     gone = {day for day in versions if not lake.table_file(home, "job_ids", day).exists()}

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pipelines import lake
 from pipelines.config import Home
-from pipelines.registry import AtRisk, Problems, Registry
+from pipelines.registry import AtRisk, Problems, open_registry
 from pipelines.warehouse import SQL_DIR, open_lake
 
 CHECKS_DIR = SQL_DIR / "checks"
@@ -99,13 +99,13 @@ class RegistryFindings:
 
 def registry_findings(home: Home, now: datetime, days: Collection[date] | None = None) -> RegistryFindings:
     """What the registry checks report; every read goes through an index (state, or the days' created_date)."""
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         return RegistryFindings(at_risk=registry.at_risk(now), by_state=registry.count_by_state(days))
 
 
 def quarantined(home: Home, days: Collection[date] | None = None) -> Problems:
     """Ids of `days` (None: all) whose last answer was quarantined, with the reasons (read by index)."""
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         return registry.problems(days)
 
 

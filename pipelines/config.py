@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 DEFAULT_BASE_URL = "https://api.useapi.net/v1/mureka"
+# Set by `mureka-etl dev` when it serves the embedded simulator, so the assets' metadata can say so.
+SIMULATOR_ENV = "MUREKA_ETL_SIMULATOR"
 # The lake tables flattened from lake/raw, one partitioned asset each (pipelines/lake.py writes them, flatten.py
 # holds their schemas).
 FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")

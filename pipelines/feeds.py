@@ -27,10 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from pipelines.config import FEED_TABLES, Home, utcnow
-from pipelines.flatten import SONGS_SCHEMA, SPEECH_SCHEMA
-from pipelines.lake import lake_days, table_file
-from pipelines.useapi.client import (
+from pipelines.client import (
     FEEDS,
     AccountUnavailable,
     FeedPage,
@@ -38,6 +35,9 @@ from pipelines.useapi.client import (
     TransientError,
     UnexpectedStatus,
 )
+from pipelines.config import FEED_TABLES, Home, utcnow
+from pipelines.flatten import SONGS_SCHEMA, SPEECH_SCHEMA
+from pipelines.lake import lake_days, table_file
 from pipelines.warehouse import SQL_DIR, open_lake
 
 DEFAULT_MAX_PAGES = 50  # per account and feed and run

@@ -26,12 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 
 from pipelines import lake
-from pipelines.config import Home
-from pipelines.crashpoints import crashpoint
-from pipelines.flatten import Flattener
-from pipelines.progress import ProgressCallback
-from pipelines.registry import DueId, Outcome, Registry
-from pipelines.useapi.client import (
+from pipelines.client import (
     Answer,
     AuthError,
     MurekaClient,
@@ -39,6 +34,11 @@ from pipelines.useapi.client import (
     UnexpectedStatus,
     UnusableAnswer,
 )
+from pipelines.config import Home
+from pipelines.crashpoints import crashpoint
+from pipelines.flatten import Flattener
+from pipelines.progress import ProgressCallback
+from pipelines.registry import DueId, Outcome, Registry
 
 FINAL_STATUSES = frozenset({"completed", "failed"})
 RETRY_BUDGET_BASE = 200

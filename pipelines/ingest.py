@@ -39,7 +39,7 @@ from pipelines.config import INGEST_BATCH_RECORDS, Home, utcnow
 from pipelines.fetch import FINAL_STATUSES, RAW_BATCH_SCHEMA, new_batch_id
 from pipelines.flatten import Flattener
 from pipelines.jobids import RETENTION, SKEW, InvalidJobId, parse_jobid, printable
-from pipelines.registry import Registry
+from pipelines.registry import Registry, open_registry
 from pipelines.warehouse import LoadResult
 
 STDIN = "-"
@@ -162,7 +162,7 @@ def ingest(
             "SET TimeZone = 'UTC'; SET enable_progress_bar = false; SET threads = 1"
         )  # the other stages use the cores
         con.execute((_SQL_DIR / "jobids.sql").read_text())
-        with Registry(home.registry_path, bulk=True) as registry, _Stages(home, registry, progress) as stages:
+        with open_registry(home, bulk=True) as registry, _Stages(home, registry, progress) as stages:
             for index, batch in enumerate(_batches(sources, stdin, batch_records, report, progress)):
                 # Six digits: batch ids sort in input order (the lake's apply order) up to a million batches.
                 prepared = _prepare(con, batch, f"{report.run_id}-{index:06d}", report, now)

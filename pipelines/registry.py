@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
+from pipelines.config import Home
 from pipelines.jobids import JobId
 
 STATES = ("new", "active", "completed", "failed", "forbidden", "invalid", "expired", "lost")
@@ -711,6 +712,11 @@ class Registry:
 
 
 _INGESTED_COLUMNS = ("jobid", "created_at", "expires_at", "created_date", "job_type", "observed_at", "state")
+
+
+def open_registry(home: Home, *, bulk: bool = False) -> Registry:
+    """The registry of `home`: the one place a command, asset or library function opens it."""
+    return Registry(home.registry_path, bulk=bulk)
 
 
 def _check_ingested(rows: pa.Table) -> None:

@@ -9,7 +9,7 @@ from rich.table import Table
 from pipelines.capture import RunSummary
 from pipelines.config import Home
 from pipelines.discovery import count_by_route
-from pipelines.registry import LeaseHolder, Registry
+from pipelines.registry import LeaseHolder, open_registry
 from pipelines.warehouse import open_lake
 
 SUMMARY_SQL = Path(__file__).resolve().parents[1] / "sql" / "summary"
@@ -45,7 +45,7 @@ def print_tables(console: Console, home: Home) -> None:
 
 
 def print_registry_status(console: Console, home: Home, now: datetime) -> None:
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         status = registry.summary(now)
         routes = count_by_route(registry)
     rows = [(state, count) for state, count in sorted(status.by_state.items())]
@@ -75,7 +75,7 @@ def print_lease_holders(console: Console, holders: list[LeaseHolder]) -> None:
 
 def print_quarantined(console: Console, home: Home) -> None:
     """The ids whose last answer was quarantined, with the reasons (nothing when there is none)."""
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         problems = registry.problems()
     if not problems.count:
         return

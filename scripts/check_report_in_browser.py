@@ -16,8 +16,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cli.demo import run_demo
 from pipelines.config import Home, utcnow
-from pipelines.demo import run_demo
 from pipelines.report import default_report_path, write_home_report
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "chromium", "chromium-browser")

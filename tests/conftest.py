@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from assets.resources import MurekaApiResource
 from pipelines.config import Home, utcnow
 from pipelines.registry import Registry
-from pipelines.resources import MurekaApiResource
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import FaultConfig, Simulator
 
 
 @pytest.fixture

@@ -17,15 +17,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.partitions import range_tags
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.client import ApiUnreachable, MurekaClient, WrongApi
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.fetch import fetch_due
-from pipelines.partitions import range_tags
 from pipelines.registry import Registry
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.useapi.client import ApiUnreachable, MurekaClient, WrongApi
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import API_PREFIX, Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import API_PREFIX, Simulator
 from tests.conftest import make_corpus, register
 from tests.test_crash import add_ids, cli_env, run_cli
 

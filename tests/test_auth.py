@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.client import AuthError, MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import fetch_due
 from pipelines.registry import Registry
-from pipelines.useapi.client import AuthError, MurekaClient
-from pipelines.useapi.corpus import SimJob
-from pipelines.useapi.simulator import FaultConfig
+from simulator.corpus import SimJob
+from simulator.server import FaultConfig
 from tests.conftest import make_corpus, register
 from tests.test_crash import cli_env, run_cli
 from tests.test_faults import FAST, RecordingSimulator, raw_answers

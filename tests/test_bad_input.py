@@ -19,15 +19,15 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from assets.resources import HomeResource
+from assets.sensors import REJECTED_DIR, build_inbox_sensor
 from pipelines import capture, checks
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import fetch_due
 from pipelines.jobids import parse_jobid
 from pipelines.registry import Registry
-from pipelines.resources import HomeResource
-from pipelines.sensors import REJECTED_DIR, build_inbox_sensor
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.corpus import SimJob
+from simulator.corpus import SimJob
 from tests.conftest import make_corpus, register
 from tests.test_crash import cli_env, run_cli
 from tests.test_faults import FAST, RecordingSimulator

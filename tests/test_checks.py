@@ -10,15 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets import checks as asset_checks
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.resources import HomeResource, ProgressResource
+from assets.runner import QUIET_RUN_CONFIG
 from pipelines import checks, lake
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.jobids import parse_jobid
 from pipelines.registry import Outcome, Registry
-from pipelines.resources import HomeResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG
-from pipelines.useapi.corpus import build_jobid, generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import build_jobid, generate_jobs
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 
 Rows = list[dict]

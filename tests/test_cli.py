@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import TRY_QUERY
-from pipelines.useapi.corpus import write_ids_file
-from pipelines.useapi.simulator import Simulator
+from cli.demo import TRY_QUERY
+from simulator.corpus import write_ids_file
+from simulator.server import Simulator
 from tests.conftest import make_corpus
 
 CLI = str(Path(sys.executable).with_name("mureka-etl"))

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import _report_failure
+from cli.main import _report_failure
 from pipelines.config import Home, utcnow
-from pipelines.useapi.corpus import generate_jobs, write_ids_file
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import generate_jobs, write_ids_file
+from simulator.server import Simulator
 from tests.conftest import make_corpus
 
 CLI = str(Path(sys.executable).with_name("mureka-etl"))

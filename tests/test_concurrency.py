@@ -13,16 +13,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines import dev
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.partitions import range_tags
+from assets.resources import HomeResource, ProgressResource
+from assets.runner import QUIET_RUN_CONFIG, run_capture
+from assets.schedules import due_days
+from cli import dev
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
-from pipelines.partitions import range_tags
 from pipelines.query import connect_readonly, run_query
-from pipelines.resources import HomeResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG, run_capture
-from pipelines.schedules import due_days
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 from tests.test_pipeline import snapshot
 
@@ -38,7 +38,7 @@ def settled_corpus(n: int, seed: int, days: float = 10) -> list[SimJob]:
 def child() -> None:
     """A separate run process: `schedule DAY...` runs one partition at a time, `backfill DAY...` one ranged
     backfill run; resources come from the environment exactly as in the code location."""
-    from pipelines.definitions import defs
+    from assets.definitions import defs
 
     kind, days = sys.argv[1], sys.argv[2:]
     job = defs.resolve_job_def(CAPTURE_JOB)
@@ -98,7 +98,7 @@ def test_overlapping_runs_and_queries_never_hit_a_lock_and_match_a_serial_run(tm
         def cli_queries() -> None:
             while any(c.poll() is None for c in children):
                 done = subprocess.run(
-                    [sys.executable, "-m", "pipelines.cli", "query", "--format", "csv", "SELECT count(*) FROM jobs"],
+                    [sys.executable, "-m", "cli.main", "query", "--format", "csv", "SELECT count(*) FROM jobs"],
                     cwd=ROOT,
                     env=env,
                     capture_output=True,

@@ -20,14 +20,14 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from assets.runner import run_capture
 from pipelines.config import Home, utcnow
 from pipelines.crashpoints import ENV_VAR
 from pipelines.lake import lake_days, raw_batches
 from pipelines.query import connect_readonly
 from pipelines.registry import Registry
-from pipelines.runner import run_capture
-from pipelines.useapi.corpus import SimJob, write_ids_file
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob, write_ids_file
+from simulator.server import Simulator
 from tests.conftest import api_for, make_corpus, register
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ KEYS = {
 def cli() -> list[str]:
     """The installed `mureka-etl` script next to this interpreter (or the module, in a bare checkout)."""
     script = Path(sys.executable).with_name("mureka-etl")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
 
 
 def cli_env(home: Home, base_url: str, token: str, crash_at: str | None = None) -> dict[str, str]:

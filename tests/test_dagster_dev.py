@@ -17,16 +17,16 @@ import dagster as dg
 import pytest
 import yaml
 
+from assets.definitions import CAPTURE_JOB, api_label, build_defs
 from assets.lake_tables import job_ids, lake_tables
 from assets.policies import TRANSIENT_RETRY
 from assets.raw import raw
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from assets.runner import QUIET_RUN_CONFIG
 from assets.warehouse import warehouse
-from pipelines import dev
+from cli import dev
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, api_label, build_defs
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG
-from pipelines.useapi.simulator import Simulator
+from simulator.server import Simulator
 from tests.conftest import make_corpus, register
 from tests.test_pipeline import expected, warehouse_figures
 
@@ -163,7 +163,7 @@ def test_dagster_dev_runs_a_three_partition_backfill_launched_through_graphql(tm
         }
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "dev", "--port", str(port)],
+            [sys.executable, "-m", "cli.main", "dev", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.definitions import CAPTURE_JOB, defs
+from assets.definitions import CAPTURE_JOB, defs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from pipelines.jobids import parse_jobid
 from pipelines.query import connect_readonly
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
-from pipelines.useapi.corpus import generate_jobs
+from simulator.corpus import generate_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {
@@ -53,7 +53,7 @@ def test_status_and_v_capture_health_count_ids_by_discovery_route(home: Home) ->
 
     env = {**os.environ, "MUREKA_ETL_HOME": str(home.root)}
     status = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli.main", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert status.returncode == 0, status.stderr
     section = status.stdout[status.stdout.index("Discovered by") :]

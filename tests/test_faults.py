@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import capture
+from pipelines.client import MurekaClient, TransientError
 from pipelines.config import Home, utcnow
 from pipelines.fetch import fetch_due
 from pipelines.registry import Registry
-from pipelines.useapi.client import MurekaClient, TransientError
-from pipelines.useapi.corpus import SimJob
-from pipelines.useapi.simulator import JOB_PREFIX, JOBS_PATH, FaultConfig, Simulator
+from simulator.corpus import SimJob
+from simulator.server import JOB_PREFIX, JOBS_PATH, FaultConfig, Simulator
 from tests.conftest import make_corpus, register
 
 ANSWER_STATUSES = {200, 400, 403, 404, 410}

@@ -19,18 +19,18 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from assets.definitions import build_defs
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from assets.runner import RunFailedError, run_capture, run_feeds
 from pipelines import feeds
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
-from pipelines.definitions import build_defs
 from pipelines.jobids import RETENTION, parse_jobid
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.runner import RunFailedError, run_capture, run_feeds
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.corpus import SimJob, build_jobid, generate_jobs
-from pipelines.useapi.simulator import FaultConfig, Simulator
 from pipelines.warehouse import open_lake
+from simulator.corpus import SimJob, build_jobid, generate_jobs
+from simulator.server import FaultConfig, Simulator
 from tests.conftest import api_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,7 +326,7 @@ def test_cli_audit_prints_the_table_and_reports_596(home: Home) -> None:
         }
         env.pop("DAGSTER_HOME", None)
         done = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "audit"],
+            [sys.executable, "-m", "cli.main", "audit"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -389,7 +389,7 @@ def test_simulator_cli_serves_feeds_with_website_content_and_a_596_account() -> 
         [
             sys.executable,
             "-m",
-            "pipelines.useapi.simulator",
+            "simulator.server",
             "--port",
             "0",
             "--jobs",
@@ -419,7 +419,7 @@ def test_simulator_cli_serves_feeds_with_website_content_and_a_596_account() -> 
 
 
 def test_feed_library_imports_no_dagster() -> None:
-    code = "import sys, pipelines.feeds, pipelines.useapi.feeds; assert 'dagster' not in sys.modules"
+    code = "import sys, pipelines.feeds, simulator.feeds; assert 'dagster' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 

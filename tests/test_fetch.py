@@ -9,13 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.client import Answer, AuthError, MurekaClient
 from pipelines.config import Home
 from pipelines.fetch import FetchReport, classify, fetch_due
 from pipelines.jobids import JobId, parse_jobid
 from pipelines.registry import DueId, Registry
-from pipelines.useapi.client import Answer, AuthError, MurekaClient
-from pipelines.useapi.corpus import Clock, SimJob, build_jobid, generate_jobs
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from simulator.corpus import Clock, SimJob, build_jobid, generate_jobs
+from simulator.server import FaultConfig, Simulator
 
 NOW = datetime(2026, 1, 21, 6, 15, 0, tzinfo=UTC)
 TOKEN = "user:777-simulatortoken"

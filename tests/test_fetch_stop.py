@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.crashpoints import ENV_VAR
 from pipelines.fetch import BATCH_ANSWERS, fetch_due
 from pipelines.registry import Registry
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import FaultConfig, Simulator
 from tests.conftest import register
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
     from pipelines.config import Home, utcnow
     from pipelines.fetch import fetch_due
     from pipelines.registry import Registry
-    from pipelines.useapi.client import MurekaClient
+    from pipelines.client import MurekaClient
 
     home = Home(Path(sys.argv[1]))
     with Registry(home.registry_path) as registry:

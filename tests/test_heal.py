@@ -8,11 +8,11 @@ nothing had happened.
 import os
 from pathlib import Path
 
+from assets.runner import run_capture
 from pipelines import lake
 from pipelines.config import Home
-from pipelines.runner import run_capture
-from pipelines.useapi.corpus import SimJob
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 from tests.test_crash import (  # noqa: F401 - the module fixtures: a corpus of finished jobs and its clean run
     cli_env,

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import capture, lake, runner
+from assets import runner
+from pipelines import capture, lake
 from pipelines.config import Home, utcnow
 from pipelines.registry import Outcome, Registry
-from pipelines.useapi.corpus import generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import generate_jobs
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 
 

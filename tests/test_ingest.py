@@ -10,16 +10,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from assets.runner import run_capture
+from cli.main import main
 from pipelines import ingest as ingest_module
 from pipelines import lake
-from pipelines.cli import main
 from pipelines.config import Home, utcnow
 from pipelines.flatten import flatten
 from pipelines.ingest import ingest
 from pipelines.registry import Registry
-from pipelines.runner import run_capture
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 from tests.test_pipeline import snapshot
 

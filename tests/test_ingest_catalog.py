@@ -6,10 +6,10 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 
+from assets.partitions import partitions_for
 from pipelines import lake
 from pipelines.config import Home, utcnow
-from pipelines.partitions import partitions_for
-from pipelines.useapi.corpus import generate_jobs
+from simulator.corpus import generate_jobs
 from tests.test_cli import run_cli
 from tests.test_ingest import write_records
 from tests.test_partition_metadata import file_rows, latest

@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import capture
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import FINAL_STATUSES, fetch_due
 from pipelines.registry import Registry
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import Simulator
 from tests.conftest import register
 
 ROUNDS = 4

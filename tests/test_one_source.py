@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from assets.definitions import defs
 from assets.lake_tables import TABLE_DESCRIPTIONS
 from pipelines import config, lake
 from pipelines.config import FEED_TABLES, FLATTENED, TABLES, Home
-from pipelines.definitions import defs
 from pipelines.flatten import SCHEMAS, SORT_KEYS
 from pipelines.jobids import RETENTION
 from pipelines.warehouse import SQL_DIR, open_lake

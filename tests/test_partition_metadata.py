@@ -7,14 +7,14 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 import pyarrow.parquet as pq
 
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.partitions import range_tags
+from assets.resources import HomeResource, ProgressResource
+from assets.runner import QUIET_RUN_CONFIG
 from pipelines import lake
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
-from pipelines.partitions import range_tags
-from pipelines.resources import HomeResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 
 JOBID = re.compile(r"j\d+[mt]-u\d+-a\d+-bot:mureka")

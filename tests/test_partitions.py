@@ -7,14 +7,14 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pytest
 
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.partitions import FIRST_DAY_ENV, FirstDayError, earliest_known_day, first_day, partitions_for
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from assets.runner import run_capture
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.ingest import ingest
-from pipelines.partitions import FIRST_DAY_ENV, FirstDayError, earliest_known_day, first_day, partitions_for
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.runner import run_capture
-from pipelines.useapi.corpus import generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import generate_jobs
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 
 UTC = UTC

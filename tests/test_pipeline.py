@@ -6,12 +6,12 @@ from datetime import timedelta
 import duckdb
 import pytest
 
+from assets.resources import MurekaApiResource
+from assets.runner import RunFailedError, run_capture
 from pipelines.config import Home, utcnow
 from pipelines.registry import Registry
-from pipelines.resources import MurekaApiResource
-from pipelines.runner import RunFailedError, run_capture
-from pipelines.useapi.corpus import SimJob
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from simulator.corpus import SimJob
+from simulator.server import FaultConfig, Simulator
 from tests.conftest import api_for, make_corpus, register
 
 

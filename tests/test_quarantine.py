@@ -19,18 +19,18 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.partitions import range_tags
+from assets.resources import HomeResource, ProgressResource
+from assets.runner import QUIET_RUN_CONFIG, _fetch_figures
 from pipelines import capture, summary
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.fetch import UNREADABLE, fetch_due
 from pipelines.flatten import RAW_SCHEMA, flatten
-from pipelines.partitions import range_tags
 from pipelines.registry import Registry
-from pipelines.resources import HomeResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG, _fetch_figures
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.corpus import SimJob, generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob, generate_jobs
+from simulator.server import Simulator
 from tests.conftest import api_for, register
 from tests.test_crash import cli_env, run_cli
 

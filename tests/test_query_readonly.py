@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from pipelines import capture, lake
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import fetch_due
 from pipelines.registry import Registry
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.simulator import Simulator
+from simulator.server import Simulator
 from tests.conftest import make_corpus, register
 from tests.test_crash import cli_env, run_cli
 

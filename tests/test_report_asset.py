@@ -6,10 +6,10 @@ import re
 import dagster as dg
 import duckdb
 
+from assets.definitions import ASSETS, CAPTURE_JOB, REPORT_JOB, defs
+from assets.resources import HomeResource
+from assets.runner import run_capture
 from pipelines.config import Home
-from pipelines.definitions import ASSETS, CAPTURE_JOB, REPORT_JOB, defs
-from pipelines.resources import HomeResource
-from pipelines.runner import run_capture
 from tests.conftest import api_for, register
 
 

@@ -9,14 +9,14 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from pipelines import capture
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import fetch_due
 from pipelines.query import connect_readonly
 from pipelines.registry import Registry
 from pipelines.report import CAPTURE_STATES, OKABE_ITO, WINDOW_DAYS, write_report
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.corpus import generate_jobs
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import generate_jobs
+from simulator.server import Simulator
 from tests.conftest import register
 
 

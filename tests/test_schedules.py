@@ -7,12 +7,12 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 import pytest
 
+from assets.definitions import CAPTURE_JOB, build_defs, defs
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from assets.schedules import CRON_ENV, DEFAULT_CRON, build_capture_schedule
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs, defs
 from pipelines.registry import Outcome, Registry
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.schedules import CRON_ENV, DEFAULT_CRON, build_capture_schedule
-from pipelines.useapi.corpus import generate_jobs
+from simulator.corpus import generate_jobs
 from tests.conftest import register
 
 

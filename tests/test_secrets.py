@@ -14,14 +14,14 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.partitions import range_tags
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.client import AuthError, InvalidToken, MurekaClient
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
-from pipelines.partitions import range_tags
 from pipelines.registry import Registry
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.useapi.client import AuthError, InvalidToken, MurekaClient
-from pipelines.useapi.corpus import SimJob
-from pipelines.useapi.simulator import Simulator
+from simulator.corpus import SimJob
+from simulator.server import Simulator
 from tests.conftest import make_corpus, register
 from tests.test_crash import KILLED, add_ids, cli_env, run_cli
 

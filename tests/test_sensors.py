@@ -12,13 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from assets.runner import QUIET_RUN_CONFIG
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.registry import Registry
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG
-from pipelines.useapi.corpus import generate_jobs
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from simulator.corpus import generate_jobs
+from simulator.server import FaultConfig, Simulator
 from tests.conftest import api_for
 
 

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import utcnow
-from pipelines.useapi.corpus import generate_jobs, write_ids_file
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from simulator.corpus import generate_jobs, write_ids_file
+from simulator.server import FaultConfig, Simulator
 from tests.conftest import make_corpus
 
 CLI = str(Path(sys.executable).with_name("mureka-etl"))

@@ -20,16 +20,16 @@ import duckdb
 import pytest
 import requests
 
+from assets.definitions import CAPTURE_JOB, build_defs
+from assets.resources import HomeResource, ProgressResource
+from assets.runner import QUIET_RUN_CONFIG, run_capture
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
 from pipelines.registry import Registry
-from pipelines.resources import HomeResource, ProgressResource
-from pipelines.runner import QUIET_RUN_CONFIG, run_capture
-from pipelines.useapi.corpus import build_jobid, generate_jobs
-from pipelines.useapi.simulator import Simulator
-from pipelines.useapi.webhooks import WebhookOptions, WebhookSender
 from pipelines.webhook import spool
 from pipelines.webhook.receiver import MAX_BODY
+from simulator.corpus import build_jobid, generate_jobs
+from simulator.server import Simulator
+from simulator.webhooks import WebhookOptions, WebhookSender
 from tests.conftest import api_for
 
 SECRET = "t3st-" + secrets.token_hex(16)
@@ -55,7 +55,7 @@ class Receiver:
         env = {**os.environ, "MUREKA_ETL_HOME": str(self.home.root), "MUREKA_WEBHOOK_SECRET": SECRET}
         with open(self.logs, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.cli", "webhook", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "cli.main", "webhook", "serve", "--port", str(self.port)],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -155,7 +155,7 @@ def test_bad_deliveries_get_their_answer_and_store_nothing(receiver: Receiver, h
 
 def test_serve_refuses_to_start_without_a_strong_secret(home: Home) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MUREKA_WEBHOOK_SECRET"}
-    command = [sys.executable, "-m", "pipelines.cli", "webhook", "serve", "--port", str(free_port())]
+    command = [sys.executable, "-m", "cli.main", "webhook", "serve", "--port", str(free_port())]
     for secret in (None, "short", "has space in it 0123456789"):
         run_env = env if secret is None else {**env, "MUREKA_WEBHOOK_SECRET": secret}
         done = subprocess.run(command, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60)
@@ -170,7 +170,7 @@ def test_serve_refuses_to_start_without_a_strong_secret(home: Home) -> None:
     assert done.returncode == 1 and done.stderr.startswith("error: cannot listen on 127.0.0.1:"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and SECRET not in done.stderr + done.stdout
     url = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "webhook", "url", "--base", "https://example.org/etl/"],
+        [sys.executable, "-m", "cli.main", "webhook", "url", "--base", "https://example.org/etl/"],
         cwd=ROOT,
         env={**env, "MUREKA_WEBHOOK_SECRET": SECRET},
         capture_output=True,
@@ -298,7 +298,7 @@ def test_forged_deliveries_never_become_rows(receiver: Receiver, home: Home) -> 
             "USEAPI_TOKEN": sim.token,
         }
         sync = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "sync", "--quiet"],
+            [sys.executable, "-m", "cli.main", "sync", "--quiet"],
             cwd=ROOT,
             env=env,
             capture_output=True,

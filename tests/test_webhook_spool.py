@@ -7,14 +7,14 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.jobids import parse_jobid
 from pipelines.registry import Registry
-from pipelines.useapi.client import MurekaClient
-from pipelines.useapi.corpus import generate_jobs
-from pipelines.useapi.simulator import FaultConfig, Simulator
 from pipelines.webhook import spool
 from pipelines.webhook.intake import take_in
+from simulator.corpus import generate_jobs
+from simulator.server import FaultConfig, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_the_webhook_library_imports_no_dagster() -> None:
     """Receiver, spool, intake and discovery are domain library code; only webhook_sensor is in the Dagster layer."""
     code = (
         "import sys\n"
-        "import pipelines.webhook.receiver, pipelines.webhook.intake, pipelines.discovery, pipelines.useapi.webhooks\n"
+        "import pipelines.webhook.receiver, pipelines.webhook.intake, pipelines.discovery, simulator.webhooks\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'assets')))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -22,12 +22,12 @@ import pyarrow as pa
 from filelock import FileLock
 
 from pipelines import lake
+from pipelines.client import Answer, MurekaClient, TransientError, UnexpectedStatus, UnusableAnswer
 from pipelines.config import Home, utcnow
 from pipelines.fetch import RAW_BATCH_SCHEMA, classify, new_batch_id
 from pipelines.flatten import Flattener
 from pipelines.jobids import InvalidJobId, JobId, parse_jobid
-from pipelines.registry import FINAL_STATES, DueId, Registry
-from pipelines.useapi.client import Answer, MurekaClient, TransientError, UnexpectedStatus, UnusableAnswer
+from pipelines.registry import FINAL_STATES, DueId, open_registry
 from pipelines.webhook import spool
 from pipelines.webhook.spool import Delivery
 
@@ -123,7 +123,7 @@ def _confirm(home: Home, client: MurekaClient, reads: list[spool.SegmentRead], r
                 continue
             jobs.setdefault(jobid.jobid, _Job(jobid)).deliveries.append(delivery)
     report.jobs = len(jobs)
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         known = registry.states(jobs)
         report.already_final = sum(1 for jobid in jobs if known.get(jobid) in FINAL_STATES)
         todo = [job for jobid, job in jobs.items() if known.get(jobid) not in FINAL_STATES]

@@ -15,12 +15,12 @@ import dagster as dg
 
 from assets.day_metadata import file_rows, preview
 from assets.lake_tables import TABLE_DESCRIPTIONS
+from assets.partitions import partitions_for
 from assets.raw import RAW_PREVIEW_COLUMNS
 from pipelines import lake
 from pipelines.checks import markdown_table
 from pipelines.config import Home
 from pipelines.ingest import IngestReport
-from pipelines.partitions import partitions_for
 
 RECORDED_BY = "mureka-etl ingest"
 

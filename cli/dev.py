@@ -18,18 +18,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipelines.config import DEFAULT_BASE_URL, Home, utcnow
+from pipelines.config import DEFAULT_BASE_URL, SIMULATOR_ENV, Home, utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKSPACE = ROOT / "workspace.yaml"
-SIMULATOR_ENV = "MUREKA_ETL_SIMULATOR"
 MAX_CONCURRENT_RUNS = 2
 RUN_RETRIES = 2
 # Seconds `dagster dev` and its processes get to stop after Ctrl-C or SIGTERM before they are killed.
 STOP_SECONDS = 8.0
 
 INSTANCE_YAML = """\
-# Written by `mureka-etl dev` on every start; edit pipelines/dev.py instead.
+# Written by `mureka-etl dev` on every start; edit cli/dev.py instead.
 concurrency:
   pools:
     # Every pool has one slot: duckdb_write (the warehouse writer) runs one run at a time.
@@ -157,8 +156,8 @@ def _banner(console: Console, port: int, home: Home) -> None:
 
 def _with_simulator(console: Console, port: int, jobs: int, home: Home) -> int:
     """Serve the embedded simulator in this process while `dagster dev` runs as a child."""
-    from pipelines.useapi.corpus import generate_jobs, write_ids_file
-    from pipelines.useapi.simulator import Simulator
+    from simulator.corpus import generate_jobs, write_ids_file
+    from simulator.server import Simulator
 
     now = utcnow()
     corpus = generate_jobs(jobs, seed=7, now=now, days=10)

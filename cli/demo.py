@@ -10,19 +10,19 @@ from pathlib import Path
 
 from rich.console import Console
 
+from assets.resources import MurekaApiResource
+from assets.runner import run_capture
 from pipelines import summary
 from pipelines.config import DEMO_MARKER, Home, utcnow
 from pipelines.discovery import count_by_route
 from pipelines.idfiles import read_ids
-from pipelines.registry import Registry
+from pipelines.registry import open_registry
 from pipelines.report import write_home_report
-from pipelines.resources import MurekaApiResource
-from pipelines.runner import run_capture
-from pipelines.useapi.corpus import generate_jobs, write_ids_file
-from pipelines.useapi.simulator import Simulator
-from pipelines.useapi.webhooks import WebhookOptions, WebhookSender, live_jobs
 from pipelines.webhook.receiver import running as webhook_receiver
 from pipelines.webhook.spool import pending_days
+from simulator.corpus import generate_jobs, write_ids_file
+from simulator.server import Simulator
+from simulator.webhooks import WebhookOptions, WebhookSender, live_jobs
 
 RECENT_JOBS = 40
 MAX_PASSES = 12
@@ -76,7 +76,7 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
         sender = WebhookSender(hooked, options, sim.clock).start()
         console.print(f"Webhooks: {len(hooked)} more jobs start within 8 s and post to the receiver at {receiver_url}")
         batch = read_ids(ids_file, anchor=utcnow())
-        with Registry(home.registry_path) as registry:
+        with open_registry(home) as registry:
             added = registry.add(batch.ids, source="demo", now=utcnow())
         console.print(f"Registered {added.added} ids from {ids_file.name} ({len(batch.rejections)} rejected)")
         api = MurekaApiResource(base_url=base_url, token=sim.token)
@@ -89,7 +89,7 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
                 f"webhook jobs confirmed {fetch.get('webhook', {}).get('confirmed', 0)}",
                 highlight=False,
             )
-            with Registry(home.registry_path) as registry:
+            with open_registry(home) as registry:
                 still_running = registry.summary(utcnow()).by_state.get("active", 0)
             if not still_running and sender.wait(0) and not pending_days(home):
                 break
@@ -100,14 +100,14 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
 
     console.print(f"\nDone in {elapsed:.1f} s, {requests_total} requests to the simulator.\n")
     summary.print_tables(console, home)
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         states = registry.summary(utcnow()).by_state
     captured = sum(states.get(state, 0) for state in ("completed", "failed", "active", "expired"))
     console.print(
         f"Captured {captured} of {len(corpus) + len(hooked)} jobs; {states.get('lost', 0)} were already past the 7-day"
         f" retention when registered (lost), {states.get('forbidden', 0)} belong to another user (forbidden)."
     )
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         by_webhook = count_by_route(registry)["webhook"]
     console.print(f"{by_webhook} jobs came in by webhook alone (no `ids add`), each confirmed by a GET before use.")
     report = write_home_report(home, utcnow())

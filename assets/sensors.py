@@ -19,13 +19,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.resources import HomeResource, MurekaApiResource
+from assets.schedules import digest, due_days, run_requests, waiting_days
+from pipelines.client import AuthError, TransientError, UnexpectedStatus
 from pipelines.config import Home, utcnow
 from pipelines.idfiles import IdBatch, IdFileError, read_ids
 from pipelines.jobids import InvalidJobId, JobId, parse_jobid
-from pipelines.registry import Registry
-from pipelines.resources import HomeResource, MurekaApiResource
-from pipelines.schedules import digest, due_days, run_requests, waiting_days
-from pipelines.useapi.client import AuthError, TransientError, UnexpectedStatus
+from pipelines.registry import open_registry
 
 REJECTED_DIR = "rejected"
 # A file younger than this may still be being written (a copy, not an atomic rename): read it next tick.
@@ -81,7 +81,7 @@ def _read(path: Path) -> IdBatch | str:
 
 def _register(home: Home, ids: list[JobId], source: str) -> tuple[int, set[date]]:
     """Register ids; returns how many were new and the creation days of all of them."""
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         result = registry.add(ids, source=source, now=utcnow())
     return result.added, {j.created_date for j in ids}
 

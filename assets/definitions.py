@@ -11,16 +11,15 @@ import dagster as dg
 from assets.checks import CHECKS
 from assets.feeds import FEED_ASSETS, capture_audit, feeds_job, feeds_schedule
 from assets.lake_tables import job_ids, lake_tables
+from assets.partitions import partitions_for
 from assets.raw import raw
 from assets.report import report
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
+from assets.schedules import build_capture_schedule
+from assets.sensors import build_inbox_sensor, build_running_jobs_sensor
 from assets.warehouse import warehouse
-from pipelines.config import DEFAULT_BASE_URL, Home
-from pipelines.dev import SIMULATOR_ENV
-from pipelines.partitions import partitions_for
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
-from pipelines.schedules import build_capture_schedule
-from pipelines.sensors import build_inbox_sensor, build_running_jobs_sensor
-from pipelines.webhook_sensor import build_webhook_sensor
+from assets.webhook_sensor import build_webhook_sensor
+from pipelines.config import DEFAULT_BASE_URL, SIMULATOR_ENV, Home
 
 CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
 ASSETS = [*CAPTURE_ASSETS, report, *FEED_ASSETS]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from cli.stopping import StopSignals, exit_code
 from pipelines.config import (
     DEFAULT_BASE_URL,
     DEFAULT_HOME,
@@ -25,10 +26,9 @@ from pipelines.config import (
     Home,
     utcnow,
 )
-from pipelines.stopping import StopSignals, exit_code
 
 if TYPE_CHECKING:  # imported where used: dagster takes a second to import, which --help need not pay
-    from pipelines.resources import MurekaApiResource
+    from assets.resources import MurekaApiResource
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 console = Console(soft_wrap=True)
@@ -57,13 +57,13 @@ class CliError(Exception):
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from pipelines.useapi import simulator
+    from simulator import server as simulator
 
     return simulator.main(args.extra)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from pipelines import dev
+    from cli import dev
 
     return dev.run(Home.locate(args.home), port=args.port, simulator_jobs=args.simulator_jobs)
 
@@ -75,12 +75,12 @@ def cmd_ids(args: argparse.Namespace) -> int:
 
 def cmd_ids_add(args: argparse.Namespace) -> int:
     from pipelines.idfiles import read_many
-    from pipelines.registry import Registry
+    from pipelines.registry import open_registry
 
     home = Home.locate(args.home).ensure()
     now = utcnow()
     batch, file_errors = read_many(args.files, anchor=now, stdin=sys.stdin.buffer)
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         result = registry.add(batch.ids, source="cli:" + ",".join(args.files), now=now)
     for rejection in batch.rejections:
         errors.print(f"rejected {rejection}", markup=False, highlight=False)
@@ -104,7 +104,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         with IngestBar() as bar:
             report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records, progress=bar)
     if os.environ.get("DAGSTER_HOME"):  # the UI's instance: the ingested days show as materialized partitions
-        from pipelines.ingest_events import record_ingest
+        from assets.ingest_events import record_ingest
 
         recorded = record_ingest(home, report)
         console.print(f"recorded {len(recorded)} days in the Dagster catalog", highlight=False)
@@ -136,7 +136,7 @@ def api_from_env(concurrency: int | None = None) -> "MurekaApiResource":
     token never becomes part of a run's config. Exit 2 when no token is set."""
     import dagster as dg
 
-    from pipelines.resources import MurekaApiResource
+    from assets.resources import MurekaApiResource
 
     if not os.environ.get("USEAPI_TOKEN"):
         raise CliError(
@@ -149,8 +149,8 @@ def api_from_env(concurrency: int | None = None) -> "MurekaApiResource":
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from assets.runner import run_capture
     from pipelines import summary
-    from pipelines.runner import run_capture
 
     api = api_from_env(args.concurrency)
     home = Home.locate(args.home)
@@ -160,9 +160,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from assets.runner import run_feeds
     from pipelines.feeds import audit_table
     from pipelines.query import QueryResult, render
-    from pipelines.runner import run_feeds
 
     api = api_from_env()
     home = Home.locate(args.home)
@@ -185,7 +185,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
+    from cli.demo import run_demo
 
     return run_demo(console, _home_of(args).root, jobs=args.jobs, seed=args.seed)
 
@@ -532,7 +532,7 @@ def _known(error: Exception, home: Home) -> tuple[str, int] | None:
     failure that carries no path of its own happened (a full disk, a busy registry)."""
     if isinstance(error, CliError):
         return _one_line(str(error)), error.code
-    if isinstance(error, _loaded(("pipelines.demo", "DemoHomeError"))):
+    if isinstance(error, _loaded(("cli.demo", "DemoHomeError"))):
         return _one_line(str(error)), EXIT_USAGE
     if isinstance(error, _loaded(*FAILURES)):
         return _one_line(str(error)), EXIT_FAILED
@@ -556,7 +556,7 @@ def _known(error: Exception, home: Home) -> tuple[str, int] | None:
 
 # Errors whose message already says what went wrong and what to do: printed as they are.
 FAILURES = (
-    ("pipelines.runner", "RunFailedError"),
+    ("assets.runner", "RunFailedError"),
     ("pipelines.query", "QueryError"),
     ("pipelines.registry", "RegistryError"),
     ("pipelines.warehouse", "WarehouseLockedError"),

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pipelines.useapi.corpus import Clock, SimJob, build_jobid, generate_jobs, iso_ms
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from simulator.corpus import Clock, SimJob, build_jobid, generate_jobs, iso_ms
+from simulator.server import FaultConfig, Simulator
 
 NOW = datetime(2026, 1, 21, 6, 15, 0, tzinfo=UTC)
 TOKEN = "user:777-simulatortoken"
@@ -299,7 +299,7 @@ def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "pipelines.useapi.simulator",
+            "simulator.server",
             "--port",
             "0",
             "--jobs",

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from pipelines.useapi.corpus import Clock, SimJob, generate_jobs
+from simulator.corpus import Clock, SimJob, generate_jobs
 
 if TYPE_CHECKING:
-    from pipelines.useapi.simulator import Simulator
+    from simulator.server import Simulator
 
 SENDERS = 8
 TIMEOUT = (2.0, 10.0)

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from pipelines.client import MurekaClient
 from pipelines.config import DEFAULT_BASE_URL
-from pipelines.useapi.client import MurekaClient
 
 
 class MurekaApiResource(dg.ConfigurableResource):

@@ -27,9 +27,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipelines.jobids import JOBID_SHAPE, RETENTION
-from pipelines.useapi import webhooks
-from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, write_ids_file
-from pipelines.useapi.feeds import FEED_PATHS, Feeds
+from simulator import webhooks
+from simulator.corpus import Clock, SimJob, generate_jobs, write_ids_file
+from simulator.feeds import FEED_PATHS, Feeds
 
 DEFAULT_TOKEN = "user:777-simulatortoken"
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what stops the simulator CLI

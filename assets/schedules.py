@@ -12,10 +12,10 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from assets.partitions import partitions_for
+from assets.resources import HomeResource
 from pipelines.config import Home, utcnow
-from pipelines.partitions import partitions_for
-from pipelines.registry import Registry
-from pipelines.resources import HomeResource
+from pipelines.registry import open_registry
 
 CRON_ENV = "MUREKA_ETL_CAPTURE_CRON"
 DEFAULT_CRON = "*/15 * * * *"
@@ -51,7 +51,7 @@ def due_days(
 ) -> list[date]:
     """Days holding due, unleased ids (nearest deadline first) that are `partitions` (default: the home's as
     they are now), optionally only `among`."""
-    with Registry(home.registry_path) as registry:
+    with open_registry(home) as registry:
         days = registry.partitions_with_due(now)
     wanted = None if among is None else set(among)
     keys = set((partitions or partitions_for(home, now)).get_partition_keys(current_time=now))

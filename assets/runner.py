@@ -7,13 +7,13 @@ from typing import Any
 
 import dagster as dg
 
+from assets.definitions import CAPTURE_JOB, build_defs
 from assets.feeds import FEEDS_JOB
+from assets.partitions import first_day, range_tags
+from assets.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.capture import RunSummary, days_to_catch_up, warehouse_is_current
 from pipelines.config import Home, utcnow
-from pipelines.definitions import CAPTURE_JOB, build_defs
-from pipelines.partitions import first_day, range_tags
-from pipelines.registry import Registry
-from pipelines.resources import HomeResource, MurekaApiResource, ProgressResource
+from pipelines.registry import open_registry
 from pipelines.webhook.spool import pending_days
 
 
@@ -77,7 +77,7 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
     With nothing due, nothing to catch up and the warehouse current, no Dagster run is started at all: the
     pass costs a few indexed registry reads and a stat per lake file.
     """
-    with Registry(home.ensure().registry_path) as registry:
+    with open_registry(home.ensure()) as registry:
         days = registry.partitions_with_due(utcnow())
     # A run killed after archiving answers leaves days no id is due in any more: they are finished here; days
     # with webhook deliveries in the spool are taken in by the run's raw asset.

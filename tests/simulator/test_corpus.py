@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines.jobids import JOBID_SHAPE
-from pipelines.useapi.corpus import Clock, SimJob, generate_jobs, iso_ms, write_ids_file
+from simulator.corpus import Clock, SimJob, generate_jobs, iso_ms, write_ids_file
 
 NOW = datetime(2026, 1, 21, 6, 15, 0, 123000, tzinfo=UTC)
 

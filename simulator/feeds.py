@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
-from pipelines.useapi.corpus import GENRES, MOODS, SHARE_KEY_CHARS, TITLE_WORDS, SimJob
+from simulator.corpus import GENRES, MOODS, SHARE_KEY_CHARS, TITLE_WORDS, SimJob
 
 MUSIC_PATH = "/music"
 SPEECH_PATH = "/speech"

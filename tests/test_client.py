@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipelines.useapi.client import Answer, AuthError, InvalidToken, MurekaClient, TransientError
-from pipelines.useapi.corpus import Clock, SimJob, build_jobid, generate_jobs
-from pipelines.useapi.simulator import FaultConfig, Simulator
+from pipelines.client import Answer, AuthError, InvalidToken, MurekaClient, TransientError
+from simulator.corpus import Clock, SimJob, build_jobid, generate_jobs
+from simulator.server import FaultConfig, Simulator
 
 NOW = datetime(2026, 1, 21, 6, 15, 0, tzinfo=UTC)
 TOKEN = "user:777-simulatortoken"

@@ -8,10 +8,10 @@ flattens and loads as any capture run does.
 
 import dagster as dg
 
+from assets.partitions import partitions_for
+from assets.resources import HomeResource
+from assets.schedules import digest, run_requests, waiting_days
 from pipelines.config import utcnow
-from pipelines.partitions import partitions_for
-from pipelines.resources import HomeResource
-from pipelines.schedules import digest, run_requests, waiting_days
 from pipelines.webhook import spool
 
 
