@@ -14,7 +14,7 @@ import dagster as dg
 
 from assets.resources import HomeResource
 from pipelines import checks
-from pipelines.config import utcnow
+from pipelines.config import Home, utcnow
 from pipelines.registry import AT_RISK_WINDOW
 
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -85,39 +85,47 @@ def _specs(*checks_: tuple[str, str, str]) -> list[dg.AssetCheckSpec]:
     description="Keys, durations, songs and speech of completed jobs, and API drift, over the run's days.",
 )
 def lake_checks(context: dg.AssetCheckExecutionContext, home: HomeResource) -> Iterator[dg.AssetCheckResult]:
-    days = run_days(context)
+    yield from lake_results(home.home, run_days(context))
+
+
+def lake_results(home: Home, days: list[date] | None) -> list[dg.AssetCheckResult]:
+    """The table checks and API drift over `days` (every day when None)."""
     queries = [query for _, _, query, _ in TABLE_CHECKS] + ["drift_fields", "drift_statuses"]
-    found = checks.find(home.home, queries, days)
-    for name, asset, query, _ in TABLE_CHECKS:
-        rows = found[query]
-        yield dg.AssetCheckResult(
+    found = checks.find(home, queries, days)
+    results = [
+        dg.AssetCheckResult(
             asset_key=asset,
             check_name=name,
-            passed=rows.count == 0,
+            passed=found[query].count == 0,
             severity=ERROR,
             metadata={
                 "days": _scope(days),
-                "offending_rows": rows.count,
-                "jobids": dg.MetadataValue.json(rows.first("jobid")),
-                "preview": dg.MetadataValue.md(rows.markdown()),
+                "offending_rows": found[query].count,
+                "jobids": dg.MetadataValue.json(found[query].first("jobid")),
+                "preview": dg.MetadataValue.md(found[query].markdown()),
             },
         )
+        for name, asset, query, _ in TABLE_CHECKS
+    ]
     fields, statuses = found["drift_fields"], found["drift_statuses"]
-    yield dg.AssetCheckResult(
-        asset_key=DRIFT[1],
-        check_name=DRIFT[0],
-        passed=fields.count == 0 and statuses.count == 0,
-        severity=WARN,
-        metadata={
-            "days": _scope(days),
-            "unknown_fields": fields.count,
-            "jobs_with_unknown_fields": fields.total("jobs"),
-            "unknown_statuses": statuses.count,
-            "jobs_with_unknown_status": statuses.total("jobs"),
-            "fields": dg.MetadataValue.md(fields.markdown()),
-            "statuses": dg.MetadataValue.md(statuses.markdown()),
-        },
+    results.append(
+        dg.AssetCheckResult(
+            asset_key=DRIFT[1],
+            check_name=DRIFT[0],
+            passed=fields.count == 0 and statuses.count == 0,
+            severity=WARN,
+            metadata={
+                "days": _scope(days),
+                "unknown_fields": fields.count,
+                "jobs_with_unknown_fields": fields.total("jobs"),
+                "unknown_statuses": statuses.count,
+                "jobs_with_unknown_status": statuses.total("jobs"),
+                "fields": dg.MetadataValue.md(fields.markdown()),
+                "statuses": dg.MetadataValue.md(statuses.markdown()),
+            },
+        )
     )
+    return results
 
 
 @dg.multi_asset_check(
@@ -126,28 +134,34 @@ def lake_checks(context: dg.AssetCheckExecutionContext, home: HomeResource) -> I
     description="Ids at risk of expiring before they are final (ERROR), and ids of the run's days already lost (WARN).",
 )
 def registry_checks(context: dg.AssetCheckExecutionContext, home: HomeResource) -> Iterator[dg.AssetCheckResult]:
-    days = run_days(context)
-    found = checks.registry_findings(home.home, utcnow(), days)
+    yield from registry_results(home.home, run_days(context))
+
+
+def registry_results(home: Home, days: list[date] | None) -> list[dg.AssetCheckResult]:
+    """Expiry risk (every id) and the ids of `days` already lost."""
+    found = checks.registry_findings(home, utcnow(), days)
     risk = found.at_risk
-    yield dg.AssetCheckResult(
-        asset_key=EXPIRY_RISK[1],
-        check_name=EXPIRY_RISK[0],
-        passed=risk.count == 0,
-        severity=ERROR,
-        metadata={
-            "at_risk": risk.count,
-            "due_now": risk.due_now,
-            "jobids": dg.MetadataValue.json(risk.jobids),
-            "preview": dg.MetadataValue.md(checks.markdown_table(["jobid"], [(i,) for i in risk.jobids])),
-        },
-    )
-    yield dg.AssetCheckResult(
-        asset_key=LOST_JOBS[1],
-        check_name=LOST_JOBS[0],
-        passed=found.lost == 0,
-        severity=WARN,
-        metadata={"days": _scope(days), "lost": found.lost, "known_ids": found.known},
-    )
+    return [
+        dg.AssetCheckResult(
+            asset_key=EXPIRY_RISK[1],
+            check_name=EXPIRY_RISK[0],
+            passed=risk.count == 0,
+            severity=ERROR,
+            metadata={
+                "at_risk": risk.count,
+                "due_now": risk.due_now,
+                "jobids": dg.MetadataValue.json(risk.jobids),
+                "preview": dg.MetadataValue.md(checks.markdown_table(["jobid"], [(i,) for i in risk.jobids])),
+            },
+        ),
+        dg.AssetCheckResult(
+            asset_key=LOST_JOBS[1],
+            check_name=LOST_JOBS[0],
+            passed=found.lost == 0,
+            severity=WARN,
+            metadata={"days": _scope(days), "lost": found.lost, "known_ids": found.known},
+        ),
+    ]
 
 
 LAKE_MATCHES_RAW = (
@@ -160,9 +174,14 @@ LAKE_MATCHES_RAW = (
 
 @dg.asset_check(asset=LAKE_MATCHES_RAW[1], name=LAKE_MATCHES_RAW[0], description=LAKE_MATCHES_RAW[2])
 def lake_matches_raw(context: dg.AssetCheckExecutionContext, home: HomeResource) -> dg.AssetCheckResult:
-    days = run_days(context)
-    found = checks.lake_raw_findings(home.home, days)
+    return lake_matches_raw_result(home.home, run_days(context))
+
+
+def lake_matches_raw_result(home: Home, days: list[date] | None) -> dg.AssetCheckResult:
+    found = checks.lake_raw_findings(home, days)
     return dg.AssetCheckResult(
+        asset_key=LAKE_MATCHES_RAW[1],
+        check_name=LAKE_MATCHES_RAW[0],
         passed=found.count == 0,
         severity=ERROR,
         metadata={
@@ -177,10 +196,15 @@ def lake_matches_raw(context: dg.AssetCheckExecutionContext, home: HomeResource)
 
 @dg.asset_check(asset=QUARANTINED[1], name=QUARANTINED[0], description=QUARANTINED[2])
 def quarantined_answers(context: dg.AssetCheckExecutionContext, home: HomeResource) -> dg.AssetCheckResult:
-    days = run_days(context)
-    found = checks.quarantined(home.home, days)
+    return quarantined_result(home.home, run_days(context))
+
+
+def quarantined_result(home: Home, days: list[date] | None) -> dg.AssetCheckResult:
+    found = checks.quarantined(home, days)
     rows = [(jobid, state, problem) for jobid, state, problem, _ in found.latest]
     return dg.AssetCheckResult(
+        asset_key=QUARANTINED[1],
+        check_name=QUARANTINED[0],
         passed=found.count == 0,
         severity=WARN,
         metadata={
@@ -192,6 +216,16 @@ def quarantined_answers(context: dg.AssetCheckExecutionContext, home: HomeResour
             ),
         },
     )
+
+
+def every_result(home: Home, days: list[date] | None) -> list[dg.AssetCheckResult]:
+    """What every check above finds over `days`: how a write outside a run (ingest) brings the checks up to date."""
+    return [
+        *lake_results(home, days),
+        *registry_results(home, days),
+        lake_matches_raw_result(home, days),
+        quarantined_result(home, days),
+    ]
 
 
 CHECKS = [lake_checks, registry_checks, lake_matches_raw, quarantined_answers]

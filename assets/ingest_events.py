@@ -3,7 +3,8 @@
 Ingest archives, flattens and loads on its own stages (faster than a run of the capture assets); afterwards
 each ingested day gets a runless materialization of `raw`, of every lake table, of `job_ids` and of
 `warehouse`, with the per-partition metadata keys the capture assets record (`dagster/row_count` from the
-day's Parquet footers, a preview; `rows_loaded/<table>` for the warehouse). Like `sync`, only when
+day's Parquet footers, a preview; `rows_loaded/<table>` for the warehouse), and every asset check is evaluated
+over those days, so the catalog's check results describe what ingest wrote. Like `sync`, only when
 DAGSTER_HOME names the instance the UI reads: otherwise there is no history to join.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.checks import every_result
 from assets.day_metadata import file_rows, preview
 from assets.lake_tables import TABLE_DESCRIPTIONS
 from assets.partitions import partitions_for
@@ -26,7 +28,8 @@ RECORDED_BY = "mureka-etl ingest"
 
 
 def record_ingest(home: Home, report: IngestReport) -> list[date]:
-    """Report a materialization per ingested day of each asset ingest wrote; returns the days recorded.
+    """Report a materialization per ingested day of each asset ingest wrote, then every check evaluated over
+    those days; returns the days recorded.
 
     Days outside the home's partitions (before MUREKA_ETL_FIRST_DAY, or after today) are left out: no
     partition of the code location would show them. Nothing is recorded without DAGSTER_HOME.
@@ -41,7 +44,21 @@ def record_ingest(home: Home, report: IngestReport) -> list[date]:
                 instance.report_runless_asset_event(
                     dg.AssetMaterialization(asset, partition=day.isoformat(), metadata=metadata)
                 )
+        for result in every_result(home, days):
+            instance.report_runless_asset_event(_evaluation(result))
     return days
+
+
+def _evaluation(result: dg.AssetCheckResult) -> dg.AssetCheckEvaluation:
+    """A check's result over the ingested days, as the runless evaluation the catalog shows."""
+    assert result.asset_key is not None and result.check_name is not None  # every_result names both
+    return dg.AssetCheckEvaluation(
+        asset_key=result.asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata={**result.metadata, "recorded_by": RECORDED_BY},
+        severity=result.severity,
+    )
 
 
 def _day_metadata(home: Home, report: IngestReport, day: date) -> dict[str, dict[str, Any]]:

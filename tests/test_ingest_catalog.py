@@ -6,6 +6,7 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 
+from assets.checks import CHECKS
 from assets.partitions import partitions_for
 from pipelines import lake
 from pipelines.config import Home, utcnow
@@ -55,6 +56,30 @@ def test_ingest_records_each_days_materializations_in_the_dagster_instance(tmp_p
             warehouse = latest(instance, "warehouse", day)
             for table in ("jobs", "songs", "job_observations", "job_ids"):
                 assert warehouse[f"rows_loaded/{table}"] == lake_rows[table] == warehouse_rows(home, table, day)
+        evaluations = check_evaluations(instance)
+    # Every asset check of the code location has a result over the ingested days, and the clean data passes.
+    assert set(evaluations) == {(str(c.asset_key.path[-1]), c.name) for c in all_check_keys()}
+    scoped = {key: e for key, e in evaluations.items() if "days" in e.metadata}
+    assert scoped and all(e.metadata["days"].value == f"{days[0]}..{days[-1]}" for e in scoped.values())
+    assert evaluations[("jobs", "jobs_key_unique")].passed
+    assert evaluations[("job_observations", "lake_matches_raw")].passed
+    assert evaluations[("jobs", "completed_music_has_songs")].metadata["recorded_by"].value == "mureka-etl ingest"
+
+
+def all_check_keys() -> list[dg.AssetCheckKey]:
+    return [key for check in CHECKS for key in check.check_keys]
+
+
+def check_evaluations(instance: dg.DagsterInstance) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    """The latest evaluation of each asset check in the instance, by (asset, check name)."""
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(all_check_keys())
+    found = {}
+    for key, record in records.items():
+        assert record.event is not None and record.event.dagster_event is not None
+        evaluation = record.event.dagster_event.event_specific_data
+        assert isinstance(evaluation, dg.AssetCheckEvaluation)
+        found[(key.asset_key.path[-1], key.name)] = evaluation
+    return found
 
 
 def test_ingest_without_dagster_home_records_nothing(tmp_path):
