@@ -15,6 +15,7 @@ from assets.resources import HomeResource, MurekaApiResource
 from pipelines import capture, feeds
 from pipelines.checks import markdown_table
 from pipelines.client import AuthError
+from pipelines.tables import FEED_RAW, SPECS
 from pipelines.warehouse import open_lake
 
 GROUP = "feeds"
@@ -35,22 +36,21 @@ class FeedScanConfig(dg.Config):
             "feed_raw",
             group_name=GROUP,
             kinds={"parquet"},
-            description="Every feed page (GET /music, GET /speech) of every account, archived verbatim in"
-            " lake/feed_raw/.",
+            description=FEED_RAW.description,
         ),
         dg.AssetSpec(
             "feed_songs",
             deps=["feed_raw"],
             group_name=GROUP,
             kinds={"parquet"},
-            description="Every song of the accounts' music feeds, any age (key song_id, version), by generation day.",
+            description=SPECS["feed_songs"].description,
         ),
         dg.AssetSpec(
             "feed_speech",
             deps=["feed_raw"],
             group_name=GROUP,
             kinds={"parquet"},
-            description="Every speech of the accounts' speech feeds, any age (key id), by the day first seen.",
+            description=SPECS["feed_speech"].description,
         ),
     ],
     retry_policy=TRANSIENT_RETRY,

@@ -8,12 +8,12 @@ import dagster as dg
 import duckdb
 
 from assets.definitions import defs
-from assets.lake_tables import TABLE_DESCRIPTIONS
-from pipelines import config, lake
-from pipelines.config import FEED_TABLES, FLATTENED, TABLES, Home
-from pipelines.flatten import SCHEMAS, SORT_KEYS
+from pipelines import lake, tables
+from pipelines.config import Home
+from pipelines.flatten import SORT_KEYS
 from pipelines.jobids import RETENTION
-from pipelines.warehouse import SQL_DIR, open_lake
+from pipelines.tables import FEED_TABLES, FLATTENED, SPECS, TABLES, Kind
+from pipelines.warehouse import create_tables, open_lake
 
 ROOT = Path(__file__).resolve().parent.parent
 # The retention written out in any unit SQL or Python would spell it in.
@@ -52,16 +52,16 @@ def test_only_jobids_spells_the_job_id_grammar() -> None:
     assert spelled == ["pipelines/jobids.py"]  # sql/jobids.sql's fast path is held equal by tests/test_jobids.py
 
 
-def test_table_lists_derive_from_config() -> None:
+def test_table_lists_derive_from_the_specs() -> None:
     assert TABLES == (*FLATTENED, "job_ids", *FEED_TABLES.values())
+    assert [SPECS[name].kind for name in TABLES] == [Kind.FLATTENED] * 5 + [Kind.REGISTRY, Kind.FEED, Kind.FEED]
     # lake writes the flattened tables children first, job_observations last (its applied batches cover all).
-    assert sorted(lake.FLATTENED) == sorted(config.FLATTENED)
+    assert sorted(lake.FLATTENED) == sorted(tables.FLATTENED)
     assert set(lake.JOB_CHILDREN) < set(FLATTENED) and lake.FLATTENED[-1] == "job_observations"
-    assert set(TABLE_DESCRIPTIONS) == set(FLATTENED)
-    assert set(SORT_KEYS) == {*FLATTENED, "job_ids"} and set(SCHEMAS) == {*FLATTENED, "job_ids", "raw"}
+    assert set(SORT_KEYS) == {*FLATTENED, "job_ids"} and set(SPECS) == {*TABLES, "raw", "feed_raw"}
     con = duckdb.connect()
     try:
-        con.execute((SQL_DIR / "schema.sql").read_text())
+        create_tables(con)
         created = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     finally:
         con.close()
