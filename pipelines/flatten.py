@@ -17,16 +17,6 @@ import pyarrow.compute as pc
 from pipelines.jobids import RETENTION_MACRO
 from pipelines.tables import RAW, SPECS, SPEECH
 
-# Sort keys that make every table's row order deterministic (the table's key, then tie-breakers).
-SORT_KEYS: dict[str, list[tuple[str, str]]] = {
-    "jobs": [("jobid", "ascending")],
-    "songs": [("jobid", "ascending"), ("song_id", "ascending"), ("version", "ascending"), ("song_index", "ascending")],
-    "speech": [("jobid", "ascending")],
-    "speech_turns": [("jobid", "ascending"), ("turn_index", "ascending")],
-    "job_observations": [("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "ascending")],
-    "job_ids": [("jobid", "ascending")],
-}
-
 _SONG_KEY = ["jobid", "song_id", "version"]  # a song repeated in one answer is kept once, at its first index
 _SQL = Path(__file__).resolve().parent.parent / "sql"
 # The speech columns that sql/flatten_records.sql names otherwise (jobs has a title and a response_state too).
@@ -44,7 +34,7 @@ def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
     job_observations has one row per raw row; jobs, songs, speech and speech_turns come from the latest
     (observed_at, then batch_id) 200 observation per jobid whose body is a JSON object and that was not
     quarantined (`reason` null), when DuckDB's JSON reader reads it as that job's record. Every table is
-    sorted by SORT_KEYS. The day names the partition the rows belong to; it does not change the result.
+    sorted by its spec's `order`. The day names the partition the rows belong to; it does not change the result.
     This reading is the only one: the fetch stage records a job's state from it (pipelines/fetch.py).
     """
     with Flattener() as flattener:
@@ -100,7 +90,7 @@ class Flattener:
             records = con.sql(_sql("records")).to_arrow_table()
             if not pc.all(records.column("parsed")).as_py():
                 records = records.filter(records.column("parsed"))
-            records = sort_rows(records, SORT_KEYS["jobs"])
+            records = sort_rows(records, SPECS["jobs"].sort_keys())
             con.register("records", records.select(["jobid", "observed_at", "batch_id", "status"]))
             observations = _typed(con.sql(_sql("job_observations")).to_arrow_table(), "job_observations")
         finally:
@@ -189,7 +179,7 @@ def _typed(table: pa.Table, name: str) -> pa.Table:
     (without a copy when the rows are in order already)."""
     schema = SPECS[name].schema
     arrays = [table.column(field.name).cast(field.type) for field in schema]
-    return sort_rows(pa.Table.from_arrays(arrays, schema=schema), SORT_KEYS[name])
+    return sort_rows(pa.Table.from_arrays(arrays, schema=schema), SPECS[name].sort_keys())
 
 
 def sort_rows(table: pa.Table, sort_keys: list) -> pa.Table:

@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 from pipelines import tables
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
-from pipelines.flatten import SORT_KEYS, flatten, sort_rows
+from pipelines.flatten import flatten, sort_rows
 from pipelines.tables import RAW, SPECS
 
 APPLIED_KEY = b"mureka.applied_batches"
@@ -176,7 +176,7 @@ def write_job_ids(home: Home, day: date, table: pa.Table) -> Path:
     path = table_file(home, "job_ids", day)
     conformed = _conform(table, SPECS["job_ids"].schema)
     if conformed.num_rows:
-        _write_atomic(conformed.sort_by(SORT_KEYS["job_ids"]), path)
+        _write_atomic(conformed.sort_by(SPECS["job_ids"].sort_keys()), path)
     else:
         path.unlink(missing_ok=True)
     return path
@@ -412,7 +412,7 @@ def _merge_day(
             present = [part for part in parts if part is not None]
             merged[table] = _merge_observations(pa.concat_tables(present)) if present else None
         else:
-            merged[table] = _winning_rows(parts, winners, SORT_KEYS[table])
+            merged[table] = _winning_rows(parts, winners, SPECS[table].sort_keys())
         if merged[table] is None:
             merged[table] = SPECS[table].schema.empty_table()
     return merged

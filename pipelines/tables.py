@@ -39,14 +39,21 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class TableSpec:
     """One table: `schema` as the lake's Parquet files hold it; the hive folder `partition` (a DATE) is one more
-    column over the lake and in the warehouse. `feed` names the account feed (client.FEEDS) of a feed table."""
+    column over the lake and in the warehouse. `order` lists the columns that sort a flattened or exported table's
+    rows deterministically (its key, then tie-breakers). `feed` names the account feed (client.FEEDS) of a feed
+    table."""
 
     name: str
     kind: Kind
     description: str
     schema: pa.Schema
     partition: str = "created_date"
+    order: tuple[str, ...] = ()
     feed: str | None = None
+
+    def sort_keys(self) -> list[tuple[str, str]]:
+        """`order` as pyarrow's sort keys (every column ascending)."""
+        return [(name, "ascending") for name in self.order]
 
     def sql_columns(self) -> list[tuple[str, str]]:
         """(name, DuckDB type) of each column over the lake and in the warehouse, the partition last."""
@@ -58,144 +65,160 @@ class TableSpec:
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n{columns}\n);\n"
 
 
-def _table(name: str, kind: Kind, description: str, columns: list[tuple[str, pa.DataType]], **more: str) -> TableSpec:
-    return TableSpec(name, kind, description, pa.schema(columns), **more)
-
-
-RAW = _table(
+RAW = TableSpec(
     "raw",
     Kind.ARCHIVE,
     "Every fetched API answer, verbatim: one row per fetch of a job (lake/raw/, one file per batch and day).",
-    [
-        ("jobid", pa.string()),
-        ("observed_at", TIMESTAMP),
-        ("http_status", pa.int16()),
-        ("body", pa.string()),
-        ("batch_id", pa.string()),
-        ("reason", pa.string()),  # why a quarantined answer is not a record (null for the others)
-    ],
+    pa.schema(
+        [
+            ("jobid", pa.string()),
+            ("observed_at", TIMESTAMP),
+            ("http_status", pa.int16()),
+            ("body", pa.string()),
+            ("batch_id", pa.string()),
+            ("reason", pa.string()),  # why a quarantined answer is not a record (null for the others)
+        ]
+    ),
 )
 
-JOBS = _table(
+JOBS = TableSpec(
     "jobs",
     Kind.FLATTENED,
     "One row per captured job, its latest state (lake/jobs/).",
-    [
-        ("jobid", pa.string()),
-        ("job_type", pa.string()),
-        ("verb", pa.string()),
-        ("status", pa.string()),
-        ("created", TIMESTAMP),
-        ("updated", TIMESTAMP),
-        ("expires_at", TIMESTAMP),
-        ("account", pa.string()),
-        ("model", pa.string()),
-        ("prompt", pa.string()),
-        ("title", pa.string()),
-        ("error", pa.string()),
-        ("error_details", pa.string()),
-        ("code", pa.int64()),
-        ("feed_id", pa.int64()),
-        ("response_state", pa.int64()),
-        ("song_count", pa.int32()),
-        ("voice_id", pa.int64()),
-        ("is_conversation", pa.bool_()),
-        ("reply_ref", pa.string()),
-        ("observed_at", TIMESTAMP),
-        ("http_status", pa.int16()),
-        ("extra_fields", _STRINGS),
-        ("request_json", pa.string()),
-    ],
+    pa.schema(
+        [
+            ("jobid", pa.string()),
+            ("job_type", pa.string()),
+            ("verb", pa.string()),
+            ("status", pa.string()),
+            ("created", TIMESTAMP),
+            ("updated", TIMESTAMP),
+            ("expires_at", TIMESTAMP),
+            ("account", pa.string()),
+            ("model", pa.string()),
+            ("prompt", pa.string()),
+            ("title", pa.string()),
+            ("error", pa.string()),
+            ("error_details", pa.string()),
+            ("code", pa.int64()),
+            ("feed_id", pa.int64()),
+            ("response_state", pa.int64()),
+            ("song_count", pa.int32()),
+            ("voice_id", pa.int64()),
+            ("is_conversation", pa.bool_()),
+            ("reply_ref", pa.string()),
+            ("observed_at", TIMESTAMP),
+            ("http_status", pa.int16()),
+            ("extra_fields", _STRINGS),
+            ("request_json", pa.string()),
+        ]
+    ),
+    order=("jobid",),
 )
 
-SONGS = _table(
+SONGS = TableSpec(
     "songs",
     Kind.FLATTENED,
     "One row per song of a music job, key (jobid, song_id, version) (lake/songs/).",
-    [
-        ("jobid", pa.string()),
-        ("song_index", pa.int32()),
-        ("song_id", pa.string()),
-        ("version", pa.string()),
-        ("title", pa.string()),
-        ("duration_milliseconds", pa.int64()),
-        ("generate_at", pa.int64()),
-        ("genres", _STRINGS),
-        ("moods", _STRINGS),
-        ("mp3_url", pa.string()),
-        ("cover", pa.string()),
-        ("share_key", pa.string()),
-        ("share_link", pa.string()),
-        ("machine_audit_state", pa.int64()),
-        ("credit_type", pa.int64()),
-        ("recall", pa.bool_()),
-        ("is_regenerate", pa.bool_()),
-        ("regenerate_from", pa.int64()),
-    ],
+    pa.schema(
+        [
+            ("jobid", pa.string()),
+            ("song_index", pa.int32()),
+            ("song_id", pa.string()),
+            ("version", pa.string()),
+            ("title", pa.string()),
+            ("duration_milliseconds", pa.int64()),
+            ("generate_at", pa.int64()),
+            ("genres", _STRINGS),
+            ("moods", _STRINGS),
+            ("mp3_url", pa.string()),
+            ("cover", pa.string()),
+            ("share_key", pa.string()),
+            ("share_link", pa.string()),
+            ("machine_audit_state", pa.int64()),
+            ("credit_type", pa.int64()),
+            ("recall", pa.bool_()),
+            ("is_regenerate", pa.bool_()),
+            ("regenerate_from", pa.int64()),
+        ]
+    ),
+    order=("jobid", "song_id", "version", "song_index"),
 )
 
-SPEECH = _table(
+SPEECH = TableSpec(
     "speech",
     Kind.FLATTENED,
     "One row per completed TTS job (lake/speech/).",
-    [
-        ("jobid", pa.string()),
-        ("title", pa.string()),
-        ("preview", pa.string()),
-        ("cover", pa.string()),
-        ("mp3_url", pa.string()),
-        ("speech_id", pa.int64()),
-        ("duration_milliseconds", pa.int64()),
-        ("audio_quality", pa.int64()),
-        ("state", pa.int64()),
-        ("voice_id", pa.int64()),
-        ("is_conversation", pa.bool_()),
-        ("turn_count", pa.int32()),
-        ("text", pa.string()),
-    ],
+    pa.schema(
+        [
+            ("jobid", pa.string()),
+            ("title", pa.string()),
+            ("preview", pa.string()),
+            ("cover", pa.string()),
+            ("mp3_url", pa.string()),
+            ("speech_id", pa.int64()),
+            ("duration_milliseconds", pa.int64()),
+            ("audio_quality", pa.int64()),
+            ("state", pa.int64()),
+            ("voice_id", pa.int64()),
+            ("is_conversation", pa.bool_()),
+            ("turn_count", pa.int32()),
+            ("text", pa.string()),
+        ]
+    ),
+    order=("jobid",),
 )
 
-SPEECH_TURNS = _table(
+SPEECH_TURNS = TableSpec(
     "speech_turns",
     Kind.FLATTENED,
     "One row per turn of a multi-speaker TTS request (lake/speech_turns/).",
-    [
-        ("jobid", pa.string()),
-        ("turn_index", pa.int32()),
-        ("voice_id", pa.int64()),
-        ("text", pa.string()),
-    ],
+    pa.schema(
+        [
+            ("jobid", pa.string()),
+            ("turn_index", pa.int32()),
+            ("voice_id", pa.int64()),
+            ("text", pa.string()),
+        ]
+    ),
+    order=("jobid", "turn_index"),
 )
 
-JOB_OBSERVATIONS = _table(
+JOB_OBSERVATIONS = TableSpec(
     "job_observations",
     Kind.FLATTENED,
     "One row per fetch of a job: when, HTTP status, job status (lake/job_observations/).",
-    [
-        ("jobid", pa.string()),
-        ("observed_at", TIMESTAMP),
-        ("http_status", pa.int16()),
-        ("status", pa.string()),
-        ("batch_id", pa.string()),
-    ],
+    pa.schema(
+        [
+            ("jobid", pa.string()),
+            ("observed_at", TIMESTAMP),
+            ("http_status", pa.int16()),
+            ("status", pa.string()),
+            ("batch_id", pa.string()),
+        ]
+    ),
+    order=("jobid", "observed_at", "batch_id"),
 )
 
-JOB_IDS = _table(
+JOB_IDS = TableSpec(
     "job_ids",
     Kind.REGISTRY,
     "One row per known job id of the registry: source, state, deadline, fetch count (lake/job_ids/).",
-    [
-        ("jobid", pa.string()),
-        ("source", pa.string()),
-        ("added_at", TIMESTAMP),
-        ("created_at", TIMESTAMP),
-        ("expires_at", TIMESTAMP),
-        ("job_type", pa.string()),
-        ("state", pa.string()),
-        ("fetch_count", pa.int32()),
-        ("last_observed_at", TIMESTAMP),
-        ("last_http_status", pa.int16()),
-    ],
+    pa.schema(
+        [
+            ("jobid", pa.string()),
+            ("source", pa.string()),
+            ("added_at", TIMESTAMP),
+            ("created_at", TIMESTAMP),
+            ("expires_at", TIMESTAMP),
+            ("job_type", pa.string()),
+            ("state", pa.string()),
+            ("fetch_count", pa.int32()),
+            ("last_observed_at", TIMESTAMP),
+            ("last_http_status", pa.int16()),
+        ]
+    ),
+    order=("jobid",),
 )
 
 
@@ -204,56 +227,62 @@ def _shared(spec: TableSpec, *names: str) -> list[tuple[str, pa.DataType]]:
     return [(name, spec.schema.field(name).type) for name in names]
 
 
-FEED_SONGS = _table(
+FEED_SONGS = TableSpec(
     "feed_songs",
     Kind.FEED,
     "Every song of the accounts' music feeds, any age (key song_id, version), by generation day.",
-    [
-        ("account", pa.string()),
-        ("feed_id", pa.int64()),
-        *_shared(SONGS, "song_id", "version", "title", "duration_milliseconds", "generate_at"),
-        ("generated_at", TIMESTAMP),
-        *_shared(SONGS, "genres", "moods", "mp3_url", "cover", "share_key", "share_link"),
-        *_shared(SONGS, "machine_audit_state", "credit_type"),
-        ("feed_state", pa.int64()),
-        ("is_accelerated", pa.bool_()),
-        ("first_seen_at", TIMESTAMP),
-        ("last_seen_at", TIMESTAMP),
-    ],
+    pa.schema(
+        [
+            ("account", pa.string()),
+            ("feed_id", pa.int64()),
+            *_shared(SONGS, "song_id", "version", "title", "duration_milliseconds", "generate_at"),
+            ("generated_at", TIMESTAMP),
+            *_shared(SONGS, "genres", "moods", "mp3_url", "cover", "share_key", "share_link"),
+            *_shared(SONGS, "machine_audit_state", "credit_type"),
+            ("feed_state", pa.int64()),
+            ("is_accelerated", pa.bool_()),
+            ("first_seen_at", TIMESTAMP),
+            ("last_seen_at", TIMESTAMP),
+        ]
+    ),
     feed="music",
 )
 
-FEED_SPEECH = _table(
+FEED_SPEECH = TableSpec(
     "feed_speech",
     Kind.FEED,
     "Every speech of the accounts' speech feeds, any age (key id), by the day first seen.",
-    [
-        ("account", pa.string()),
-        ("id", pa.int64()),
-        *_shared(SPEECH, "title", "preview", "cover", "mp3_url", "duration_milliseconds"),
-        *_shared(SPEECH, "audio_quality", "state"),
-        ("generated_after", TIMESTAMP),
-        ("first_seen_at", TIMESTAMP),
-        ("last_seen_at", TIMESTAMP),
-        ("scan_started_at", TIMESTAMP),
-        ("scan_position", pa.int64()),
-    ],
+    pa.schema(
+        [
+            ("account", pa.string()),
+            ("id", pa.int64()),
+            *_shared(SPEECH, "title", "preview", "cover", "mp3_url", "duration_milliseconds"),
+            *_shared(SPEECH, "audio_quality", "state"),
+            ("generated_after", TIMESTAMP),
+            ("first_seen_at", TIMESTAMP),
+            ("last_seen_at", TIMESTAMP),
+            ("scan_started_at", TIMESTAMP),
+            ("scan_position", pa.int64()),
+        ]
+    ),
     feed="speech",
 )
 
-FEED_RAW = _table(
+FEED_RAW = TableSpec(
     "feed_raw",
     Kind.ARCHIVE,
     "Every feed page (GET /music, GET /speech) of every account, archived verbatim in lake/feed_raw/.",
-    [
-        ("feed", pa.string()),
-        ("account", pa.string()),
-        ("requested_last_id", pa.int64()),
-        ("observed_at", TIMESTAMP),
-        ("http_status", pa.int16()),
-        ("body", pa.string()),
-        ("batch_id", pa.string()),
-    ],
+    pa.schema(
+        [
+            ("feed", pa.string()),
+            ("account", pa.string()),
+            ("requested_last_id", pa.int64()),
+            ("observed_at", TIMESTAMP),
+            ("http_status", pa.int16()),
+            ("body", pa.string()),
+            ("batch_id", pa.string()),
+        ]
+    ),
     partition="observed_date",
 )
 
