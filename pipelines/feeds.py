@@ -44,7 +44,6 @@ from pipelines.warehouse import SQL_DIR, open_lake
 DEFAULT_MAX_PAGES = 50  # per account and feed and run
 SCAN_LOCK_TIMEOUT = 60.0
 AUDIT_SQL = SQL_DIR / "audit"
-KEYS = {"feed_songs": ("song_id", "version"), "feed_speech": ("id",)}
 
 
 class FeedScanBusy(RuntimeError):
@@ -272,9 +271,9 @@ def _rows(
 
 
 def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int]:
-    """Merge `rows` into `table`'s day files by key (a row seen before keeps its first sighting, its
+    """Merge `rows` into `table`'s day files by key (its spec's `order`; a row seen before keeps its first sighting, its
     generated_after and, for a speech, its day); returns the rows of each day file rewritten."""
-    keys = KEYS[table]
+    keys = SPECS[table].order
     schema = SPECS[table].schema
     current: dict[tuple, dict[str, Any]] = {}
     for day in lake_days(home, table):

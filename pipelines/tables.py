@@ -39,9 +39,9 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class TableSpec:
     """One table: `schema` as the lake's Parquet files hold it; the hive folder `partition` (a DATE) is one more
-    column over the lake and in the warehouse. `order` lists the columns that sort a flattened or exported table's
-    rows deterministically (its key, then tie-breakers). `feed` names the account feed (client.FEEDS) of a feed
-    table."""
+    column over the lake and in the warehouse. `order` lists the columns that sort the table's rows
+    deterministically: its key, then tie-breakers (a feed table's is its key, which its upsert merges on). `feed`
+    names the account feed (client.FEEDS) whose items fill a feed table."""
 
     name: str
     kind: Kind
@@ -245,6 +245,7 @@ FEED_SONGS = TableSpec(
             ("last_seen_at", TIMESTAMP),
         ]
     ),
+    order=("song_id", "version"),
     feed="music",
 )
 
@@ -265,6 +266,7 @@ FEED_SPEECH = TableSpec(
             ("scan_position", pa.int64()),
         ]
     ),
+    order=("id",),
     feed="speech",
 )
 
