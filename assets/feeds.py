@@ -15,6 +15,7 @@ from assets.resources import HomeResource, MurekaApiResource
 from pipelines import capture, feeds
 from pipelines.checks import markdown_table
 from pipelines.client import AuthError
+from pipelines.tables import FEED_RAW, FEED_TABLES, SPECS
 from pipelines.warehouse import open_lake
 
 GROUP = "feeds"
@@ -31,26 +32,12 @@ class FeedScanConfig(dg.Config):
 @dg.multi_asset(
     name="feed_scan",
     specs=[
-        dg.AssetSpec(
-            "feed_raw",
-            group_name=GROUP,
-            kinds={"parquet"},
-            description="Every feed page (GET /music, GET /speech) of every account, archived verbatim in"
-            " lake/feed_raw/.",
-        ),
-        dg.AssetSpec(
-            "feed_songs",
-            deps=["feed_raw"],
-            group_name=GROUP,
-            kinds={"parquet"},
-            description="Every song of the accounts' music feeds, any age (key song_id, version), by generation day.",
-        ),
-        dg.AssetSpec(
-            "feed_speech",
-            deps=["feed_raw"],
-            group_name=GROUP,
-            kinds={"parquet"},
-            description="Every speech of the accounts' speech feeds, any age (key id), by the day first seen.",
+        dg.AssetSpec(FEED_RAW.name, group_name=GROUP, kinds={"parquet"}, description=FEED_RAW.description),
+        *(
+            dg.AssetSpec(
+                table, deps=[FEED_RAW.name], group_name=GROUP, kinds={"parquet"}, description=SPECS[table].description
+            )
+            for table in FEED_TABLES.values()
         ),
     ],
     retry_policy=TRANSIENT_RETRY,
@@ -75,7 +62,7 @@ def feed_scan(
         for account, by_feed in report.feeds.items()
     }
     yield dg.MaterializeResult(
-        asset_key="feed_raw",
+        asset_key=FEED_RAW.name,
         metadata={
             "run_requests": report.http_requests,
             "run_retries": report.retries,
@@ -87,7 +74,7 @@ def feed_scan(
             "full_scan": config.full,
         },
     )
-    for table in ("feed_songs", "feed_speech"):
+    for table in FEED_TABLES.values():
         written = report.rows.get(table, {})
         yield dg.MaterializeResult(
             asset_key=table,
@@ -102,7 +89,7 @@ def feed_scan(
 
 
 @dg.asset(
-    deps=["feed_songs", "feed_speech"],
+    deps=list(FEED_TABLES.values()),
     group_name=GROUP,
     kinds={"duckdb"},
     pool=POOL,

@@ -16,13 +16,13 @@ import dagster as dg
 
 from assets.checks import every_result
 from assets.day_metadata import file_rows, preview
-from assets.lake_tables import TABLE_DESCRIPTIONS
 from assets.partitions import partitions_for
 from assets.raw import RAW_PREVIEW_COLUMNS
 from pipelines import lake
 from pipelines.checks import markdown_table
 from pipelines.config import Home
 from pipelines.ingest import IngestReport
+from pipelines.tables import FLATTENED, JOB_IDS
 
 RECORDED_BY = "mureka-etl ingest"
 
@@ -75,7 +75,7 @@ def _day_metadata(home: Home, report: IngestReport, day: date) -> dict[str, dict
         }
     }
     applied = report.flatten.applied_by_day.get(day, 0) if report.flatten is not None else 0
-    for table in (*TABLE_DESCRIPTIONS, "job_ids"):
+    for table in (*FLATTENED, JOB_IDS.name):
         path = lake.table_file(home, table, day)
         extra = {"exported": True} if table == "job_ids" else {"batches_applied": applied}
         metadata[table] = {

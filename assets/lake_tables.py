@@ -7,16 +7,7 @@ from assets.partitions import RETENTION_PARTITIONS, partition_days
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from assets.resources import HomeResource
 from pipelines import capture, lake
-from pipelines.config import FLATTENED
-
-# One description per table of config.FLATTENED (its asset in the catalog).
-TABLE_DESCRIPTIONS = {
-    "jobs": "One row per captured job, its latest state (lake/jobs/).",
-    "songs": "One row per song of a music job, key (jobid, song_id, version) (lake/songs/).",
-    "speech": "One row per completed TTS job (lake/speech/).",
-    "speech_turns": "One row per turn of a multi-speaker TTS request (lake/speech_turns/).",
-    "job_observations": "One row per fetch of a job: when, HTTP status, job status (lake/job_observations/).",
-}
+from pipelines.tables import FLATTENED, JOB_IDS, SPECS
 
 
 class LakeTablesConfig(dg.Config):
@@ -29,7 +20,7 @@ class LakeTablesConfig(dg.Config):
         dg.AssetSpec(
             name,
             deps=["raw"],
-            description=TABLE_DESCRIPTIONS[name],
+            description=SPECS[name].description,
             group_name="lake",
             kinds={"parquet"},
             partitions_def=RETENTION_PARTITIONS,
@@ -78,6 +69,7 @@ def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, hom
     backfill_policy=BACKFILL_POLICY,
     retry_policy=TRANSIENT_RETRY,
     deps=["raw"],
+    description=JOB_IDS.description,
     group_name="lake",
     kinds={"parquet", "sqlite"},
 )

@@ -25,6 +25,7 @@ from pipelines.client import AuthError, TransientError, UnexpectedStatus
 from pipelines.config import Home, utcnow
 from pipelines.idfiles import IdBatch, IdFileError, read_ids
 from pipelines.jobids import InvalidJobId, JobId, parse_jobid
+from pipelines.lake import file_version
 from pipelines.registry import open_registry
 
 REJECTED_DIR = "rejected"
@@ -48,11 +49,6 @@ def inbox_files(inbox: Path, now: float) -> list[Path]:
         if now - stat.st_mtime >= SETTLE_SECONDS:
             files.append((stat.st_mtime_ns, path.name, path))
     return [path for _, _, path in sorted(files)]
-
-
-def file_version(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
 def set_aside(path: Path, reason: str) -> Path:

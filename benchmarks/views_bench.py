@@ -20,8 +20,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.config import TABLES, Home
+from pipelines.config import Home
 from pipelines.query import connect_readonly
+from pipelines.tables import TABLES
 from pipelines.warehouse import VIEWS_DIR, apply_views, rebuild_summaries
 
 GENERATE = """

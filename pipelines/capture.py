@@ -12,10 +12,11 @@ from filelock import FileLock, Timeout
 
 from pipelines import lake
 from pipelines.client import MurekaClient
-from pipelines.config import TABLES, Home, utcnow
+from pipelines.config import Home, utcnow
 from pipelines.fetch import FetchReport, fetch_due
 from pipelines.progress import ProgressCallback
 from pipelines.registry import Registry, open_registry
+from pipelines.tables import TABLES
 from pipelines.warehouse import LoadResult, Warehouse
 
 

@@ -8,13 +8,6 @@ from pathlib import Path
 DEFAULT_BASE_URL = "https://api.useapi.net/v1/mureka"
 # Set by `mureka-etl dev` when it serves the embedded simulator, so the assets' metadata can say so.
 SIMULATOR_ENV = "MUREKA_ETL_SIMULATOR"
-# The lake tables flattened from lake/raw, one partitioned asset each (pipelines/lake.py writes them, flatten.py
-# holds their schemas).
-FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")
-# The table of each feed kind's items (pipelines/feeds.py).
-FEED_TABLES = {"music": "feed_songs", "speech": "feed_speech"}
-# Every table of the lake and the warehouse: the flattened ones, the registry's job ids and the feed items.
-TABLES = (*FLATTENED, "job_ids", *FEED_TABLES.values())
 # Records per `mureka-etl ingest` batch, flattened whole two at a time: the memory unit (25k peaked near 1.5 GB
 # at 1M records).
 INGEST_BATCH_RECORDS = 20_000

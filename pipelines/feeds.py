@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
@@ -35,64 +36,14 @@ from pipelines.client import (
     TransientError,
     UnexpectedStatus,
 )
-from pipelines.config import FEED_TABLES, Home, utcnow
-from pipelines.flatten import SONGS_SCHEMA, SPEECH_SCHEMA
+from pipelines.config import Home, utcnow
 from pipelines.lake import lake_days, table_file
+from pipelines.tables import FEED_RAW, FEED_TABLES, SPECS
 from pipelines.warehouse import SQL_DIR, open_lake
 
 DEFAULT_MAX_PAGES = 50  # per account and feed and run
 SCAN_LOCK_TIMEOUT = 60.0
 AUDIT_SQL = SQL_DIR / "audit"
-_TS = pa.timestamp("us", tz="UTC")
-
-FEED_RAW_SCHEMA = pa.schema(
-    [
-        ("feed", pa.string()),
-        ("account", pa.string()),
-        ("requested_last_id", pa.int64()),
-        ("observed_at", _TS),
-        ("http_status", pa.int16()),
-        ("body", pa.string()),
-        ("batch_id", pa.string()),
-    ]
-)
-
-
-def _fields(schema: pa.Schema, *names: str) -> list[pa.Field]:
-    """The fields a feed item shares with a job's song or speech, typed once, in `flatten`'s schemas."""
-    return [schema.field(name) for name in names]
-
-
-SCHEMAS = {
-    "feed_songs": pa.schema(
-        [
-            ("account", pa.string()),
-            ("feed_id", pa.int64()),
-            *_fields(SONGS_SCHEMA, "song_id", "version", "title", "duration_milliseconds", "generate_at"),
-            ("generated_at", _TS),
-            *_fields(SONGS_SCHEMA, "genres", "moods", "mp3_url", "cover", "share_key", "share_link"),
-            *_fields(SONGS_SCHEMA, "machine_audit_state", "credit_type"),
-            ("feed_state", pa.int64()),
-            ("is_accelerated", pa.bool_()),
-            ("first_seen_at", _TS),
-            ("last_seen_at", _TS),
-        ]
-    ),
-    "feed_speech": pa.schema(
-        [
-            ("account", pa.string()),
-            ("id", pa.int64()),
-            *_fields(SPEECH_SCHEMA, "title", "preview", "cover", "mp3_url", "duration_milliseconds"),
-            *_fields(SPEECH_SCHEMA, "audio_quality", "state"),
-            ("generated_after", _TS),
-            ("first_seen_at", _TS),
-            ("last_seen_at", _TS),
-            ("scan_started_at", _TS),
-            ("scan_position", pa.int64()),
-        ]
-    ),
-}
-KEYS = {"feed_songs": ("song_id", "version"), "feed_speech": ("id",)}
 
 
 class FeedScanBusy(RuntimeError):
@@ -163,7 +114,7 @@ def scan_feeds(
         report.accounts = sorted(accounts if accounts is not None else _available_accounts(client))
         cursors = _read_cursors(home)
         pages: list[FeedPage] = []
-        rows: dict[str, list[dict[str, Any]]] = {table: [] for table in SCHEMAS}
+        rows: dict[str, list[dict[str, Any]]] = {table: [] for table in FEED_TABLES.values()}
         for account in report.accounts:
             for feed in FEEDS:
                 key = f"{feed}:{account}"
@@ -179,7 +130,7 @@ def scan_feeds(
         if pages:
             report.batch_id = _archive(home, pages)
             report.pages_archived = len(pages)
-        report.rows = {table: upsert(home, table, rows[table]) for table in SCHEMAS if rows[table]}
+        report.rows = {table: upsert(home, table, rows[table]) for table in FEED_TABLES.values() if rows[table]}
         _write_cursors(home, cursors)
     finally:
         lock.release()
@@ -320,12 +271,13 @@ def _rows(
 
 
 def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int]:
-    """Merge `rows` into `table`'s day files by key (a row seen before keeps its first sighting, its
+    """Merge `rows` into `table`'s day files by key (its spec's `order`; a row seen before keeps its first sighting, its
     generated_after and, for a speech, its day); returns the rows of each day file rewritten."""
-    keys = KEYS[table]
+    keys = SPECS[table].order
+    schema = SPECS[table].schema
     current: dict[tuple, dict[str, Any]] = {}
     for day in lake_days(home, table):
-        for row in pq.read_table(table_file(home, table, day), schema=SCHEMAS[table]).to_pylist():
+        for row in _read_day(table_file(home, table, day), schema).to_pylist():
             current[tuple(row[k] for k in keys)] = {**row, "created_date": day}
     touched: set[date] = set()
     for row in rows:
@@ -349,9 +301,17 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
             (r for r in current.values() if r["created_date"] == day), key=lambda r: tuple(str(r[k]) for k in keys)
         )
         written[day] = len(day_rows)
-        data = pa.Table.from_pylist([{k: r[k] for k in SCHEMAS[table].names} for r in day_rows], SCHEMAS[table])
+        data = pa.Table.from_pylist([{k: r[k] for k in schema.names} for r in day_rows], schema)
         _write(data, table_file(home, table, day))
     return written
+
+
+def _read_day(path: Path, schema: pa.Schema) -> pa.Table:
+    """A feed table's day file as `schema`. Files written while feed times were microseconds read truncated to
+    the millisecond, as the next upsert of their day writes them."""
+    table = pq.read_table(path)
+    columns = [pc.cast(table.column(f.name), options=pc.CastOptions(f.type, allow_time_truncate=True)) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def audit_table(home: Home) -> tuple[list[str], list[tuple]]:
@@ -401,7 +361,7 @@ def _archive(home: Home, pages: list[FeedPage]) -> str:
                 }
                 for p in day_pages
             ],
-            FEED_RAW_SCHEMA,
+            FEED_RAW.schema,
         )
         _write(data, _feed_raw(home) / f"observed_date={day.isoformat()}" / f"{batch_id}.parquet")
     return batch_id

@@ -39,6 +39,7 @@ from pipelines.crashpoints import crashpoint
 from pipelines.flatten import Flattener
 from pipelines.progress import ProgressCallback
 from pipelines.registry import DueId, Outcome, Registry
+from pipelines.tables import RAW_BATCH_SCHEMA
 
 FINAL_STATUSES = frozenset({"completed", "failed"})
 RETRY_BUDGET_BASE = 200
@@ -52,18 +53,6 @@ BATCH_ANSWERS = 250
 BATCH_SECONDS = 2.0
 QUARANTINED_LISTED = 50
 UNREADABLE = "the flattener (DuckDB's JSON reader) does not read the body as this job's record"
-
-_TS = pa.timestamp("ms", tz="UTC")
-RAW_BATCH_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("observed_at", _TS),
-        ("http_status", pa.int16()),
-        ("body", pa.string()),
-        ("batch_id", pa.string()),
-        ("created_date", pa.date32()),
-    ]
-)
 
 
 @dataclass

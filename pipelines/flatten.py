@@ -1,4 +1,4 @@
-"""Flatten raw API answers of one creation day into the lake tables (schemas: docs/architecture.md).
+"""Flatten raw API answers of one creation day into the lake tables (schemas: pipelines/tables.py).
 
 The work is columnar: an in-memory DuckDB parses each job's latest body once with the JSON extension
 (sql/flatten_docs.sql, sql/flatten_records.sql; ids up to 2^63 stay exact int64) and Arrow splits, filters
@@ -15,130 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.jobids import RETENTION_MACRO
-from pipelines.registry import JOB_IDS_SCHEMA
-
-_TS = pa.timestamp("ms", tz="UTC")
-_STRINGS = pa.list_(pa.string())
-
-RAW_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("observed_at", _TS),
-        ("http_status", pa.int16()),
-        ("body", pa.string()),
-        ("batch_id", pa.string()),
-        ("reason", pa.string()),  # why a quarantined answer is not a record (null for the others)
-    ]
-)
-
-JOBS_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("job_type", pa.string()),
-        ("verb", pa.string()),
-        ("status", pa.string()),
-        ("created", _TS),
-        ("updated", _TS),
-        ("expires_at", _TS),
-        ("account", pa.string()),
-        ("model", pa.string()),
-        ("prompt", pa.string()),
-        ("title", pa.string()),
-        ("error", pa.string()),
-        ("error_details", pa.string()),
-        ("code", pa.int64()),
-        ("feed_id", pa.int64()),
-        ("response_state", pa.int64()),
-        ("song_count", pa.int32()),
-        ("voice_id", pa.int64()),
-        ("is_conversation", pa.bool_()),
-        ("reply_ref", pa.string()),
-        ("observed_at", _TS),
-        ("http_status", pa.int16()),
-        ("extra_fields", _STRINGS),
-        ("request_json", pa.string()),
-    ]
-)
-
-SONGS_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("song_index", pa.int32()),
-        ("song_id", pa.string()),
-        ("version", pa.string()),
-        ("title", pa.string()),
-        ("duration_milliseconds", pa.int64()),
-        ("generate_at", pa.int64()),
-        ("genres", _STRINGS),
-        ("moods", _STRINGS),
-        ("mp3_url", pa.string()),
-        ("cover", pa.string()),
-        ("share_key", pa.string()),
-        ("share_link", pa.string()),
-        ("machine_audit_state", pa.int64()),
-        ("credit_type", pa.int64()),
-        ("recall", pa.bool_()),
-        ("is_regenerate", pa.bool_()),
-        ("regenerate_from", pa.int64()),
-    ]
-)
-
-SPEECH_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("title", pa.string()),
-        ("preview", pa.string()),
-        ("cover", pa.string()),
-        ("mp3_url", pa.string()),
-        ("speech_id", pa.int64()),
-        ("duration_milliseconds", pa.int64()),
-        ("audio_quality", pa.int64()),
-        ("state", pa.int64()),
-        ("voice_id", pa.int64()),
-        ("is_conversation", pa.bool_()),
-        ("turn_count", pa.int32()),
-        ("text", pa.string()),
-    ]
-)
-
-SPEECH_TURNS_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("turn_index", pa.int32()),
-        ("voice_id", pa.int64()),
-        ("text", pa.string()),
-    ]
-)
-
-JOB_OBSERVATIONS_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("observed_at", _TS),
-        ("http_status", pa.int16()),
-        ("status", pa.string()),
-        ("batch_id", pa.string()),
-    ]
-)
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "jobs": JOBS_SCHEMA,
-    "songs": SONGS_SCHEMA,
-    "speech": SPEECH_SCHEMA,
-    "speech_turns": SPEECH_TURNS_SCHEMA,
-    "job_observations": JOB_OBSERVATIONS_SCHEMA,
-    "job_ids": JOB_IDS_SCHEMA,
-    "raw": RAW_SCHEMA,
-}
-
-# Sort keys that make every table's row order deterministic (the table's key, then tie-breakers).
-SORT_KEYS: dict[str, list[tuple[str, str]]] = {
-    "jobs": [("jobid", "ascending")],
-    "songs": [("jobid", "ascending"), ("song_id", "ascending"), ("version", "ascending"), ("song_index", "ascending")],
-    "speech": [("jobid", "ascending")],
-    "speech_turns": [("jobid", "ascending"), ("turn_index", "ascending")],
-    "job_observations": [("jobid", "ascending"), ("observed_at", "ascending"), ("batch_id", "ascending")],
-    "job_ids": [("jobid", "ascending")],
-}
+from pipelines.tables import RAW, SPECS, SPEECH
 
 _SONG_KEY = ["jobid", "song_id", "version"]  # a song repeated in one answer is kept once, at its first index
 _SQL = Path(__file__).resolve().parent.parent / "sql"
@@ -157,7 +34,7 @@ def flatten(raw: pa.Table, created_date: date) -> dict[str, pa.Table]:
     job_observations has one row per raw row; jobs, songs, speech and speech_turns come from the latest
     (observed_at, then batch_id) 200 observation per jobid whose body is a JSON object and that was not
     quarantined (`reason` null), when DuckDB's JSON reader reads it as that job's record. Every table is
-    sorted by SORT_KEYS. The day names the partition the rows belong to; it does not change the result.
+    sorted by its spec's `order`. The day names the partition the rows belong to; it does not change the result.
     This reading is the only one: the fetch stage records a job's state from it (pipelines/fetch.py).
     """
     with Flattener() as flattener:
@@ -178,7 +55,7 @@ class Flattener:
         self._con.execute(_sql("macros"))
         self._con.execute(RETENTION_MACRO)
         # The view is bound once, over an empty input; each flatten registers its own `latest` under the name.
-        self._con.register("latest", RAW_SCHEMA.empty_table())
+        self._con.register("latest", RAW.schema.empty_table())
         self._con.execute(f"CREATE TEMP VIEW docs AS {_sql('docs')}")
         self._con.unregister("latest")
 
@@ -213,7 +90,7 @@ class Flattener:
             records = con.sql(_sql("records")).to_arrow_table()
             if not pc.all(records.column("parsed")).as_py():
                 records = records.filter(records.column("parsed"))
-            records = sort_rows(records, SORT_KEYS["jobs"])
+            records = sort_rows(records, SPECS["jobs"].sort_keys())
             con.register("records", records.select(["jobid", "observed_at", "batch_id", "status"]))
             observations = _typed(con.sql(_sql("job_observations")).to_arrow_table(), "job_observations")
         finally:
@@ -221,7 +98,7 @@ class Flattener:
                 con.unregister(name)
         songs = _songs(records)
         speech = records.filter(records.column("has_speech"))
-        speech = pa.table({name: speech.column(_SPEECH_SOURCES.get(name, name)) for name in SPEECH_SCHEMA.names})
+        speech = pa.table({name: speech.column(_SPEECH_SOURCES.get(name, name)) for name in SPEECH.schema.names})
         tables = {
             "songs": songs,
             "speech": _typed(speech, "speech"),
@@ -236,7 +113,7 @@ def _raw_columns(raw: pa.Table) -> pa.Table:
     """Raw rows with exactly the raw lake columns; without a `reason` column (ingest's), none was quarantined."""
     if "reason" not in raw.column_names:
         raw = raw.append_column("reason", pa.nulls(raw.num_rows, pa.string()))
-    return raw.select(RAW_SCHEMA.names).cast(RAW_SCHEMA)
+    return raw.select(RAW.schema.names).cast(RAW.schema)
 
 
 def _owned(table: pa.Table) -> pa.Table:
@@ -300,9 +177,9 @@ def _jobs(records: pa.Table, songs: pa.Table) -> pa.Table:
 def _typed(table: pa.Table, name: str) -> pa.Table:
     """A table of DuckDB's results cast to the lake schema (epoch milliseconds become timestamps), sorted by key
     (without a copy when the rows are in order already)."""
-    schema = SCHEMAS[name]
+    schema = SPECS[name].schema
     arrays = [table.column(field.name).cast(field.type) for field in schema]
-    return sort_rows(pa.Table.from_arrays(arrays, schema=schema), SORT_KEYS[name])
+    return sort_rows(pa.Table.from_arrays(arrays, schema=schema), SPECS[name].sort_keys())
 
 
 def sort_rows(table: pa.Table, sort_keys: list) -> pa.Table:

@@ -36,10 +36,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from pipelines import capture, lake
 from pipelines.config import INGEST_BATCH_RECORDS, Home, utcnow
-from pipelines.fetch import FINAL_STATUSES, RAW_BATCH_SCHEMA, new_batch_id
+from pipelines.fetch import FINAL_STATUSES, new_batch_id
 from pipelines.flatten import Flattener
 from pipelines.jobids import RETENTION, SKEW, InvalidJobId, parse_jobid, printable
 from pipelines.registry import Registry, open_registry
+from pipelines.tables import RAW_BATCH_SCHEMA, TIMESTAMP
 from pipelines.warehouse import LoadResult
 
 STDIN = "-"
@@ -49,7 +50,6 @@ MAX_LISTED = 1000  # bad lines kept for the report; beyond that they are only co
 _SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _SQL = (_SQL_DIR / "ingest_records.sql").read_text()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TS = pa.timestamp("ms", tz="UTC")
 _GZIP_MAGIC = b"\x1f\x8b"
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of other (Unicode) spaces is not empty
 
@@ -398,13 +398,13 @@ def _prepare(
     states = fields.column("state").filter(keep)
     report.by_state.update({entry["values"]: entry["counts"] for entry in pc.value_counts(states).to_pylist()})
     jobids = fields.column("jobid").filter(keep)
-    observed_at = fields.column("observed_ms").filter(keep).cast(_TS)
-    created_date = created_ms.cast(pa.timestamp("ms")).cast(pa.date32())
+    observed_at = fields.column("observed_ms").filter(keep).cast(TIMESTAMP)
+    created_date = created_ms.cast(TIMESTAMP).cast(pa.date32())
     observed = pa.table(
         {
             "jobid": jobids,
-            "created_at": created_ms.cast(_TS),
-            "expires_at": pc.add(created_ms, RETENTION // timedelta(milliseconds=1)).cast(_TS),
+            "created_at": created_ms.cast(TIMESTAMP),
+            "expires_at": pc.add(created_ms, RETENTION // timedelta(milliseconds=1)).cast(TIMESTAMP),
             "created_date": created_date,
             "job_type": job_type.filter(keep),
             "observed_at": observed_at,

@@ -25,20 +25,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from pipelines import config
+from pipelines import tables
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
-from pipelines.flatten import RAW_SCHEMA, SCHEMAS, SORT_KEYS, flatten, sort_rows
+from pipelines.flatten import flatten, sort_rows
+from pipelines.tables import RAW, SPECS
 
 APPLIED_KEY = b"mureka.applied_batches"
 DAY_ROWS_KEY = b"mureka.day_rows"
 DATA_FILE = "data.parquet"
 # Written in this order: every batch in a later table's file has then been applied to the earlier ones,
 # which lets a table without a file (no rows) inherit the applied batches of the next table that has one
-# (children from jobs, jobs from job_observations, which has a row for every raw row): config.FLATTENED, children
+# (children from jobs, jobs from job_observations, which has a row for every raw row): tables.FLATTENED, children
 # first.
 JOB_CHILDREN = ("songs", "speech", "speech_turns")
-FLATTENED = (*JOB_CHILDREN, *(table for table in config.FLATTENED if table not in JOB_CHILDREN))
+FLATTENED = (*JOB_CHILDREN, *(table for table in tables.FLATTENED if table not in JOB_CHILDREN))
 LOCK_TIMEOUT = 600.0
 # Raw rows flattened at once: DuckDB's working set follows it, so a day of any size fits in bounded memory.
 FLATTEN_ROWS = 25_000
@@ -108,7 +109,7 @@ def table_file(home: Home, table: str, day: date) -> Path:
 
 
 def file_version(path: Path) -> str:
-    """The version of a file as the warehouse records it: "mtime_ns:size"."""
+    """A file's version, "mtime_ns:size": what the warehouse records of a lake file, the inbox sensor of an id file."""
     stat = path.stat()
     return f"{stat.st_mtime_ns}:{stat.st_size}"
 
@@ -145,8 +146,8 @@ def read_raw(home: Home, day: date, batch_ids: Collection[str] | None = None) ->
     missing = [batch for batch in wanted if batch not in batches]
     if missing:
         raise FileNotFoundError(f"raw batches {missing} of {day} are not in {day_dir(home.raw, day)}")
-    tables = [_conform(pq.ParquetFile(batches[batch]).read(), RAW_SCHEMA) for batch in wanted]
-    return pa.concat_tables(tables) if tables else RAW_SCHEMA.empty_table()
+    tables = [_conform(pq.ParquetFile(batches[batch]).read(), RAW.schema) for batch in wanted]
+    return pa.concat_tables(tables) if tables else RAW.schema.empty_table()
 
 
 def write_raw_batch(home: Home, batch_id: str, rows: pa.Table) -> list[Path]:
@@ -165,7 +166,7 @@ def write_raw_batch(home: Home, batch_id: str, rows: pa.Table) -> list[Path]:
         batch = pa.array([batch_id] * part.num_rows, pa.string())
         part = part.drop_columns([c for c in ("batch_id",) if c in part.column_names]).append_column("batch_id", batch)
         path = day_dir(home.raw, day) / f"{batch_id}.parquet"
-        _write_atomic(_conform(part, RAW_SCHEMA), path)
+        _write_atomic(_conform(part, RAW.schema), path)
         paths.append(path)
     return paths
 
@@ -173,9 +174,9 @@ def write_raw_batch(home: Home, batch_id: str, rows: pa.Table) -> list[Path]:
 def write_job_ids(home: Home, day: date, table: pa.Table) -> Path:
     """Replace `lake/job_ids/created_date=D/data.parquet` with the registry export of `day` (none if empty)."""
     path = table_file(home, "job_ids", day)
-    conformed = _conform(table, SCHEMAS["job_ids"])
+    conformed = _conform(table, SPECS["job_ids"].schema)
     if conformed.num_rows:
-        _write_atomic(conformed.sort_by(SORT_KEYS["job_ids"]), path)
+        _write_atomic(conformed.sort_by(SPECS["job_ids"].sort_keys()), path)
     else:
         path.unlink(missing_ok=True)
     return path
@@ -210,7 +211,7 @@ def apply_pending(
             if rebuild or damage:
                 break
             try:
-                current[table] = _read_table(path, SCHEMAS[table])
+                current[table] = _read_table(path, SPECS[table].schema)
             except (OSError, pa.ArrowException) as exc:  # a damaged page, which the footers do not show
                 damage.append(Damage(table, day, path, f"is unreadable ({exc})"))
         if damage:
@@ -411,9 +412,9 @@ def _merge_day(
             present = [part for part in parts if part is not None]
             merged[table] = _merge_observations(pa.concat_tables(present)) if present else None
         else:
-            merged[table] = _winning_rows(parts, winners, SORT_KEYS[table])
+            merged[table] = _winning_rows(parts, winners, SPECS[table].sort_keys())
         if merged[table] is None:
-            merged[table] = SCHEMAS[table].empty_table()
+            merged[table] = SPECS[table].schema.empty_table()
     return merged
 
 

@@ -23,21 +23,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import TABLES, Home
+from pipelines.config import Home
 from pipelines.lake import lake_days
+from pipelines.tables import RAW, TABLES
 from pipelines.warehouse import open_lake
 
 # The raw archive as `query` shows it: what the API answered, verbatim (DESIGN.md, data contract).
-RAW_TABLE = "raw"
-_RAW_COLUMNS = (
-    ("jobid", "VARCHAR"),
-    ("observed_at", "TIMESTAMPTZ"),
-    ("http_status", "SMALLINT"),
-    ("body", "VARCHAR"),
-    ("batch_id", "VARCHAR"),
-    ("reason", "VARCHAR"),
-    ("created_date", "DATE"),
-)
+RAW_TABLE = RAW.name
+_RAW_COLUMNS = RAW.sql_columns()
 # Relations whose name starts with one of these are plumbing behind the views, not answers.
 _INTERNAL_PREFIXES = ("_",)
 

@@ -25,6 +25,7 @@ from filelock import FileLock, Timeout
 
 from pipelines.config import Home
 from pipelines.jobids import JobId
+from pipelines.tables import JOB_IDS, TIMESTAMP
 
 STATES = ("new", "active", "completed", "failed", "forbidden", "invalid", "expired", "lost")
 DUE_STATES = ("new", "active")
@@ -40,21 +41,6 @@ BULK_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL (SQLite's default checkpoints eve
 DDL_PATH = Path(__file__).parents[1] / "sql" / "registry.sql"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TS = pa.timestamp("ms", tz="UTC")
-JOB_IDS_SCHEMA = pa.schema(
-    [
-        ("jobid", pa.string()),
-        ("source", pa.string()),
-        ("added_at", _TS),
-        ("created_at", _TS),
-        ("expires_at", _TS),
-        ("job_type", pa.string()),
-        ("state", pa.string()),
-        ("fetch_count", pa.int32()),
-        ("last_observed_at", _TS),
-        ("last_http_status", pa.int16()),
-    ]
-)
 
 # Ids in a due state whose lease is absent, run out, held by the asking owner or by a dead run (`:dead`, a JSON
 # list of owners: a read-only count, which frees nothing, still counts their ids as due).
@@ -350,7 +336,7 @@ class Registry:
             )
             .sort_by("jobid")  # in key order: neighbouring ids share job_ids pages
         )
-        ms = lambda name: per_id.column(name).cast(_TS).cast(pa.int64()).to_pylist()  # noqa: E731
+        ms = lambda name: per_id.column(name).cast(TIMESTAMP).cast(pa.int64()).to_pylist()  # noqa: E731
         ids = per_id.column("jobid").to_pylist()
         days = per_id.column("created_date_first").cast(pa.string()).to_pylist()
         added_at = _ms(now)
@@ -783,10 +769,10 @@ def _count_by_state(db: sqlite3.Connection, created_dates: Collection[date] | No
 
 
 def _job_ids_table(rows: list[tuple]) -> pa.Table:
-    columns: list[Sequence[object]] = list(zip(*rows)) if rows else [[] for _ in JOB_IDS_SCHEMA]
+    columns: list[Sequence[object]] = list(zip(*rows)) if rows else [[] for _ in JOB_IDS.schema]
     return pa.table(
-        [pa.array(col, type=field.type) for col, field in zip(columns, JOB_IDS_SCHEMA)],
-        schema=JOB_IDS_SCHEMA,
+        [pa.array(col, type=field.type) for col, field in zip(columns, JOB_IDS.schema)],
+        schema=JOB_IDS.schema,
     )
 
 

@@ -24,10 +24,11 @@ from typing import Any
 import duckdb
 from filelock import FileLock, Timeout
 
-from pipelines.config import TABLES, Home
+from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
 from pipelines.jobids import RETENTION_MACRO
 from pipelines.lake import file_version, heal, lake_days, table_file
+from pipelines.tables import TABLES, ddl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMA_SQL = SQL_DIR / "schema.sql"
@@ -124,7 +125,7 @@ class Warehouse:
             con.execute("BEGIN TRANSACTION")
             try:
                 summarized = _has_table(con, "_song_duration_seconds")
-                con.execute(SCHEMA_SQL.read_text())
+                create_tables(con)
                 loaded = _load_days(con, home, days, summarized)
                 if not summarized:  # a new warehouse, or one older than the summary tables
                     rebuild_summaries(con)
@@ -186,6 +187,13 @@ class Warehouse:
         return con
 
 
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the warehouse tables that do not exist yet: the lake's from their specs (pipelines/tables.py),
+    then the warehouse's own (sql/schema.sql)."""
+    con.execute(ddl())
+    con.execute(SCHEMA_SQL.read_text())
+
+
 def apply_views(con: duckdb.DuckDBPyConnection) -> None:
     """Create the retention macro the views use, then execute every sql/views/*.sql in name order (if the folder
     exists)."""
@@ -201,7 +209,7 @@ def rebuild_summaries(con: duckdb.DuckDBPyConnection) -> None:
     `load_changed` does it once for a warehouse that predates the summary, then keeps it day by day; call it
     after filling the tables by other means (tests, benchmarks), before `apply_views`.
     """
-    con.execute(SCHEMA_SQL.read_text())
+    create_tables(con)
     con.execute("DELETE FROM _song_duration_days")
     con.execute("DELETE FROM _song_duration_seconds")
     found = con.execute("SELECT DISTINCT created_date FROM songs WHERE created_date IS NOT NULL").fetchall()
@@ -397,7 +405,7 @@ def open_lake(home: Home, days: Collection[date] | None = None) -> duckdb.DuckDB
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE SCHEMA _empty; SET schema = '_empty'")
-    con.execute(SCHEMA_SQL.read_text())
+    create_tables(con)
     con.execute("SET schema = 'main'")
     for table in TABLES:
         source = _lake_files(home, table, days)

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.flatten import RAW_SCHEMA, SCHEMAS, Flattener, first_rows, flatten, latest_rows, sort_rows
+from pipelines.flatten import Flattener, first_rows, flatten, latest_rows, sort_rows
+from pipelines.tables import RAW, SPECS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 DAY = date(2026, 1, 21)
@@ -45,7 +46,7 @@ def raw_rows(batch_ids: set[str] | None = None) -> list[dict]:
 
 
 def raw_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=RAW.schema)
 
 
 def by_key(table: pa.Table, *keys: str) -> dict:
@@ -66,7 +67,7 @@ def test_row_counts_and_schemas(out):
         "job_observations": 16,
     }
     for name, table in out.items():
-        assert table.schema == SCHEMAS[name]
+        assert table.schema == SPECS[name].schema
 
 
 def test_latest_observation_wins_and_seed_music_values(out):

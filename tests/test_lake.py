@@ -15,14 +15,12 @@ import pytest
 
 from pipelines import lake
 from pipelines.config import Home
-from pipelines.flatten import SCHEMAS
+from pipelines.tables import FLATTENED, SPECS
 from tests.test_flatten import DAY, M1, raw_rows
-
-FLATTENED = ("jobs", "songs", "speech", "speech_turns", "job_observations")
 
 
 def with_day(rows: list[dict], day: date = DAY) -> pa.Table:
-    table = pa.Table.from_pylist(rows, schema=SCHEMAS["raw"])
+    table = pa.Table.from_pylist(rows, schema=SPECS["raw"].schema)
     return table.append_column("created_date", pa.array([day] * table.num_rows, pa.date32()))
 
 
@@ -47,7 +45,7 @@ def test_write_and_read_raw_batches_per_day(home):
     assert "created_date" not in pq.read_schema(paths[1]).names
     assert list(lake.raw_batches(home, DAY)) == ["b01"]
     assert lake.read_raw(home, DAY).num_rows == 3
-    assert lake.read_raw(home, DAY, ["b01"]).schema == SCHEMAS["raw"]
+    assert lake.read_raw(home, DAY, ["b01"]).schema == SPECS["raw"].schema
     assert lake.lake_days(home, "raw") == [other_day, DAY]
     assert not list(home.raw.rglob("*.tmp"))
     with pytest.raises(ValueError):
@@ -180,7 +178,7 @@ def test_write_job_ids_and_file_version(home):
                 "last_http_status": 200,
             }
         ],
-        schema=SCHEMAS["job_ids"],
+        schema=SPECS["job_ids"].schema,
     )
     path = lake.write_job_ids(home, DAY, table)
     assert path == home.lake / "job_ids" / "created_date=2026-01-21" / "data.parquet"
@@ -188,7 +186,7 @@ def test_write_job_ids_and_file_version(home):
     size = path.stat().st_size
     assert lake.file_version(path).endswith(f":{size}")
     assert lake.lake_days(home, "job_ids") == [DAY]
-    lake.write_job_ids(home, DAY, SCHEMAS["job_ids"].empty_table())
+    lake.write_job_ids(home, DAY, SPECS["job_ids"].schema.empty_table())
     assert not path.exists()
 
 

@@ -173,7 +173,8 @@ def test_the_state_reading_is_the_jobs_rows_reading() -> None:
 
     import pyarrow as pa
 
-    from pipelines.flatten import RAW_SCHEMA, Flattener
+    from pipelines.flatten import Flattener
+    from pipelines.tables import RAW
     from tests.test_flatten import raw_rows
 
     rng = random.Random(7)
@@ -190,7 +191,7 @@ def test_the_state_reading_is_the_jobs_rows_reading() -> None:
         for job in jobs[:-1]
     ]
     for rows in (raw_rows(), drawn):
-        raw = pa.Table.from_pylist(rows, schema=RAW_SCHEMA)
+        raw = pa.Table.from_pylist(rows, schema=RAW.schema)
         with Flattener(threads=1) as flattener:
             jobs_table = flattener.flatten(raw, date(2026, 1, 21))["jobs"]
             statuses = flattener.statuses(raw)

@@ -27,8 +27,9 @@ from pipelines import capture, summary
 from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import UNREADABLE, fetch_due
-from pipelines.flatten import RAW_SCHEMA, flatten
+from pipelines.flatten import flatten
 from pipelines.registry import Registry
+from pipelines.tables import RAW
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
@@ -144,7 +145,7 @@ def test_a_quarantined_answer_never_hides_the_record_captured_before_it() -> Non
             "reason": "body is not UTF-8",
         },
     ]
-    tables = flatten(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), day)
+    tables = flatten(pa.Table.from_pylist(rows, schema=RAW.schema), day)
     assert tables["jobs"].column("status").to_pylist() == [job.final_record["status"]]
     assert tables["job_observations"].column("status").to_pylist() == [job.final_record["status"], None]
 

@@ -11,8 +11,9 @@ from datetime import UTC, date, datetime
 import duckdb
 import pytest
 
-from pipelines.config import TABLES, Home
+from pipelines.config import Home
 from pipelines.query import QueryError, QueryResult, connect_readonly, list_relations, render, run_query
+from pipelines.tables import TABLES
 from tests.test_views import ROOT, build_lake, build_warehouse
 
 

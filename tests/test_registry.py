@@ -14,7 +14,6 @@ import pytest
 
 from pipelines.jobids import parse_jobid
 from pipelines.registry import (
-    JOB_IDS_SCHEMA,
     STATES,
     AddResult,
     DueId,
@@ -23,6 +22,7 @@ from pipelines.registry import (
     Registry,
     RegistryError,
 )
+from pipelines.tables import JOB_IDS
 
 UTC = UTC
 NOW = datetime(2026, 1, 21, 12, 0, tzinfo=UTC)
@@ -224,7 +224,7 @@ def test_export_day_schema_and_order(reg, path):
     reg.add(ids, "file:ids.txt", NOW)
     reg.record([outcome(ids[0].jobid, 200, "active", True)])
     table = reg.export_day(date(2026, 1, 20))
-    assert table.schema == JOB_IDS_SCHEMA
+    assert table.schema == JOB_IDS.schema
     assert table.schema.field("added_at").type == pa.timestamp("ms", tz="UTC")
     assert table.schema.field("fetch_count").type == pa.int32()
     assert table.schema.field("last_http_status").type == pa.int16()
@@ -237,7 +237,7 @@ def test_export_day_schema_and_order(reg, path):
     assert (first["state"], first["fetch_count"], first["last_observed_at"]) == ("new", 0, None)
     assert rows[1]["job_type"] == "tts" and rows[1]["last_http_status"] == 200
     empty = reg.export_day(date(2025, 1, 1))
-    assert empty.num_rows == 0 and empty.schema == JOB_IDS_SCHEMA
+    assert empty.num_rows == 0 and empty.schema == JOB_IDS.schema
 
 
 def test_data_persists_across_connections(path):

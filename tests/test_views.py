@@ -8,9 +8,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.config import TABLES, Home
+from pipelines.config import Home
 from pipelines.query import connect_readonly
-from pipelines.warehouse import apply_views, rebuild_summaries
+from pipelines.tables import TABLES
+from pipelines.warehouse import apply_views, create_tables, rebuild_summaries
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "analytics"
@@ -19,7 +20,7 @@ VIEWS = sorted(p.stem for p in (ROOT / "sql" / "views").glob("*.sql"))
 
 def load_fixture(con: duckdb.DuckDBPyConnection, data_sql: str | None = None) -> None:
     """Create the warehouse tables on `con` and insert the hand-made rows (or those `data_sql` inserts)."""
-    con.execute((ROOT / "sql" / "schema.sql").read_text())
+    create_tables(con)
     con.execute(data_sql or (FIXTURES / "data.sql").read_text())
 
 

@@ -12,7 +12,8 @@ import duckdb
 import pytest
 
 from pipelines import lake
-from pipelines.config import TABLES, Home
+from pipelines.config import Home
+from pipelines.tables import TABLES
 from pipelines.warehouse import Warehouse, WarehouseLockedError, open_lake, rebuild_summaries, table_counts
 from tests.test_flatten import DAY, M1, raw_rows
 from tests.test_lake import with_day
@@ -251,14 +252,14 @@ def test_loads_write_row_groups_of_the_warehouse_size(tmp_path):
     two row groups, where DuckDB's default would make one."""
     import pyarrow as pa
 
-    from pipelines.registry import JOB_IDS_SCHEMA
+    from pipelines.tables import JOB_IDS
     from pipelines.warehouse import ROW_GROUP_SIZE
 
     home = Home(tmp_path).ensure()
     rows = 40_000
-    columns = {field.name: pa.nulls(rows, field.type) for field in JOB_IDS_SCHEMA}
+    columns = {field.name: pa.nulls(rows, field.type) for field in JOB_IDS.schema}
     columns["jobid"] = pa.array([f"j{i:08d}" for i in range(rows)])
-    lake.write_job_ids(home, DAY, pa.table(columns, schema=JOB_IDS_SCHEMA))
+    lake.write_job_ids(home, DAY, pa.table(columns, schema=JOB_IDS.schema))
     Warehouse(home.warehouse_path).load_changed(home)
     con = duckdb.connect(str(home.warehouse_path), read_only=True)
     try:

@@ -24,10 +24,11 @@ from filelock import FileLock
 from pipelines import lake
 from pipelines.client import Answer, MurekaClient, TransientError, UnexpectedStatus, UnusableAnswer
 from pipelines.config import Home, utcnow
-from pipelines.fetch import RAW_BATCH_SCHEMA, classify, new_batch_id
+from pipelines.fetch import classify, new_batch_id
 from pipelines.flatten import Flattener
 from pipelines.jobids import InvalidJobId, JobId, parse_jobid
 from pipelines.registry import FINAL_STATES, DueId, open_registry
+from pipelines.tables import RAW_BATCH_SCHEMA
 from pipelines.webhook import spool
 from pipelines.webhook.spool import Delivery
 
