@@ -1,5 +1,5 @@
-"""The one Dagster code location of mureka-etl: assets, checks, the capture job, its schedule and sensors,
-and resources, all from one `Settings` read from the environment when the code location loads."""
+"""The one Dagster code location of mureka-etl (`defs`): assets, checks, the capture job, its schedule and
+sensors, and resources, all from one `Settings` read from the environment when Dagster loads it."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -113,4 +113,8 @@ def load_defs(settings: Settings) -> dg.Definitions:
     return build_defs(resources_for(settings), settings, api=api_label(settings))
 
 
-defs = load_defs(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location Dagster loads: its settings are read from the environment when Dagster loads it (not
+    when a module imports this one)."""
+    return load_defs(Settings.from_env())

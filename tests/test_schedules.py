@@ -22,10 +22,10 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def tick(home: Home, instance: dg.DagsterInstance, at: datetime | None = None, loaded: dg.Definitions = defs):
-    """Evaluate the schedule of the `loaded` definitions at `at` (default now: after every job the test
-    created, so that each creation day is a partition that exists at the tick)."""
-    repository = loaded.get_repository_def()
+def tick(home: Home, instance: dg.DagsterInstance, at: datetime | None = None, loaded: dg.Definitions | None = None):
+    """Evaluate the schedule of the `loaded` definitions (default: the code location's) at `at` (default now:
+    after every job the test created, so that each creation day is a partition that exists at the tick)."""
+    repository = (defs() if loaded is None else loaded).get_repository_def()
     schedule = repository.get_schedule_def("capture_schedule")
     # Entered, so its resources are torn down here: a context left to the garbage collector can leave
     # Dagster's current-instance state pointing at a closed test instance for later tests.
@@ -47,7 +47,7 @@ def test_one_request_per_day_with_due_ids_nearest_deadline_first(home, instance)
     keys = [r.partition_key for r in data.run_requests]
     assert keys == [d.isoformat() for d in days]  # the oldest day holds the nearest deadline
     assert all(r.run_key == f"{r.partition_key}@{at.isoformat()}" for r in data.run_requests)
-    assert defs.get_repository_def().get_schedule_def("capture_schedule").job_name == CAPTURE_JOB
+    assert defs().get_repository_def().get_schedule_def("capture_schedule").job_name == CAPTURE_JOB
 
 
 def test_nothing_due_means_no_run(home, instance):

@@ -50,6 +50,7 @@ ALLOWED = {
     "cli/main.py": "reads DAGSTER_HOME, USEAPI_TOKEN and USEAPI_BASE_URL itself until it builds one Settings",
 }
 READERS = {"environ", "environb", "getenv", "getenvb"}
+BAD_DAY = "MUREKA_ETL_FIRST_DAY='yesterday' is not a day (YYYY-MM-DD)"
 
 
 def environment_reads(path: Path) -> list[int]:
@@ -184,15 +185,31 @@ def test_the_registry_wait_of_the_settings_reaches_the_registry(tmp_path):
         writer.close()
 
 
-def test_loading_the_code_location_with_a_bad_value_fails_naming_it(tmp_path):
+def test_importing_the_code_location_reads_no_setting(tmp_path):
+    """Settings are read when Dagster loads the code location, not when a module imports it (the CLI's runner
+    does, for the job it runs in-process with its own settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("USEAPI_", "MUREKA_ETL_", "DAGSTER_"))}
     env.update({HOME: str(tmp_path / "home"), FIRST_DAY: "yesterday"})
+    load = "import assets.definitions as d, assets.runner; print('imported'); d.defs()"
+    done = subprocess.run([sys.executable, "-c", load], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and done.stdout == "imported\n"
+    assert done.stderr.strip().splitlines()[-1] == f"pipelines.settings.SettingsError: {BAD_DAY}"
+
+
+def test_dagster_loading_the_code_location_with_a_bad_value_says_which(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("USEAPI_", "MUREKA_ETL_", "DAGSTER_"))}
+    env.update({HOME: str(tmp_path / "home"), FIRST_DAY: "yesterday"})
+    dagster = Path(sys.executable).with_name("dagster")
     done = subprocess.run(
-        [sys.executable, "-c", "import assets.definitions"], cwd=ROOT, env=env, capture_output=True, text=True
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode != 0
-    last = done.stderr.strip().splitlines()[-1]
-    assert last == "pipelines.settings.SettingsError: MUREKA_ETL_FIRST_DAY='yesterday' is not a day (YYYY-MM-DD)"
+    assert f"pipelines.settings.SettingsError: {BAD_DAY}" in (done.stdout + done.stderr).splitlines()
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -217,3 +234,18 @@ def test_the_checker_finds_every_way_of_reading_the_environment(tmp_path):
     good = tmp_path / "good.py"
     good.write_text("import os\n\nENVIRONMENT = 'MUREKA_ETL_HOME'\nos.replace('a', 'b')\n")
     assert environment_reads(good) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/main.py reads the settings again in its failure path (Home.locate without Settings), so a bad value"
+    " ends in a traceback; it passes once main() builds one Settings and hands it down",
+)
+def test_a_command_with_a_bad_value_fails_in_one_line_naming_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("USEAPI_", "MUREKA_ETL_", "DAGSTER_"))}
+    env.update({HOME: str(tmp_path / "home"), FIRST_DAY: "yesterday"})
+    cli = str(Path(sys.executable).with_name("mureka-etl"))
+    done = subprocess.run([cli, "ids", "add", "-"], input="", env=env, capture_output=True, text=True, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and "MUREKA_ETL_FIRST_DAY='yesterday' is not a day" in lines[0]
