@@ -1,6 +1,6 @@
 """Where mureka-etl keeps its files (the home folder), the table lists and the pipeline's clock."""
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,11 +25,16 @@ DEMO_MARKER = ".mureka-etl-demo"
 
 @dataclass(frozen=True)
 class Home:
-    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract), and how long a registry
-    write waits for another process's lock (None: the registry's default)."""
+    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract), and how to reach the
+    stores it names: how long a registry write waits for another process's lock (None: the registry's default),
+    the registry's database when it is not the home's file (`registry_url`), the lake's bucket when it is not the
+    home's folder (`lake_url`)."""
 
     root: Path
+    _: KW_ONLY
     registry_busy: timedelta | None = None
+    registry_url: str | None = None
+    lake_url: str | None = None
 
     @classmethod
     def locate(cls, option: str | None, settings: Settings | None = None) -> "Home":
@@ -38,7 +43,12 @@ class Home:
         Without `settings` they are read from the environment here: the caller is a process edge.
         """
         settings = Settings.from_env() if settings is None else settings
-        return cls((Path(option) if option else settings.home).resolve(), registry_busy=settings.registry_busy)
+        return cls(
+            (Path(option) if option else settings.home).resolve(),
+            registry_busy=settings.registry_busy,
+            registry_url=settings.registry_url,
+            lake_url=settings.lake_url,
+        )
 
     @property
     def lake(self) -> Path:

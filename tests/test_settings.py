@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import fields
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import dagster as dg
 import pytest
 
 from assets.definitions import CAPTURE_JOB, load_defs
+from assets.resources import HomeResource
+from pipelines import settings as settings_module
 from pipelines.config import Home, utcnow
 from pipelines.jobids import parse_jobid
 from pipelines.registry import open_registry
@@ -164,9 +167,26 @@ def test_the_defaults_reach_the_code_location(tmp_path):
 
 def test_home_locate_takes_the_option_else_the_settings_home(tmp_path):
     settings = Settings(home=tmp_path / "configured", registry_busy=timedelta(seconds=2))
-    assert Home.locate(None, settings) == Home((tmp_path / "configured").resolve(), timedelta(seconds=2))
+    located = Home.locate(None, settings)
+    assert located == Home((tmp_path / "configured").resolve(), registry_busy=timedelta(seconds=2))
     assert Home.locate(str(tmp_path / "given"), settings).root == (tmp_path / "given").resolve()
     assert Home.locate(None, Settings()).root == Path(DEFAULT_HOME).resolve()
+
+
+def test_the_home_resource_carries_every_field_of_the_home(tmp_path):
+    """The assets, sensors and schedules see the home the process edge located, however it reaches its stores."""
+    settings = Settings(
+        registry_busy=timedelta(seconds=1.5), registry_url="postgresql://postgres@127.0.0.1:5/x", lake_url="s3://b/l"
+    )
+    home = Home.locate(str(tmp_path / "home"), settings)
+    assert (home.registry_busy, home.registry_url, home.lake_url) == (
+        timedelta(seconds=1.5),
+        "postgresql://postgres@127.0.0.1:5/x",
+        "s3://b/l",
+    )
+    assert HomeResource.of(home).locate() == home
+    assert all(getattr(home, f.name) is not None for f in fields(Home))  # a new field: set it above, carry it
+    assert HomeResource.of(Home(tmp_path)).locate() == Home(tmp_path.resolve())
 
 
 @pytest.mark.timeout(20)  # the registry's own wait (30 s) would run past it
@@ -223,6 +243,20 @@ def test_no_module_reads_the_environment_but_the_allowed_ones(path: Path):
 def test_every_allowed_module_still_reads_the_environment(name: str):
     """An allowance no longer needed is removed, so the list says where the environment is read."""
     assert environment_reads(ROOT / name), f"{name} no longer reads the environment: drop it from ALLOWED"
+
+
+def test_each_variable_is_named_in_settings_only():
+    """No other module spells a setting's variable name or the default API: they import it from settings."""
+    names = {value for name, value in vars(settings_module).items() if name.isupper() and isinstance(value, str)}
+    names -= {DEFAULT_HOME}  # "data" is a common word
+    spelled = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}"
+        for path in modules()
+        if path.relative_to(ROOT).as_posix() not in ("pipelines/settings.py", "cli/main.py")  # see ALLOWED
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in names
+    ]
+    assert not spelled, "\n".join(spelled)
 
 
 def test_the_checker_finds_every_way_of_reading_the_environment(tmp_path):
