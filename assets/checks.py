@@ -8,10 +8,11 @@ every day. Expiry risk always looks at every id: it is about the deadlines ahead
 """
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 
+from assets.partitions import tagged_days
 from assets.resources import HomeResource
 from pipelines import checks
 from pipelines.config import Home, utcnow
@@ -60,14 +61,7 @@ QUARANTINED = (
 def run_days(context: dg.AssetCheckExecutionContext) -> list[date] | None:
     """The creation days of the check's run, from its partition tags; None for a run without partitions (or
     a direct call)."""
-    tag = context.op_execution_context.get_tag
-    start, end = tag("dagster/asset_partition_range_start"), tag("dagster/asset_partition_range_end")
-    if start and end:  # Dagster sets both tags of a range run
-        first, last = date.fromisoformat(start), date.fromisoformat(end)
-        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    if partition := tag("dagster/partition"):
-        return [date.fromisoformat(partition)]
-    return None
+    return tagged_days(context.op_execution_context.run_tags)
 
 
 def _scope(days: list[date] | None) -> str:

@@ -8,7 +8,6 @@ over those days, so the catalog's check results describe what ingest wrote. Like
 DAGSTER_HOME names the instance the UI reads: otherwise there is no history to join.
 """
 
-import os
 from datetime import date
 from typing import Any
 
@@ -22,21 +21,24 @@ from pipelines import lake
 from pipelines.checks import markdown_table
 from pipelines.config import Home
 from pipelines.ingest import IngestReport
+from pipelines.settings import Settings
 from pipelines.tables import FLATTENED, JOB_IDS
 
 RECORDED_BY = "mureka-etl ingest"
 
 
-def record_ingest(home: Home, report: IngestReport) -> list[date]:
+def record_ingest(home: Home, report: IngestReport, settings: Settings | None = None) -> list[date]:
     """Report a materialization per ingested day of each asset ingest wrote, then every check evaluated over
     those days; returns the days recorded.
 
     Days outside the home's partitions (before MUREKA_ETL_FIRST_DAY, or after today) are left out: no
-    partition of the code location would show them. Nothing is recorded without DAGSTER_HOME.
+    partition of the code location would show them. Nothing is recorded without DAGSTER_HOME. Without
+    `settings` they are read from the environment here (the caller is a process edge).
     """
-    if not os.environ.get("DAGSTER_HOME") or not report.days:
+    settings = Settings.from_env() if settings is None else settings
+    if settings.dagster_home is None or not report.days:
         return []
-    partitions = partitions_for(home)
+    partitions = partitions_for(home, configured=settings.first_day)
     days = [day for day in report.days if partitions.has_partition_key(day.isoformat())]
     with dg.DagsterInstance.get() as instance:
         for day in days:

@@ -1,43 +1,32 @@
 """Daily partitions on job creation date (UTC), for every asset, over the days that can hold data.
 
-The first partition is `MUREKA_ETL_FIRST_DAY` when set; otherwise the earliest day the home knows (the
-registry's oldest creation day, or the raw archive's oldest day folder), and never later than the oldest
-day the API still answers (7 days back), so every id a sensor can still capture has its partition even
-in a code server loaded days ago. Days before it hold nothing and are not offered as partitions.
+The first partition is the configured first day (`MUREKA_ETL_FIRST_DAY`) when set; otherwise the earliest
+day the home knows (the registry's oldest creation day, or the raw archive's oldest day folder), and never
+later than the oldest day the API still answers (7 days back), so every id a sensor can still capture has its
+partition even in a code server loaded days ago. Days before it hold nothing and are not offered as partitions.
 """
 
 import os
 import sqlite3
-from datetime import date, datetime
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
 from pipelines.config import Home, utcnow
 from pipelines.jobids import RETENTION
 
-FIRST_DAY_ENV = "MUREKA_ETL_FIRST_DAY"
 POOL = "duckdb_write"
+# The run tags Dagster gives a run of one partition, and of a range of partitions (a ranged backfill run).
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 _RAW_DAY_PREFIX = "created_date="
-
-
-class FirstDayError(ValueError):
-    """MUREKA_ETL_FIRST_DAY is not a date."""
 
 
 def daily_partitions(first: date) -> dg.DailyPartitionsDefinition:
     """One partition per UTC day from `first` to today (today's included while it fills)."""
     return dg.DailyPartitionsDefinition(start_date=first.isoformat(), end_offset=1, timezone="UTC")
-
-
-def configured_first_day() -> date | None:
-    """MUREKA_ETL_FIRST_DAY as a date, None when unset."""
-    text = os.environ.get(FIRST_DAY_ENV, "").strip()
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise FirstDayError(f"{FIRST_DAY_ENV}={text!r} is not a day (YYYY-MM-DD)") from None
 
 
 def earliest_known_day(home: Home) -> date | None:
@@ -49,9 +38,9 @@ def earliest_known_day(home: Home) -> date | None:
     return min(days, default=None)
 
 
-def first_day(home: Home, now: datetime | None = None) -> date:
-    """The first partition of `home` (see the module docstring)."""
-    configured = configured_first_day()
+def first_day(home: Home, now: datetime | None = None, configured: date | None = None) -> date:
+    """The first partition of `home`: `configured` (MUREKA_ETL_FIRST_DAY) when given, else see the module
+    docstring."""
     if configured is not None:
         return configured
     floor = ((now or utcnow()) - RETENTION).date()
@@ -59,9 +48,11 @@ def first_day(home: Home, now: datetime | None = None) -> date:
     return floor if known is None else min(known, floor)
 
 
-def partitions_for(home: Home, now: datetime | None = None) -> dg.DailyPartitionsDefinition:
+def partitions_for(
+    home: Home, now: datetime | None = None, configured: date | None = None
+) -> dg.DailyPartitionsDefinition:
     """The daily partitions of `home`, from `first_day`."""
-    return daily_partitions(first_day(home, now))
+    return daily_partitions(first_day(home, now, configured))
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -71,8 +62,19 @@ def partition_days(context: dg.AssetExecutionContext) -> list[date]:
 
 def range_tags(days: list[date]) -> dict[str, str]:
     """Run tags that make one run cover every partition from the first to the last of `days`."""
-    first, last = min(days).isoformat(), max(days).isoformat()
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return {RANGE_START_TAG: min(days).isoformat(), RANGE_END_TAG: max(days).isoformat()}
+
+
+def tagged_days(tags: Mapping[str, str]) -> list[date] | None:
+    """The creation days a run covers according to its tags (one partition, or every day of a range), in order;
+    None for a run without partitions."""
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if start and end:  # Dagster sets both tags of a range run
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if partition := tags.get(PARTITION_TAG):
+        return [date.fromisoformat(partition)]
+    return None
 
 
 def _registry_first_day(home: Home) -> date | None:

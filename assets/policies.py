@@ -2,25 +2,26 @@
 
 import functools
 import inspect
-import os
 from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
-BACKFILL_DAYS_ENV = "MUREKA_ETL_BACKFILL_DAYS_PER_RUN"
-DEFAULT_BACKFILL_DAYS = 7
+from pipelines.settings import Settings
 
 
-def backfill_days_per_run() -> int:
-    """Creation days per backfill run: MUREKA_ETL_BACKFILL_DAYS_PER_RUN, default 7 (a week per run)."""
-    return max(1, int(os.environ.get(BACKFILL_DAYS_ENV) or DEFAULT_BACKFILL_DAYS))
+def backfill_policy(days_per_run: int) -> dg.BackfillPolicy:
+    """Backfills in runs of `days_per_run` creation days (MUREKA_ETL_BACKFILL_DAYS_PER_RUN).
+
+    A UI backfill of N days becomes ceil(N / days) runs: bounded, and each a ranged run of the whole graph.
+    They never collide: fetches claim ids with registry leases, lake files are locked per (table, day), and
+    the warehouse writer is in the duckdb_write pool (limit 1) behind a file lock.
+    """
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=days_per_run)
 
 
-# A UI backfill of N days becomes ceil(N / days) runs: bounded, and each a ranged run of the whole graph.
-# They never collide: fetches claim ids with registry leases, lake files are locked per (table, day), and
-# the warehouse writer is in the duckdb_write pool (limit 1) behind a file lock.
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_days_per_run())
+# The partitioned assets are declared with the default days per run; `build_defs` gives them the settings'.
+BACKFILL_POLICY = backfill_policy(Settings().backfill_days_per_run)
 
 # For transient step failures (a lake or warehouse lock held too long, a registry busy past its timeout).
 # Auth failures raise dg.Failure(allow_retries=False) and are not retried.

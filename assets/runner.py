@@ -1,6 +1,5 @@
 """Runs the Dagster capture job in-process: how `mureka-etl sync` and `demo` use the same assets as the UI."""
 
-import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from assets.resources import HomeResource, MurekaApiResource, ProgressResource
 from pipelines.capture import RunSummary, days_to_catch_up, warehouse_is_current
 from pipelines.config import Home, utcnow
 from pipelines.registry import open_registry
+from pipelines.settings import Settings
 from pipelines.webhook.spool import pending_days
 
 
@@ -26,9 +26,9 @@ class RunFailedError(RuntimeError):
         self.detail = detail
 
 
-def _instance() -> dg.DagsterInstance:
+def _instance(settings: Settings) -> dg.DagsterInstance:
     # With DAGSTER_HOME set, CLI runs join the UI's run history; otherwise nothing is persisted.
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    return dg.DagsterInstance.get() if settings.dagster_home is not None else dg.DagsterInstance.ephemeral()
 
 
 def _fetch_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
@@ -70,27 +70,31 @@ def _values(event: dg.AssetMaterialization) -> dict[str, Any]:
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> RunSummary:
+def run_capture(
+    home: Home, api: MurekaApiResource, *, bar: bool = False, settings: Settings | None = None
+) -> RunSummary:
     """One pass: take in the webhook spool, fetch every due id (the partitions that hold them, as one ranged
     run), flatten, load.
 
     With nothing due, nothing to catch up and the warehouse current, no Dagster run is started at all: the
-    pass costs a few indexed registry reads and a stat per lake file.
+    pass costs a few indexed registry reads and a stat per lake file. `settings` give the configured first
+    partition and whether a Dagster instance records the run (DAGSTER_HOME).
     """
+    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
     with open_registry(home.ensure()) as registry:
         days = registry.partitions_with_due(utcnow())
     # A run killed after archiving answers leaves days no id is due in any more: they are finished here; days
     # with webhook deliveries in the spool are taken in by the run's raw asset.
     # Days before the first partition (MUREKA_ETL_FIRST_DAY set later than the data) are left alone.
-    first = first_day(home)
+    first = first_day(home, configured=settings.first_day)
     days = sorted(day for day in set(days) | set(days_to_catch_up(home)) | set(pending_days(home)) if day >= first)
     if not days and warehouse_is_current(home):
         return RunSummary(days=[])
     defs = build_defs(
-        {"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource(bar=bar)}
+        {"home": HomeResource.of(home), "mureka_api": api, "progress": ProgressResource(bar=bar)}, settings
     )
     job = defs.resolve_job_def(CAPTURE_JOB)
-    with _instance() as instance:
+    with _instance(settings) as instance:
         if days:
             result = job.execute_in_process(
                 run_config=QUIET_RUN_CONFIG, tags=range_tags(days), instance=instance, raise_on_error=False
@@ -148,12 +152,18 @@ class FeedRunSummary:
 
 
 def run_feeds(
-    home: Home, api: MurekaApiResource, *, full: bool = False, max_pages: int | None = None
+    home: Home,
+    api: MurekaApiResource,
+    *,
+    full: bool = False,
+    max_pages: int | None = None,
+    settings: Settings | None = None,
 ) -> FeedRunSummary:
     """Run the feeds job in-process (the same assets and check the daily schedule runs): scan every account's
     feeds, flatten and load them, and audit the capture against them."""
+    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
     defs = build_defs(
-        {"home": HomeResource(root=str(home.ensure().root)), "mureka_api": api, "progress": ProgressResource()}
+        {"home": HomeResource.of(home.ensure()), "mureka_api": api, "progress": ProgressResource()}, settings
     )
     scan_config: dict[str, Any] = {"full": full} | ({"max_pages": max_pages} if max_pages is not None else {})
     # The CLI prints the 596 accounts and check outcomes itself: the run's warnings would say them twice.
@@ -161,7 +171,7 @@ def run_feeds(
         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
         "ops": {"feed_scan": {"config": scan_config}},
     }
-    with _instance() as instance:
+    with _instance(settings) as instance:
         result = defs.resolve_job_def(FEEDS_JOB).execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False
         )

@@ -1,4 +1,5 @@
-"""`capture_schedule`: every 15 minutes (MUREKA_ETL_CAPTURE_CRON), one run per creation day still holding due ids.
+"""`capture_schedule`: every 15 minutes by default (MUREKA_ETL_CAPTURE_CRON), one run per creation day still
+holding due ids.
 
 Each tick asks the registry which days hold due ids that no run has leased, nearest deadline first, and
 requests one run per day, keyed by day and tick time. A day that already has a run waiting in the queue
@@ -6,40 +7,24 @@ is skipped, so slow runs never make the queue grow: at most one queued run per d
 """
 
 import hashlib
-import os
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import dagster as dg
 
-from assets.partitions import partitions_for
+from assets.partitions import partitions_for, tagged_days
 from assets.resources import HomeResource
 from pipelines.config import Home, utcnow
 from pipelines.registry import open_registry
 
-CRON_ENV = "MUREKA_ETL_CAPTURE_CRON"
-DEFAULT_CRON = "*/15 * * * *"
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def capture_cron() -> str:
-    """The schedule's cron: MUREKA_ETL_CAPTURE_CRON, or every 15 minutes."""
-    return os.environ.get(CRON_ENV, "").strip() or DEFAULT_CRON
 
 
 def waiting_days(instance: dg.DagsterInstance) -> set[date]:
     """Creation days covered by runs that wait to start (queued, not started, starting)."""
     days: set[date] = set()
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=WAITING)):
-        tags = run.tags
-        if PARTITION_TAG in tags:
-            days.add(date.fromisoformat(tags[PARTITION_TAG]))
-        elif RANGE_START_TAG in tags and RANGE_END_TAG in tags:
-            first, last = date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG])
-            days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+        days.update(tagged_days(run.tags) or [])
     return days
 
 
@@ -75,14 +60,14 @@ def digest(parts: Iterable[str]) -> str:
 
 
 def build_capture_schedule(
-    job_name: str, cron: str | None = None, partitions: dg.PartitionsDefinition | None = None
+    job_name: str, cron: str, partitions: dg.PartitionsDefinition | None = None
 ) -> dg.ScheduleDefinition:
-    """The capture schedule of job `job_name`, whose assets have `partitions` (default: the home's at each
-    tick); running by default, so `make dev` captures without a click."""
+    """The capture schedule of job `job_name` on `cron` (MUREKA_ETL_CAPTURE_CRON), whose assets have `partitions`
+    (default: the home's at each tick); running by default, so `make dev` captures without a click."""
 
     @dg.schedule(
         name="capture_schedule",
-        cron_schedule=cron or capture_cron(),
+        cron_schedule=cron,
         job_name=job_name,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -32,8 +32,6 @@ REJECTED_DIR = "rejected"
 # A file younger than this may still be being written (a copy, not an atomic rename): read it next tick.
 SETTLE_SECONDS = 2.0
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
-RUNNING_POLL_ENV = "MUREKA_ETL_RUNNING_POLL_SECONDS"
-DEFAULT_RUNNING_POLL = 30
 REJECTIONS_LOGGED = 20
 
 
@@ -142,11 +140,6 @@ def build_inbox_sensor(job_name: str, partitions: dg.PartitionsDefinition | None
     return inbox_sensor
 
 
-def running_poll_seconds() -> int:
-    """How often running_jobs_sensor polls GET /jobs: MUREKA_ETL_RUNNING_POLL_SECONDS, default 30."""
-    return int(os.environ.get(RUNNING_POLL_ENV) or DEFAULT_RUNNING_POLL)
-
-
 def running_jobids(listing: dict) -> list[str]:
     """The jobids of a GET /jobs body, across accounts, in listing order."""
     accounts = listing.get("accounts") or {}
@@ -170,14 +163,16 @@ def _parse(jobids: Iterable[str], log: logging.Logger) -> list[JobId]:
     return ids
 
 
-def build_running_jobs_sensor(job_name: str, partitions: dg.PartitionsDefinition | None = None) -> dg.SensorDefinition:
-    """The GET /jobs discovery sensor, requesting runs of job `job_name`, whose assets have `partitions`
-    (default: the home's at each tick)."""
+def build_running_jobs_sensor(
+    job_name: str, poll_seconds: int, partitions: dg.PartitionsDefinition | None = None
+) -> dg.SensorDefinition:
+    """The GET /jobs discovery sensor, polling every `poll_seconds` (MUREKA_ETL_RUNNING_POLL_SECONDS) and
+    requesting runs of job `job_name`, whose assets have `partitions` (default: the home's at each tick)."""
 
     @dg.sensor(
         name="running_jobs_sensor",
         job_name=job_name,
-        minimum_interval_seconds=running_poll_seconds(),
+        minimum_interval_seconds=poll_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Polls GET /jobs and registers every running job it lists, so jobs started by any client"
         " on the same token are captured.",

@@ -18,6 +18,7 @@ from pipelines.discovery import count_by_route
 from pipelines.idfiles import read_ids
 from pipelines.registry import open_registry
 from pipelines.report import write_home_report
+from pipelines.settings import Settings
 from pipelines.webhook.receiver import running as webhook_receiver
 from pipelines.webhook.spool import pending_days
 from simulator.corpus import generate_jobs, write_ids_file
@@ -39,13 +40,13 @@ class DemoHomeError(RuntimeError):
     """The demo home folder holds something that is not a previous demo: the demo will not wipe it."""
 
 
-def prepare_home(root: Path) -> Home:
+def prepare_home(root: Path, settings: Settings) -> Home:
     """A fresh demo home; refuses to wipe a folder that a previous demo did not create."""
     if root.exists() and any(root.iterdir()):
         if not (root / DEMO_MARKER).exists():
             raise DemoHomeError(f"{root} is not empty and is not a demo home; choose another with --home")
         shutil.rmtree(root)
-    home = Home(root.resolve()).ensure()
+    home = Home.locate(str(root), settings).ensure()
     (root / DEMO_MARKER).write_text("created by mureka-etl demo; wiped by the next demo\n")
     return home
 
@@ -55,8 +56,11 @@ def command_name() -> str:
     return shlex.quote(os.path.relpath(sys.argv[0])) if sys.argv and sys.argv[0] else "mureka-etl"
 
 
-def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> int:
-    home = prepare_home(root)
+def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7, settings: Settings | None = None) -> int:
+    """Run the demo in the home folder `root` (its own: wiped by the next demo) with `settings` (the registry's
+    wait, the configured first day, the Dagster instance), read from the environment when not given."""
+    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
+    home = prepare_home(root, settings)
     now = utcnow()
     # Most jobs are spread over 10 days (some already past the 7-day retention); a few started seconds ago
     # and are still generating, so the demo shows running jobs polled until they finish.
@@ -81,7 +85,7 @@ def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7) -> i
         console.print(f"Registered {added.added} ids from {ids_file.name} ({len(batch.rejections)} rejected)")
         api = MurekaApiResource(base_url=base_url, token=sim.token)
         for attempt in range(1, MAX_PASSES + 1):
-            run = run_capture(home, api, bar=True)
+            run = run_capture(home, api, bar=True, settings=settings)
             fetch = run.fetch
             console.print(
                 f"pass {attempt}: {fetch.get('fetched', 0)} ids, {fetch.get('requests', 0)} requests, "

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipelines.config import DEFAULT_BASE_URL, SIMULATOR_ENV, Home, utcnow
+from pipelines.config import Home, utcnow
+from pipelines.settings import BASE_URL, DAGSTER_HOME, HOME, SIMULATOR, TOKEN, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKSPACE = ROOT / "workspace.yaml"
@@ -73,25 +74,35 @@ def dev_command(port: int) -> list[str]:
 def dev_env(home: Home, base: Mapping[str, str], simulator: tuple[str, str] | None = None) -> dict[str, str]:
     """The environment of `dagster dev`: the home and instance as absolute paths, and, when `simulator`
     (base_url, token) is given, the simulator's URL and token with the flag that labels the assets."""
-    env = dict(base)
-    env["MUREKA_ETL_HOME"] = str(home.root)
-    env["DAGSTER_HOME"] = str(dagster_home(home))
+    child = dict(base)
+    child[HOME] = str(home.root)
+    child[DAGSTER_HOME] = str(dagster_home(home))
     if simulator is not None:
-        env["USEAPI_BASE_URL"], env["USEAPI_TOKEN"] = simulator
-        env[SIMULATOR_ENV] = "1"
-    return env
+        child[BASE_URL], child[TOKEN] = simulator
+        child[SIMULATOR] = "1"
+    return child
 
 
-def run(home: Home, port: int = 3000, simulator_jobs: int = 500, console: Console | None = None) -> int:
+def run(
+    home: Home,
+    port: int = 3000,
+    simulator_jobs: int = 500,
+    console: Console | None = None,
+    settings: Settings | None = None,
+) -> int:
     """Run `mureka-etl dev` until `dagster dev` ends; Ctrl-C or SIGTERM (KeyboardInterrupt here) stops every
-    process it started, then propagates."""
+    process it started, then propagates. `settings` (read from the environment when not given) say whether a
+    token is set and which API it is for; `dagster dev` inherits this process's environment (its code location
+    reads the settings from it again when it loads)."""
     console = console or Console(stderr=True)
+    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
     home = home.ensure()
     write_instance(home)
     os.chdir(ROOT)  # workspace.yaml's working_directory "." resolves against the current directory
-    if os.environ.get("USEAPI_TOKEN"):
-        base_url = os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL)
-        console.print(f"mureka-etl dev: API {base_url} (token from USEAPI_TOKEN), home {home.root}", highlight=False)
+    if settings.has_token:
+        console.print(
+            f"mureka-etl dev: API {settings.base_url} (token from {TOKEN}), home {home.root}", highlight=False
+        )
         _banner(console, port, home)
         return supervise(dev_command(port), dev_env(home, os.environ))
     return _with_simulator(console, port, simulator_jobs, home)

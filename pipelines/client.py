@@ -37,6 +37,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from pipelines.jobids import InvalidJobId, parse_jobid, quote_jobid
+from pipelines.settings import BASE_URL, DEFAULT_BASE_URL
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 ANSWER_STATUSES = frozenset({200, 400, 403, 404, 410})
@@ -48,7 +49,7 @@ CHECK_READ_TIMEOUT = 10.0
 # A 404 for a job created at least this long ago and due to expire no sooner than this is no "not visible yet".
 INSIDE_AFTER_CREATION = timedelta(minutes=10)
 INSIDE_BEFORE_DEADLINE = timedelta(hours=1)
-MUREKA_API_HINT = "is USEAPI_BASE_URL the Mureka API (https://api.useapi.net/v1/mureka)?"
+MUREKA_API_HINT = f"is {BASE_URL} the Mureka API ({DEFAULT_BASE_URL})?"
 
 
 def _version() -> str:

@@ -1,18 +1,16 @@
-"""Where mureka-etl keeps its files and how it reaches the API, read from the environment."""
+"""Where mureka-etl keeps its files (the home folder) and the pipeline's clock."""
 
-import os
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import KW_ONLY, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-DEFAULT_BASE_URL = "https://api.useapi.net/v1/mureka"
-# Set by `mureka-etl dev` when it serves the embedded simulator, so the assets' metadata can say so.
-SIMULATOR_ENV = "MUREKA_ETL_SIMULATOR"
+# DEFAULT_BASE_URL, DEFAULT_HOME and HOME_ENV: re-exported for cli/main.py only (it imports them from here).
+from pipelines.settings import DEFAULT_BASE_URL, DEFAULT_HOME, Settings  # noqa: F401
+from pipelines.settings import HOME as HOME_ENV  # noqa: F401
+
 # Records per `mureka-etl ingest` batch, flattened whole two at a time: the memory unit (25k peaked near 1.5 GB
 # at 1M records).
 INGEST_BATCH_RECORDS = 20_000
-HOME_ENV = "MUREKA_ETL_HOME"
-DEFAULT_HOME = "data"
 # `mureka-etl demo` writes a home of its own (wiped by the next demo), marked as the demo's by this file.
 DEMO_HOME = "demo"
 DEMO_MARKER = ".mureka-etl-demo"
@@ -20,19 +18,30 @@ DEMO_MARKER = ".mureka-etl-demo"
 
 @dataclass(frozen=True)
 class Home:
-    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract)."""
+    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract), and how to reach the
+    stores it names: how long a registry write waits for another process's lock (None: the registry's default),
+    the registry's database when it is not the home's file (`registry_url`), the lake's bucket when it is not the
+    home's folder (`lake_url`)."""
 
     root: Path
+    _: KW_ONLY
+    registry_busy: timedelta | None = None
+    registry_url: str | None = None
+    lake_url: str | None = None
 
     @classmethod
-    def from_env(cls) -> "Home":
-        """$MUREKA_ETL_HOME, else ./data."""
-        return cls.locate(None)
+    def locate(cls, option: str | None, settings: Settings | None = None) -> "Home":
+        """The home a command uses: its `--home` option, else the settings' home ($MUREKA_ETL_HOME, else ./data).
 
-    @classmethod
-    def locate(cls, option: str | None) -> "Home":
-        """The home a command uses: its `--home` option, else $MUREKA_ETL_HOME, else ./data."""
-        return cls(Path(option or os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve())
+        Without `settings` they are read from the environment here: the caller is a process edge.
+        """
+        settings = Settings.from_env() if settings is None else settings
+        return cls(
+            (Path(option) if option else settings.home).resolve(),
+            registry_busy=settings.registry_busy,
+            registry_url=settings.registry_url,
+            lake_url=settings.lake_url,
+        )
 
     @property
     def lake(self) -> Path:

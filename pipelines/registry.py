@@ -10,7 +10,6 @@ removed only once its leases are freed, so a reclaim that could not commit is re
 
 import itertools
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -33,9 +32,8 @@ FINAL_STATES = tuple(s for s in STATES if s not in DUE_STATES)
 INGESTED_STATES = ("completed", "failed", "active")
 AT_RISK_WINDOW = timedelta(hours=24)
 AT_RISK_LISTED = 50
+# How long a registry write waits for another process's write lock before it fails (MUREKA_ETL_REGISTRY_BUSY_SECONDS).
 BUSY_TIMEOUT = timedelta(seconds=30)
-# How long a registry write waits for another process's write lock before it fails (seconds; default BUSY_TIMEOUT).
-BUSY_TIMEOUT_ENV = "MUREKA_ETL_REGISTRY_BUSY_SECONDS"
 CACHE_KIB = 64 * 1024
 BULK_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL (SQLite's default checkpoints every 1,000 pages)
 DDL_PATH = Path(__file__).parents[1] / "sql" / "registry.sql"
@@ -241,13 +239,13 @@ class RegistrySummary:
 class Registry:
     """The job-id registry in one SQLite file; a context manager holding one connection."""
 
-    def __init__(self, path: Path, bulk: bool = False) -> None:
+    def __init__(self, path: Path, bulk: bool = False, busy: timedelta = BUSY_TIMEOUT) -> None:
         """Open (creating or migrating) the registry at `path`. A `bulk` connection (ingest) lets the WAL grow
-        to BULK_CHECKPOINT_PAGES before copying it into the database: fewer, larger checkpoints."""
+        to BULK_CHECKPOINT_PAGES before copying it into the database: fewer, larger checkpoints. A write waits
+        up to `busy` for another process's write lock."""
         self.path = Path(path)
         self._lock = threading.RLock()
         self._held_runs: set[str] = set()  # owners whose run lock this object holds
-        busy = busy_timeout()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -702,7 +700,8 @@ _INGESTED_COLUMNS = ("jobid", "created_at", "expires_at", "created_date", "job_t
 
 def open_registry(home: Home, *, bulk: bool = False) -> Registry:
     """The registry of `home`: the one place a command, asset or library function opens it."""
-    return Registry(home.registry_path, bulk=bulk)
+    busy = BUSY_TIMEOUT if home.registry_busy is None else home.registry_busy
+    return Registry(home.registry_path, bulk=bulk, busy=busy)
 
 
 def _check_ingested(rows: pa.Table) -> None:
@@ -716,21 +715,6 @@ def _check_ingested(rows: pa.Table) -> None:
     unknown = set(pc.unique(rows.column("state")).to_pylist()) - set(INGESTED_STATES)
     if unknown:
         raise ValueError(f"unknown ingested states {sorted(unknown)}; expected one of {list(INGESTED_STATES)}")
-
-
-def busy_timeout() -> timedelta:
-    """How long a registry write waits for another process's write lock: $MUREKA_ETL_REGISTRY_BUSY_SECONDS, else
-    BUSY_TIMEOUT."""
-    value = os.environ.get(BUSY_TIMEOUT_ENV)
-    if not value:
-        return BUSY_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise RegistryError(f"{BUSY_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
-    if seconds < 0:
-        raise RegistryError(f"{BUSY_TIMEOUT_ENV}={value!r} must not be negative")
-    return timedelta(seconds=seconds)
 
 
 def _dead(holders: Iterable[LeaseHolder]) -> str:

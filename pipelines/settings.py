@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from pipelines.config import DEFAULT_BASE_URL, DEFAULT_HOME
-
 HOME = "MUREKA_ETL_HOME"
 BASE_URL = "USEAPI_BASE_URL"
 TOKEN = "USEAPI_TOKEN"
@@ -28,6 +26,9 @@ REGISTRY_URL = "MUREKA_ETL_REGISTRY_URL"
 LAKE_URL = "MUREKA_ETL_LAKE_URL"
 DAGSTER_HOME = "DAGSTER_HOME"
 
+DEFAULT_HOME = "data"
+DEFAULT_BASE_URL = "https://api.useapi.net/v1/mureka"
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value mureka-etl cannot use; the message names the variable."""
@@ -35,7 +36,12 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """The environment, parsed. Defaults are those a single user on one machine wants."""
+    """The environment, parsed. Defaults are those a single user on one machine wants.
+
+    `home` is the home folder when a command gets no `--home`; `simulator` marks runs served by `mureka-etl dev`'s
+    embedded simulator (their assets say so); `registry_busy` None leaves the registry's own wait; `dagster_home`
+    None means no persistent Dagster instance (CLI runs are then not recorded).
+    """
 
     home: Path = Path(DEFAULT_HOME)
     base_url: str = DEFAULT_BASE_URL

@@ -41,7 +41,7 @@ def child() -> None:
     from assets.definitions import defs
 
     kind, days = sys.argv[1], sys.argv[2:]
-    job = defs.resolve_job_def(CAPTURE_JOB)
+    job = defs().resolve_job_def(CAPTURE_JOB)
     with dg.DagsterInstance.get() as instance:
         if kind == "backfill":
             runs = [{"tags": {**range_tags([date.fromisoformat(d) for d in days]), **BACKFILL_TAGS}}]

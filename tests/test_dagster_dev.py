@@ -26,6 +26,7 @@ from assets.runner import QUIET_RUN_CONFIG
 from assets.warehouse import warehouse
 from cli import dev
 from pipelines.config import Home, utcnow
+from pipelines.settings import SIMULATOR, Settings
 from simulator.server import Simulator
 from tests.conftest import make_corpus, register
 from tests.test_pipeline import expected, warehouse_figures
@@ -48,15 +49,13 @@ def test_instance_has_one_warehouse_writer_a_small_queue_and_run_retries(home):
         assert instance.run_retries_enabled
 
 
-def test_without_a_token_dev_points_the_runs_at_the_simulator_and_says_so(home, monkeypatch):
+def test_without_a_token_dev_points_the_runs_at_the_simulator_and_says_so(home):
     env = dev.dev_env(home, {"PATH": "/bin"}, ("http://127.0.0.1:5/v1/mureka", "user:777-sim"))
     assert env["DAGSTER_HOME"] == str(home.root / "dagster_home") and env["MUREKA_ETL_HOME"] == str(home.root)
-    assert env["USEAPI_BASE_URL"] == "http://127.0.0.1:5/v1/mureka" and env[dev.SIMULATOR_ENV] == "1"
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert api_label().startswith("embedded simulator at http://127.0.0.1:5/v1/mureka")
+    assert env["USEAPI_BASE_URL"] == "http://127.0.0.1:5/v1/mureka" and env[SIMULATOR] == "1"
+    assert api_label(Settings.from_env(env)).startswith("embedded simulator at http://127.0.0.1:5/v1/mureka")
     with_token = dev.dev_env(home, {"USEAPI_TOKEN": "user:1-x", "USEAPI_BASE_URL": "https://api.useapi.net/v1/mureka"})
-    assert dev.SIMULATOR_ENV not in with_token and with_token["USEAPI_TOKEN"] == "user:1-x"
+    assert SIMULATOR not in with_token and with_token["USEAPI_TOKEN"] == "user:1-x"
     assert dev.dev_command(3001)[-6:] == ["-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", "3001"]
 
 

@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_definitions_load():
-    dg.Definitions.validate_loadable(defs)
-    job = defs.resolve_job_def(CAPTURE_JOB)
+    loaded = defs()
+    dg.Definitions.validate_loadable(loaded)
+    job = loaded.resolve_job_def(CAPTURE_JOB)
     assert {"raw", "jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids", "warehouse"} <= {
         key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()
     }

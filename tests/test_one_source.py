@@ -82,7 +82,7 @@ def test_table_lists_derive_from_the_specs() -> None:
     finally:
         con.close()
     assert {name for name in created if not name.startswith("_")} == set(TABLES)
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     lake_assets = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).group_name == "lake"}
     assert lake_assets == {*FLATTENED, "job_ids"}
     warehouse_deps = {key.to_user_string() for key in graph.get(dg.AssetKey("warehouse")).parent_keys}

@@ -8,11 +8,12 @@ import dagster as dg
 import pytest
 
 from assets.definitions import CAPTURE_JOB, build_defs
-from assets.partitions import FIRST_DAY_ENV, FirstDayError, earliest_known_day, first_day, partitions_for
+from assets.partitions import earliest_known_day, partitions_for
 from assets.resources import HomeResource, MurekaApiResource, ProgressResource
 from assets.runner import run_capture
 from pipelines.config import Home, utcnow
 from pipelines.ingest import ingest
+from pipelines.settings import FIRST_DAY, Settings, SettingsError
 from simulator.corpus import generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
@@ -20,14 +21,10 @@ from tests.conftest import api_for, register
 UTC = UTC
 
 
-@pytest.fixture(autouse=True)
-def no_configured_day(monkeypatch):
-    monkeypatch.delenv(FIRST_DAY_ENV, raising=False)
-
-
-def defs_for(home: Home) -> dg.Definitions:
+def defs_for(home: Home, settings: Settings | None = None) -> dg.Definitions:
     api = MurekaApiResource(base_url="http://127.0.0.1:9/v1/mureka", token="user:777-unused")
-    return build_defs({"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource()})
+    resources = {"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource()}
+    return build_defs(resources, settings)
 
 
 def first_key(defs: dg.Definitions, asset: str = "raw") -> str:
@@ -55,7 +52,7 @@ def test_partitions_start_at_the_registrys_earliest_day(tmp_path):
     assert job.partitions_def.get_first_partition_key() == earliest.isoformat()
 
 
-def test_ingesting_an_older_day_extends_the_partitions_and_the_configured_day_wins(tmp_path, monkeypatch):
+def test_ingesting_an_older_day_extends_the_partitions_and_the_configured_day_wins(tmp_path):
     home = Home(tmp_path / "home").ensure()
     register(home, generate_jobs(10, 9, utcnow() - timedelta(days=2), days=1))
     assert first_key(defs_for(home)) == (utcnow() - timedelta(days=7)).date().isoformat()  # floor: API window
@@ -68,11 +65,9 @@ def test_ingesting_an_older_day_extends_the_partitions_and_the_configured_day_wi
     oldest = min(job.created.date() for job in history)
     assert first_key(defs_for(home)) == oldest.isoformat()
 
-    monkeypatch.setenv(FIRST_DAY_ENV, "2026-01-01")
-    assert first_key(defs_for(home)) == "2026-01-01"
-    monkeypatch.setenv(FIRST_DAY_ENV, "01/01/2026")
-    with pytest.raises(FirstDayError, match=FIRST_DAY_ENV):
-        first_day(home)
+    assert first_key(defs_for(home, Settings.from_env({FIRST_DAY: "2026-01-01"}))) == "2026-01-01"
+    with pytest.raises(SettingsError, match=FIRST_DAY):
+        Settings.from_env({FIRST_DAY: "01/01/2026"})
 
 
 def test_the_raw_archive_alone_gives_the_first_day(tmp_path):
@@ -84,15 +79,15 @@ def test_the_raw_archive_alone_gives_the_first_day(tmp_path):
     assert partitions_for(home).get_first_partition_key() == "2025-06-01"
 
 
-def test_sync_leaves_days_before_the_configured_first_day_alone(tmp_path, monkeypatch):
+def test_sync_leaves_days_before_the_configured_first_day_alone(tmp_path):
     today = utcnow().date()
     corpus = generate_jobs(12, 11, utcnow() - timedelta(hours=1), days=4, other_user_fraction=0)
     home = Home(tmp_path / "home").ensure()
     register(home, corpus)
-    monkeypatch.setenv(FIRST_DAY_ENV, (today - timedelta(days=1)).isoformat())
+    settings = Settings.from_env({FIRST_DAY: (today - timedelta(days=1)).isoformat()})
     kept = {job.jobid for job in corpus if job.created.date() >= today - timedelta(days=1)}
     assert kept and len(kept) < len(corpus)
     with Simulator(corpus, seed=4) as sim:
-        run = run_capture(home, api_for(sim))
+        run = run_capture(home, api_for(sim), settings=settings)
         assert set(sim.requests_by_jobid) == kept
     assert run.days[0] == today - timedelta(days=1) and run.fetch["fetched"] == len(kept)

@@ -466,15 +466,14 @@ def killed_run(path: Path, owner: str) -> Path:
     return path.with_name(path.name + ".runs") / f"{owner}.lock"
 
 
-def test_a_reclaim_that_cannot_commit_keeps_the_dead_runs_lock_and_the_next_one_frees_its_ids(path, monkeypatch):
+def test_a_reclaim_that_cannot_commit_keeps_the_dead_runs_lock_and_the_next_one_frees_its_ids(path):
     with Registry(path) as reg:
         reg.add([make_id(20, h) for h in range(5)], "cli", NOW)
     lock_file = killed_run(path, "dead-run")
     assert lock_file.exists()
-    monkeypatch.setenv("MUREKA_ETL_REGISTRY_BUSY_SECONDS", "0.2")
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # another process's write, held past the busy timeout
-    with Registry(path) as reg:
+    with Registry(path, busy=timedelta(seconds=0.2)) as reg:
         with pytest.raises(LeaseReclaimError, match="cannot free the 5 ids leased to the dead run dead-run"):
             reg.count_due(NOW)
         assert lock_file.exists()

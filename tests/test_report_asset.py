@@ -25,11 +25,11 @@ def warehouse_counts(home: Home) -> tuple[int, int, int]:
 
 def test_report_has_its_own_job_and_schedule_off_the_capture_path():
     def executed(job_name: str) -> set[dg.AssetKey]:
-        return set(defs.resolve_job_def(job_name).asset_layer.executable_asset_keys)
+        return set(defs().resolve_job_def(job_name).asset_layer.executable_asset_keys)
 
     assert dg.AssetKey("report") not in executed(CAPTURE_JOB)
     assert executed(REPORT_JOB) == {dg.AssetKey("report")}
-    assert defs.resolve_schedule_def("report_schedule").job_name == REPORT_JOB
+    assert defs().resolve_schedule_def("report_schedule").job_name == REPORT_JOB
     spec = next(spec for asset in ASSETS for spec in asset.specs if spec.key == dg.AssetKey("report"))
     assert spec.group_name == "analytics" and spec.partitions_def is None
     assert dg.AssetKey("warehouse") in {dep.asset_key for dep in spec.deps}
@@ -42,7 +42,7 @@ def test_report_after_a_capture_run_attaches_its_summary(home, corpus, simulator
     page = home.root / "report.html"
     assert not page.exists()  # the capture run does not write it
 
-    result = dg.materialize([defs.get_assets_def("report")], resources={"home": HomeResource(root=str(home.root))})
+    result = dg.materialize([defs().get_assets_def("report")], resources={"home": HomeResource(root=str(home.root))})
     assert result.success
     (event,) = result.asset_materializations_for_node("report")
     assert event.metadata["path"] == dg.MetadataValue.path(str(page))

@@ -9,9 +9,9 @@ import pytest
 
 from assets.definitions import CAPTURE_JOB, build_defs, defs
 from assets.resources import HomeResource, MurekaApiResource, ProgressResource
-from assets.schedules import CRON_ENV, DEFAULT_CRON, build_capture_schedule
 from pipelines.config import Home, utcnow
 from pipelines.registry import Outcome, Registry
+from pipelines.settings import CAPTURE_CRON, Settings
 from simulator.corpus import generate_jobs
 from tests.conftest import register
 
@@ -22,10 +22,10 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def tick(home: Home, instance: dg.DagsterInstance, at: datetime | None = None, loaded: dg.Definitions = defs):
-    """Evaluate the schedule of the `loaded` definitions at `at` (default now: after every job the test
-    created, so that each creation day is a partition that exists at the tick)."""
-    repository = loaded.get_repository_def()
+def tick(home: Home, instance: dg.DagsterInstance, at: datetime | None = None, loaded: dg.Definitions | None = None):
+    """Evaluate the schedule of the `loaded` definitions (default: the code location's) at `at` (default now:
+    after every job the test created, so that each creation day is a partition that exists at the tick)."""
+    repository = (defs() if loaded is None else loaded).get_repository_def()
     schedule = repository.get_schedule_def("capture_schedule")
     # Entered, so its resources are torn down here: a context left to the garbage collector can leave
     # Dagster's current-instance state pointing at a closed test instance for later tests.
@@ -47,7 +47,7 @@ def test_one_request_per_day_with_due_ids_nearest_deadline_first(home, instance)
     keys = [r.partition_key for r in data.run_requests]
     assert keys == [d.isoformat() for d in days]  # the oldest day holds the nearest deadline
     assert all(r.run_key == f"{r.partition_key}@{at.isoformat()}" for r in data.run_requests)
-    assert defs.get_repository_def().get_schedule_def("capture_schedule").job_name == CAPTURE_JOB
+    assert defs().get_repository_def().get_schedule_def("capture_schedule").job_name == CAPTURE_JOB
 
 
 def test_nothing_due_means_no_run(home, instance):
@@ -90,16 +90,17 @@ def test_a_day_with_a_queued_run_is_not_requested_again(home, instance):
     assert tick(home, instance).run_requests == []
 
 
-def test_cron_is_configurable(monkeypatch):
-    assert build_capture_schedule(CAPTURE_JOB).cron_schedule == DEFAULT_CRON == "*/15 * * * *"
-    monkeypatch.setenv(CRON_ENV, "*/5 * * * *")
-    assert build_capture_schedule(CAPTURE_JOB).cron_schedule == "*/5 * * * *"
-    assert build_capture_schedule(CAPTURE_JOB).default_status == dg.DefaultScheduleStatus.RUNNING
+def test_cron_is_configurable(home):
+    schedule = defs_for(home).resolve_schedule_def("capture_schedule")
+    assert schedule.cron_schedule == "*/15 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    configured = defs_for(home, Settings.from_env({CAPTURE_CRON: "*/5 * * * *"}))
+    assert configured.resolve_schedule_def("capture_schedule").cron_schedule == "*/5 * * * *"
 
 
-def defs_for(home: Home) -> dg.Definitions:
+def defs_for(home: Home, settings: Settings | None = None) -> dg.Definitions:
     api = MurekaApiResource(base_url="http://127.0.0.1:9/v1/mureka", token="user:777-unused")
-    return build_defs({"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource()})
+    resources = {"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource()}
+    return build_defs(resources, settings)
 
 
 def test_a_schedule_requests_only_partitions_its_definitions_have(home, instance):

@@ -148,7 +148,7 @@ def test_feed_files_written_in_microseconds_still_load(home: Home, simulator: Si
 
 
 def test_asset_descriptions_are_the_specs() -> None:
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     for name in (*FLATTENED, "job_ids", *FEED_TABLES.values(), "feed_raw"):
         assert graph.get(dg.AssetKey(name)).description == SPECS[name].description, name
     warehouse = graph.get(dg.AssetKey("warehouse"))
