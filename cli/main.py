@@ -34,7 +34,7 @@ errors = Console(stderr=True, soft_wrap=True)
 EXIT_CODES = """exit codes:
   0    done
   1    the command failed: one line on stderr says why (--verbose adds the traceback)
-  2    wrong usage, or a home that does not exist
+  2    wrong usage, a home that does not exist, or a setting missing or unusable
   130  stopped by Ctrl-C (SIGINT)
   143  stopped by SIGTERM"""
 ENV_HOME = f"  {HOME}  the home folder when --home is not given (default ./{DEFAULT_HOME})"
@@ -48,8 +48,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 
 def epilog(*environment: str) -> str:
     """The end of a command's --help: the environment variables it reads, then the exit codes (\\b: as written)."""
-    read = f"\b\nenvironment:\n{chr(10).join(environment)}\n\n" if environment else ""
-    return f"{read}\b\n{EXIT_CODES}"
+    read = "\b\nenvironment:\n" + "\n".join(environment) + "\n\n" if environment else ""
+    return read + "\b\n" + EXIT_CODES
 
 
 class CliError(Exception):
