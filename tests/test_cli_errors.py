@@ -72,11 +72,36 @@ def test_a_refused_token_is_one_line_and_verbose_adds_the_traceback(tmp_path):
     assert verbose.stderr.strip().splitlines()[-1] == done.stderr.strip()
 
 
-def test_concurrency_below_one_is_refused_when_the_command_line_is_read(tmp_path):
-    done = run_cli("sync", "--concurrency", "0", home=tmp_path, env={"USEAPI_TOKEN": "user:1-x"})
+# Wrong usage keeps click's standard form: the usage line, where to find help, and the error; exit 2, nothing done.
+@pytest.mark.parametrize(
+    ("args", "usage", "error"),
+    [
+        (
+            ["sync", "--concurrency", "0"],
+            "sync [OPTIONS]",
+            "Invalid value for '--concurrency': 0 is not in the range x>=1.",
+        ),
+        (["sync", "--threads", "4"], "sync [OPTIONS]", "No such option '--threads'."),
+        (["query", "--format", "xml", "SELECT 1"], "query [OPTIONS] [SQL]", "Invalid value for '--format': 'xml'"),
+        (["ids", "add"], "ids add [OPTIONS] FILE...", "Missing argument 'FILE...'."),
+        (["--home", "x"], "[OPTIONS] COMMAND [ARGS]...", "Missing command."),
+    ],
+)
+def test_wrong_usage_is_refused_when_the_command_line_is_read(tmp_path, args, usage, error):
+    done = run_cli(*args, home=tmp_path, env={"USEAPI_TOKEN": "user:1-x"})
+    assert done.returncode == 2 and done.stdout == ""
+    command = usage.split("[")[0]
+    lines = done.stderr.splitlines()
+    assert lines[:3] == [f"Usage: mureka-etl {usage}", f"Try 'mureka-etl {command}--help' for help.", ""]
+    assert len(lines) == 4 and lines[3].startswith(f"Error: {error}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unusable_setting_is_one_line_naming_the_variable(tmp_path):
+    done = run_cli("ids", "add", "-", home=tmp_path / "home", env={"MUREKA_ETL_REGISTRY_BUSY_SECONDS": "soon"})
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].endswith("argument --concurrency: must be at least 1, got 0")
-    assert not (tmp_path / "registry.sqlite").exists()
+    assert one_error_line(done.stderr) == "error: MUREKA_ETL_REGISTRY_BUSY_SECONDS='soon' is not a number of seconds"
+    assert not (tmp_path / "home").exists()
 
 
 def test_a_full_disk_is_one_line(tmp_path):
@@ -123,7 +148,11 @@ def test_a_corrupt_registry_is_one_line(tmp_path):
     (home / "registry.sqlite").write_bytes(os.urandom(8192))
     done = run_cli("status", home=home)
     assert done.returncode == 1
-    assert "registry" in one_error_line(done.stderr)
+    error = one_error_line(done.stderr)
+    assert "registry" in error
+    verbose = run_cli("--verbose", "status", home=home)  # --verbose before the command name, too
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1] == error
 
 
 def test_an_unexpected_error_names_its_type_and_points_to_verbose(tmp_path, capsys):
