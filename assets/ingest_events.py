@@ -27,15 +27,13 @@ from pipelines.tables import FLATTENED, JOB_IDS
 RECORDED_BY = "mureka-etl ingest"
 
 
-def record_ingest(home: Home, report: IngestReport, settings: Settings | None = None) -> list[date]:
+def record_ingest(home: Home, report: IngestReport, settings: Settings) -> list[date]:
     """Report a materialization per ingested day of each asset ingest wrote, then every check evaluated over
     those days; returns the days recorded.
 
     Days outside the home's partitions (before MUREKA_ETL_FIRST_DAY, or after today) are left out: no
-    partition of the code location would show them. Nothing is recorded without DAGSTER_HOME. Without
-    `settings` they are read from the environment here (the caller is a process edge).
+    partition of the code location would show them. Nothing is recorded without DAGSTER_HOME.
     """
-    settings = Settings.from_env() if settings is None else settings
     if settings.dagster_home is None or not report.days:
         return []
     partitions = partitions_for(home, configured=settings.first_day)

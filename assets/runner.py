@@ -70,9 +70,7 @@ def _values(event: dg.AssetMaterialization) -> dict[str, Any]:
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def run_capture(
-    home: Home, api: MurekaApiResource, *, bar: bool = False, settings: Settings | None = None
-) -> RunSummary:
+def run_capture(home: Home, api: MurekaApiResource, *, settings: Settings, bar: bool = False) -> RunSummary:
     """One pass: take in the webhook spool, fetch every due id (the partitions that hold them, as one ranged
     run), flatten, load.
 
@@ -80,7 +78,6 @@ def run_capture(
     pass costs a few indexed registry reads and a stat per lake file. `settings` give the configured first
     partition and whether a Dagster instance records the run (DAGSTER_HOME).
     """
-    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
     with open_registry(home.ensure()) as registry:
         days = registry.partitions_with_due(utcnow())
     # A run killed after archiving answers leaves days no id is due in any more: they are finished here; days
@@ -157,11 +154,10 @@ def run_feeds(
     *,
     full: bool = False,
     max_pages: int | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> FeedRunSummary:
     """Run the feeds job in-process (the same assets and check the daily schedule runs): scan every account's
     feeds, flatten and load them, and audit the capture against them."""
-    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
     defs = build_defs(
         {"home": HomeResource.of(home.ensure()), "mureka_api": api, "progress": ProgressResource()}, settings
     )

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 RESULTS = ROOT / "benchmarks" / "results.md"
@@ -148,7 +150,7 @@ def stage_nothing_due(n: int) -> dict:
     files = {p: p.stat().st_mtime_ns for p in home.lake.rglob("*.parquet")}
     with Simulator([]) as sim:
         started = time.monotonic()
-        run = run_capture(home, MurekaApiResource(base_url=sim.base_url, token=sim.token))
+        run = run_capture(home, MurekaApiResource(base_url=sim.base_url, token=sim.token), settings=Settings.from_env())
         seconds = time.monotonic() - started
         requests = sim.requests_total
     changed = sum(1 for p, mtime in files.items() if p.stat().st_mtime_ns != mtime)

@@ -56,10 +56,9 @@ def command_name() -> str:
     return shlex.quote(os.path.relpath(sys.argv[0])) if sys.argv and sys.argv[0] else "mureka-etl"
 
 
-def run_demo(console: Console, root: Path, jobs: int = 3000, seed: int = 7, settings: Settings | None = None) -> int:
+def run_demo(console: Console, root: Path, settings: Settings, jobs: int = 3000, seed: int = 7) -> int:
     """Run the demo in the home folder `root` (its own: wiped by the next demo) with `settings` (the registry's
-    wait, the configured first day, the Dagster instance), read from the environment when not given."""
-    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
+    wait, the configured first day, the Dagster instance)."""
     home = prepare_home(root, settings)
     now = utcnow()
     # Most jobs are spread over 10 days (some already past the 7-day retention); a few started seconds ago

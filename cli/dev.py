@@ -85,17 +85,16 @@ def dev_env(home: Home, base: Mapping[str, str], simulator: tuple[str, str] | No
 
 def run(
     home: Home,
+    settings: Settings,
     port: int = 3000,
     simulator_jobs: int = 500,
     console: Console | None = None,
-    settings: Settings | None = None,
 ) -> int:
     """Run `mureka-etl dev` until `dagster dev` ends; Ctrl-C or SIGTERM (KeyboardInterrupt here) stops every
-    process it started, then propagates. `settings` (read from the environment when not given) say whether a
+    process it started, then propagates. `settings` say whether a
     token is set and which API it is for; `dagster dev` inherits this process's environment (its code location
     reads the settings from it again when it loads)."""
     console = console or Console(stderr=True)
-    settings = Settings.from_env() if settings is None else settings  # the caller is a process edge
     home = home.ensure()
     write_instance(home)
     os.chdir(ROOT)  # workspace.yaml's working_directory "." resolves against the current directory

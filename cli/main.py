@@ -19,8 +19,8 @@ from click.core import ParameterSource
 from rich.console import Console
 
 from cli.stopping import StopSignals, exit_code
-from pipelines.config import DEFAULT_BASE_URL, DEFAULT_HOME, DEMO_HOME, DEMO_MARKER, INGEST_BATCH_RECORDS, Home, utcnow
-from pipelines.settings import BASE_URL, HOME, TOKEN, Settings, SettingsError
+from pipelines.config import DEMO_HOME, DEMO_MARKER, INGEST_BATCH_RECORDS, Home, utcnow
+from pipelines.settings import BASE_URL, DEFAULT_BASE_URL, DEFAULT_HOME, HOME, TOKEN, Settings, SettingsError
 
 if TYPE_CHECKING:  # imported where used: dagster takes a second to import, which --help need not pay
     from assets.resources import MurekaApiResource
@@ -76,7 +76,7 @@ class Invocation:
     def locate(self, default: str | None = None) -> Home:
         """The command's home: --home, else `default` (the demo's own), else the settings' ($MUREKA_ETL_HOME, else
         ./data)."""
-        self.located = Home(Path(self.home or default or self.settings.home).resolve())
+        self.located = Home.locate(self.home or default, self.settings)
         return self.located
 
 
@@ -153,7 +153,7 @@ def dev_command(invocation: Invocation, port: int, simulator_jobs: int) -> int:
     <home>/inbox. Ctrl-C or SIGTERM stops every process it started."""
     from cli import dev
 
-    return dev.run(invocation.locate(), port=port, simulator_jobs=simulator_jobs)
+    return dev.run(invocation.locate(), invocation.settings, port=port, simulator_jobs=simulator_jobs)
 
 
 @mureka_etl.group("ids", short_help="the registry of known job ids", epilog=epilog(ENV_HOME))
@@ -211,7 +211,7 @@ def ingest_command(invocation: Invocation, files: tuple[str, ...], batch_size: i
     if invocation.settings.dagster_home:  # the UI's instance: the ingested days show as materialized partitions
         from assets.ingest_events import record_ingest
 
-        recorded = record_ingest(home, report)
+        recorded = record_ingest(home, report, invocation.settings)
         console.print(f"recorded {len(recorded)} days in the Dagster catalog", highlight=False)
     for bad in report.bad_lines:
         errors.print(f"skipped {bad}", markup=False, highlight=False)
@@ -271,7 +271,7 @@ def sync_command(invocation: Invocation, concurrency: int, quiet: bool) -> int:
 
     api = api_resource(invocation.settings, concurrency)
     home = invocation.locate()
-    run = run_capture(home, api, bar=not quiet)
+    run = run_capture(home, api, settings=invocation.settings, bar=not quiet)
     summary.print_run(console, home, run)
     return EXIT_OK
 
@@ -295,7 +295,7 @@ def audit_command(invocation: Invocation, full: bool, max_pages: int | None) -> 
 
     api = api_resource(invocation.settings)
     home = invocation.locate()
-    run = run_feeds(home, api, full=full, max_pages=max_pages)
+    run = run_feeds(home, api, full=full, max_pages=max_pages, settings=invocation.settings)
     columns, rows = audit_table(home)
     sys.stdout.write(render(QueryResult(columns, rows), "table"))
     per_account = ", ".join(f"{account} {n}" for account, n in sorted(run.requests_by_account.items()))
@@ -326,7 +326,7 @@ def demo_command(invocation: Invocation, jobs: int, seed: int) -> int:
     variable: the demo serves its own API."""
     from cli.demo import run_demo
 
-    return run_demo(console, invocation.locate(default=DEMO_HOME).root, jobs=jobs, seed=seed)
+    return run_demo(console, invocation.locate(default=DEMO_HOME).root, invocation.settings, jobs=jobs, seed=seed)
 
 
 @mureka_etl.command("query", short_help="run read-only SQL over the tables and views", epilog=epilog(ENV_HOME))

@@ -4,9 +4,7 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# DEFAULT_BASE_URL, DEFAULT_HOME and HOME_ENV: re-exported for cli/main.py only (it imports them from here).
-from pipelines.settings import DEFAULT_BASE_URL, DEFAULT_HOME, Settings  # noqa: F401
-from pipelines.settings import HOME as HOME_ENV  # noqa: F401
+from pipelines.settings import Settings
 
 # Records per `mureka-etl ingest` batch, flattened whole two at a time: the memory unit (25k peaked near 1.5 GB
 # at 1M records).
@@ -30,12 +28,8 @@ class Home:
     lake_url: str | None = None
 
     @classmethod
-    def locate(cls, option: str | None, settings: Settings | None = None) -> "Home":
-        """The home a command uses: its `--home` option, else the settings' home ($MUREKA_ETL_HOME, else ./data).
-
-        Without `settings` they are read from the environment here: the caller is a process edge.
-        """
-        settings = Settings.from_env() if settings is None else settings
+    def locate(cls, option: str | None, settings: Settings) -> "Home":
+        """The home a command uses: its `--home` option, else the settings' home ($MUREKA_ETL_HOME, else ./data)."""
         return cls(
             (Path(option) if option else settings.home).resolve(),
             registry_busy=settings.registry_busy,

@@ -19,6 +19,7 @@ from rich.console import Console
 from cli.demo import run_demo
 from pipelines.config import Home, utcnow
 from pipelines.report import default_report_path, write_home_report
+from pipelines.settings import Settings
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "chromium", "chromium-browser")
 WINDOW = "1400,2200"
@@ -76,7 +77,7 @@ def main() -> int:
         home = Home(args.home.resolve())
         page = write_home_report(home, utcnow()).path
     else:
-        if run_demo(console, args.demo_home, jobs=args.jobs) != 0:
+        if run_demo(console, args.demo_home, jobs=args.jobs, settings=Settings.from_env()) != 0:
             return 1
         page = default_report_path(Home(args.demo_home.resolve()))
     screenshot(page, args.out)

@@ -21,6 +21,7 @@ from assets.schedules import due_days
 from cli import dev
 from pipelines.config import Home, utcnow
 from pipelines.query import connect_readonly, run_query
+from pipelines.settings import Settings
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
@@ -70,7 +71,7 @@ def test_overlapping_runs_and_queries_never_hit_a_lock_and_match_a_serial_run(tm
     serial, overlapped = Home(tmp_path / "serial").ensure(), Home(tmp_path / "overlapped").ensure()
     with Simulator(corpus, seed=6) as sim:
         register(serial, corpus)
-        run_capture(serial, api_for(sim))
+        run_capture(serial, api_for(sim), settings=Settings.from_env())
 
         sim.reset_stats()
         register(overlapped, corpus)
@@ -139,7 +140,7 @@ def corpus() -> list[SimJob]:
 @pytest.fixture
 def captured(home, simulator, corpus):
     register(home, corpus)
-    run_capture(home, api_for(simulator))
+    run_capture(home, api_for(simulator), settings=Settings.from_env())
     return home
 
 

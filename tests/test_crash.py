@@ -26,6 +26,7 @@ from pipelines.crashpoints import ENV_VAR
 from pipelines.lake import lake_days, raw_batches
 from pipelines.query import connect_readonly
 from pipelines.registry import Registry
+from pipelines.settings import Settings
 from simulator.corpus import SimJob, write_ids_file
 from simulator.server import Simulator
 from tests.conftest import api_for, make_corpus, register
@@ -158,7 +159,7 @@ def reference(tmp_path_factory, corpus: list[SimJob], simulator: Simulator) -> d
     """The tables of one clean, uninterrupted run (in-process, same code)."""
     home = Home(tmp_path_factory.mktemp("clean") / "home").ensure()
     register(home, corpus)
-    run_capture(home, api_for(simulator))
+    run_capture(home, api_for(simulator), settings=Settings.from_env())
     tables = warehouse_snapshot(home)
     assert len(tables["jobs"]) > 50 and len(tables["songs"]) > 50
     return tables

@@ -28,6 +28,7 @@ from pipelines.config import Home, utcnow
 from pipelines.jobids import RETENTION, parse_jobid
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
+from pipelines.settings import Settings
 from pipelines.warehouse import open_lake
 from simulator.corpus import SimJob, build_jobid, generate_jobs
 from simulator.server import FaultConfig, Simulator
@@ -224,8 +225,8 @@ def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
         registered = [job for i, job in enumerate(ours) if i % 3 or job.job_type == "tts"]
         register(home, registered)
         api = api_for(sim)
-        run_capture(home, api)
-        run = run_feeds(home, api)
+        run_capture(home, api, settings=Settings.from_env())
+        run = run_feeds(home, api, settings=Settings.from_env())
         assert BROKEN_ACCOUNT in run.unavailable and "596" in run.unavailable[BROKEN_ACCOUNT]
         expected = expected_audit(sim, {job.jobid for job in registered})
 
@@ -289,8 +290,8 @@ def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_capt
     with serve(jobs) as sim:
         api = api_for(sim)
         register(home, [job for job in ours if job not in (missing, missing_tts)])
-        run_capture(home, api)
-        run = run_feeds(home, api)
+        run_capture(home, api, settings=Settings.from_env())
+        run = run_feeds(home, api, settings=Settings.from_env())
         checks = {name: (passed, text) for name, passed, text in run.checks}
         passed, text = checks["young_songs_have_jobs"]
         assert not passed
@@ -309,8 +310,8 @@ def test_check_fails_on_young_unmatched_item_and_passes_once_registered_and_capt
         )
 
         register(home, [missing, missing_tts])
-        run_capture(home, api)
-        run = run_feeds(home, api)
+        run_capture(home, api, settings=Settings.from_env())
+        run = run_feeds(home, api, settings=Settings.from_env())
         assert all(passed for _, passed, _ in run.checks), run.checks
 
 
@@ -381,7 +382,11 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
         )
 
         with pytest.raises(RunFailedError, match="401 Unauthorized: check USEAPI_TOKEN"):
-            run_feeds(Home(tmp_path / "denied"), MurekaApiResource(base_url=sim.base_url, token="user:777-wrong"))
+            run_feeds(
+                Home(tmp_path / "denied"),
+                MurekaApiResource(base_url=sim.base_url, token="user:777-wrong"),
+                settings=Settings.from_env(),
+            )
 
 
 def test_simulator_cli_serves_feeds_with_website_content_and_a_596_account() -> None:

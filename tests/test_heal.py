@@ -11,6 +11,7 @@ from pathlib import Path
 from assets.runner import run_capture
 from pipelines import lake
 from pipelines.config import Home
+from pipelines.settings import Settings
 from simulator.corpus import SimJob
 from simulator.server import Simulator
 from tests.conftest import api_for, register
@@ -34,7 +35,7 @@ def test_damaged_lake_files_and_warehouse_are_rebuilt_by_the_next_command(
 ) -> None:
     home = Home(tmp_path / "home").ensure()
     register(home, corpus)
-    run_capture(home, api_for(simulator))
+    run_capture(home, api_for(simulator), settings=Settings.from_env())
     env = cli_env(home, simulator.base_url, simulator.token)
     first, second = lake.lake_days(home, "jobs")[1:3]
     scrambled, deleted = lake.table_file(home, "jobs", first), lake.table_file(home, "jobs", second)

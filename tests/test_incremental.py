@@ -13,6 +13,7 @@ from assets import runner
 from pipelines import capture, lake
 from pipelines.config import Home, utcnow
 from pipelines.registry import Outcome, Registry
+from pipelines.settings import Settings
 from simulator.corpus import generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
@@ -25,7 +26,7 @@ def captured(tmp_path_factory) -> Path:
     corpus = generate_jobs(60, 7, utcnow() - timedelta(hours=1), days=4, odd_fraction=0, other_user_fraction=0)
     with Simulator(corpus, seed=2) as sim:
         register(home, corpus)
-        run = runner.run_capture(home, api_for(sim))
+        run = runner.run_capture(home, api_for(sim), settings=Settings.from_env())
     assert run.run_id is not None and len(run.days) >= 3
     return home.root
 
@@ -58,7 +59,7 @@ def test_a_pass_with_nothing_due_sends_nothing_writes_nothing_and_starts_no_run(
     warehouse_mtime = home.warehouse_path.stat().st_mtime_ns
     monkeypatch.setattr(runner, "build_defs", no_dagster)
     with Simulator([], seed=1) as sim:
-        run = runner.run_capture(home, api_for(sim))
+        run = runner.run_capture(home, api_for(sim), settings=Settings.from_env())
         assert sim.requests_total == 0
     assert (run.days, run.run_id) == ([], None)
     assert versions(home) == before
@@ -89,7 +90,7 @@ def test_the_next_pass_exports_that_day_and_then_nothing_again(home):
         jobid = registry.export_day(day).column("jobid")[0].as_py()
         registry.record([Outcome(jobid, utcnow(), 200, "completed", captured=True)])
     with Simulator([], seed=1) as sim:
-        run = runner.run_capture(home, api_for(sim))
+        run = runner.run_capture(home, api_for(sim), settings=Settings.from_env())
         assert sim.requests_total == 0
     assert run.days == [day] and run.run_id is not None
     with Registry(home.registry_path) as registry:
@@ -97,7 +98,7 @@ def test_the_next_pass_exports_that_day_and_then_nothing_again(home):
     assert fetch_count == 2
     again = versions(home)
     with Simulator([], seed=1) as sim:
-        assert runner.run_capture(home, api_for(sim)).run_id is None
+        assert runner.run_capture(home, api_for(sim), settings=Settings.from_env()).run_id is None
     assert versions(home) == again
 
 
@@ -107,7 +108,7 @@ def test_a_lake_file_the_warehouse_has_not_loaded_starts_a_warehouse_only_run(ho
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # as a load that failed would leave it
     assert not capture.warehouse_is_current(home)
     with Simulator([], seed=1) as sim:
-        run = runner.run_capture(home, api_for(sim))
+        run = runner.run_capture(home, api_for(sim), settings=Settings.from_env())
         assert sim.requests_total == 0
     assert run.days == [] and run.run_id is not None
     assert run.warehouse["files_loaded"] == 1

@@ -18,6 +18,7 @@ from pipelines.config import Home, utcnow
 from pipelines.flatten import flatten
 from pipelines.ingest import ingest
 from pipelines.registry import Registry
+from pipelines.settings import Settings
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
@@ -56,7 +57,7 @@ def test_ingest_yields_the_same_tables_as_fetch(tmp_path):
     with Simulator(jobs, seed=2) as sim:
         sim.clock.advance(600)  # every job has finished
         register(fetched, jobs)
-        run_capture(fetched, api_for(sim))
+        run_capture(fetched, api_for(sim), settings=Settings.from_env())
         at = sim.clock.now()
     ingested = Home(tmp_path / "ingested")
     report = ingest(ingested, [write_records(tmp_path / "records.jsonl", jobs, at)], batch_records=40)
@@ -178,7 +179,7 @@ def test_old_records_are_final_and_a_later_run_has_nothing_to_do(tmp_path, old_j
     versions = {p: p.stat().st_mtime_ns for p in home.lake.rglob("*.parquet")}
 
     with Simulator([], seed=1) as sim:
-        run = run_capture(home, api_for(sim))
+        run = run_capture(home, api_for(sim), settings=Settings.from_env())
         assert (run.days, sim.requests_total) == ([], 0)
     assert {p: p.stat().st_mtime_ns for p in home.lake.rglob("*.parquet")} == versions
 

@@ -10,6 +10,7 @@ from assets.resources import MurekaApiResource
 from assets.runner import RunFailedError, run_capture
 from pipelines.config import Home, utcnow
 from pipelines.registry import Registry
+from pipelines.settings import Settings
 from simulator.corpus import SimJob
 from simulator.server import FaultConfig, Simulator
 from tests.conftest import api_for, make_corpus, register
@@ -95,7 +96,7 @@ def test_capture_polls_running_jobs_and_fetches_each_finished_job_once(home, cor
     register(home, corpus)
     api = api_for(simulator)
     started = simulator.clock.now()
-    first = run_capture(home, api)
+    first = run_capture(home, api, settings=Settings.from_env())
     assert first.fetch["outcomes"].get("active", 0) >= 1  # the recent jobs are still generating
     # summed over the run's days: every registered id was due
     assert first.fetch["fetched"] == sum(first.fetch["outcomes"].values()) == len(corpus)
@@ -103,9 +104,9 @@ def test_capture_polls_running_jobs_and_fetches_each_finished_job_once(home, cor
     assert first.fetch["still_due"] == sum(outcomes.get(k, 0) for k in ("active", "not_yet_visible", "deferred"))
 
     simulator.clock.advance(120)  # every running job has finished now
-    run_capture(home, api)
+    run_capture(home, api, settings=Settings.from_env())
     after_two = dict(simulator.requests_by_jobid)
-    third = run_capture(home, api)  # nothing due: no request at all
+    third = run_capture(home, api, settings=Settings.from_env())  # nothing due: no request at all
     assert third.days == []
     assert dict(simulator.requests_by_jobid) == after_two
 
@@ -123,10 +124,10 @@ def test_rerun_never_duplicates_rows(home, corpus, simulator):
     register(home, corpus)
     simulator.clock.advance(120)
     simulator_api = api_for(simulator)
-    run_capture(home, simulator_api)
+    run_capture(home, simulator_api, settings=Settings.from_env())
     before = snapshot(home)
     register(home, corpus)  # the same ids again: already known
-    run_capture(home, simulator_api)
+    run_capture(home, simulator_api, settings=Settings.from_env())
     assert snapshot(home) == before
 
 
@@ -137,7 +138,7 @@ def test_faults_at_20_percent_give_the_same_tables(tmp_path):
         home = Home(tmp_path / name).ensure()
         with Simulator(corpus, seed=5, faults=faults) as sim:
             register(home, corpus)
-            run_capture(home, api_for(sim, concurrency=8))
+            run_capture(home, api_for(sim, concurrency=8), settings=Settings.from_env())
             if faults:
                 assert sum(sim.faults_injected.values()) > 0
         tables.append(snapshot(home))
@@ -149,7 +150,7 @@ def test_bad_token_stops_the_run_with_a_clear_message(home, corpus, simulator):
     register(home, corpus)
     secret = "user:777-WrongTokenDoNotPrint"
     with pytest.raises(RunFailedError) as caught:
-        run_capture(home, MurekaApiResource(base_url=simulator.base_url, token=secret))
+        run_capture(home, MurekaApiResource(base_url=simulator.base_url, token=secret), settings=Settings.from_env())
     assert "USEAPI_TOKEN" in str(caught.value)
     assert secret not in str(caught.value)
     with Registry(home.registry_path) as registry:

@@ -10,6 +10,7 @@ from assets.definitions import ASSETS, CAPTURE_JOB, REPORT_JOB, defs
 from assets.resources import HomeResource
 from assets.runner import run_capture
 from pipelines.config import Home
+from pipelines.settings import Settings
 from tests.conftest import api_for, register
 
 
@@ -38,7 +39,7 @@ def test_report_has_its_own_job_and_schedule_off_the_capture_path():
 def test_report_after_a_capture_run_attaches_its_summary(home, corpus, simulator):
     register(home, corpus)
     simulator.clock.advance(120)
-    run_capture(home, api_for(simulator))
+    run_capture(home, api_for(simulator), settings=Settings.from_env())
     page = home.root / "report.html"
     assert not page.exists()  # the capture run does not write it
 

@@ -25,6 +25,7 @@ from assets.resources import HomeResource, ProgressResource
 from assets.runner import QUIET_RUN_CONFIG, run_capture
 from pipelines.config import Home, utcnow
 from pipelines.registry import Registry
+from pipelines.settings import Settings
 from pipelines.webhook import spool
 from pipelines.webhook.receiver import MAX_BODY
 from simulator.corpus import build_jobid, generate_jobs
@@ -237,11 +238,13 @@ def test_every_acknowledged_job_lands_once_with_its_final_state(receiver: Receiv
             receiver.kill()  # deliveries fail while it is down, as they would with the real API
             time.sleep(0.5)
             receiver.start()
-            run_capture(home, api_for(sim))  # a sync mid-stream: running jobs confirmed as active
+            run_capture(
+                home, api_for(sim), settings=Settings.from_env()
+            )  # a sync mid-stream: running jobs confirmed as active
             assert sender.wait(60)
         receiver.stop()  # seals the last segment, so the final pass can trim the spool
         for _ in range(5):
-            run_capture(home, api_for(sim))
+            run_capture(home, api_for(sim), settings=Settings.from_env())
             with Registry(home.registry_path) as registry:
                 if not registry.count_by_state()["active"]:
                     break
@@ -287,7 +290,7 @@ def test_forged_deliveries_never_become_rows(receiver: Receiver, home: Home) -> 
     with Simulator(real, seed=1) as sim:
         for body in (forged, {"jobid": unknown, "status": "completed"}, {"jobid": other_user, "status": "failed"}):
             assert requests.post(receiver.url, json=body, timeout=10).status_code == 200
-        run_capture(home, api_for(sim))
+        run_capture(home, api_for(sim), settings=Settings.from_env())
         # A duplicate after the job was confirmed final costs no request.
         assert requests.post(receiver.url, json=forged, timeout=10).status_code == 200
         assert receiver.stop() == 0  # SIGTERM: a graceful stop that seals the spool
