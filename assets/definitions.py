@@ -19,7 +19,7 @@ from assets.schedules import build_capture_schedule
 from assets.sensors import build_inbox_sensor, build_running_jobs_sensor
 from assets.warehouse import warehouse
 from assets.webhook_sensor import build_webhook_sensor
-from pipelines.config import DEFAULT_BASE_URL, SIMULATOR_ENV, Home
+from pipelines.config import DEFAULT_BASE_URL, LAKE_URL_ENV, SIMULATOR_ENV, Home
 
 CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
 ASSETS = [*CAPTURE_ASSETS, report, *FEED_ASSETS]
@@ -48,7 +48,9 @@ report_schedule = dg.ScheduleDefinition(
 def env_resources() -> dict[str, Any]:
     """Resources from the environment: `MUREKA_ETL_HOME`, `USEAPI_BASE_URL`, `USEAPI_TOKEN` (kept a secret)."""
     return {
-        "home": HomeResource(root=os.environ.get("MUREKA_ETL_HOME", "data")),
+        "home": HomeResource(
+            root=os.environ.get("MUREKA_ETL_HOME", "data"), lake_url=os.environ.get(LAKE_URL_ENV, "").strip() or None
+        ),
         "mureka_api": MurekaApiResource(
             base_url=os.environ.get("USEAPI_BASE_URL", DEFAULT_BASE_URL), token=dg.EnvVar("USEAPI_TOKEN")
         ),
@@ -71,7 +73,8 @@ def build_defs(resources: Mapping[str, Any], api: str | None = None) -> dg.Defin
     The daily partitions are those of the `home` resource's folder (`partitions_for`): read once here, at
     load, so a day ingested later gets its partition when the definitions are next loaded.
     """
-    partitions = partitions_for(Home(Path(resources["home"].root).resolve()))  # not `.home`: that creates it
+    home = resources["home"]
+    partitions = partitions_for(Home(Path(home.root).resolve(), home.lake_url))  # not `.home`: that creates it
 
     def spec(s: dg.AssetSpec) -> dg.AssetSpec:
         s = s.replace_attributes(partitions_def=partitions) if s.partitions_def is not None else s

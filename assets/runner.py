@@ -87,7 +87,11 @@ def run_capture(home: Home, api: MurekaApiResource, *, bar: bool = False) -> Run
     if not days and warehouse_is_current(home):
         return RunSummary(days=[])
     defs = build_defs(
-        {"home": HomeResource(root=str(home.root)), "mureka_api": api, "progress": ProgressResource(bar=bar)}
+        {
+            "home": HomeResource(root=str(home.root), lake_url=home.lake_url),
+            "mureka_api": api,
+            "progress": ProgressResource(bar=bar),
+        }
     )
     job = defs.resolve_job_def(CAPTURE_JOB)
     with _instance() as instance:
@@ -153,7 +157,11 @@ def run_feeds(
     """Run the feeds job in-process (the same assets and check the daily schedule runs): scan every account's
     feeds, flatten and load them, and audit the capture against them."""
     defs = build_defs(
-        {"home": HomeResource(root=str(home.ensure().root)), "mureka_api": api, "progress": ProgressResource()}
+        {
+            "home": HomeResource(root=str(home.ensure().root), lake_url=home.lake_url),
+            "mureka_api": api,
+            "progress": ProgressResource(),
+        }
     )
     scan_config: dict[str, Any] = {"full": full} | ({"max_pages": max_pages} if max_pages is not None else {})
     # The CLI prints the 596 accounts and check outcomes itself: the run's warnings would say them twice.

@@ -19,6 +19,8 @@ TABLES = (*FLATTENED, "job_ids", *FEED_TABLES.values())
 # at 1M records).
 INGEST_BATCH_RECORDS = 20_000
 HOME_ENV = "MUREKA_ETL_HOME"
+# `s3://bucket/prefix`: the lake lives there instead of the home's lake/ folder (pipelines/storage.py).
+LAKE_URL_ENV = "MUREKA_ETL_LAKE_URL"
 DEFAULT_HOME = "data"
 # `mureka-etl demo` writes a home of its own (wiped by the next demo), marked as the demo's by this file.
 DEMO_HOME = "demo"
@@ -27,9 +29,11 @@ DEMO_MARKER = ".mureka-etl-demo"
 
 @dataclass(frozen=True)
 class Home:
-    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract)."""
+    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract). With `lake_url`, the lake
+    lives in that bucket (`pipelines.storage`) and `lake` keeps only this machine's lake locks."""
 
     root: Path
+    lake_url: str | None = None
 
     @classmethod
     def from_env(cls) -> "Home":
@@ -38,8 +42,10 @@ class Home:
 
     @classmethod
     def locate(cls, option: str | None) -> "Home":
-        """The home a command uses: its `--home` option, else $MUREKA_ETL_HOME, else ./data."""
-        return cls(Path(option or os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve())
+        """The home a command uses: its `--home` option, else $MUREKA_ETL_HOME, else ./data; its lake where
+        $MUREKA_ETL_LAKE_URL says."""
+        lake_url = os.environ.get(LAKE_URL_ENV, "").strip() or None
+        return cls(Path(option or os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve(), lake_url)
 
     @property
     def lake(self) -> Path:
@@ -64,12 +70,9 @@ class Home:
     def table_dir(self, table: str) -> Path:
         return self.lake / table
 
-    def holds_captured_jobs(self) -> bool:
-        """Whether the lake holds any file of the jobs table (a job was fetched or ingested here)."""
-        return self.table_dir("jobs").is_dir() and any(self.table_dir("jobs").rglob("*.parquet"))
-
     def ensure(self) -> "Home":
-        for path in (self.root, self.lake, self.raw, self.inbox):
+        local_lake = (self.lake, self.raw) if self.lake_url is None else ()
+        for path in (self.root, *local_lake, self.inbox):
             path.mkdir(parents=True, exist_ok=True)
         return self
 

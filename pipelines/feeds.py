@@ -37,7 +37,8 @@ from pipelines.client import (
 )
 from pipelines.config import FEED_TABLES, Home, utcnow
 from pipelines.flatten import SONGS_SCHEMA, SPEECH_SCHEMA
-from pipelines.lake import lake_days, table_file
+from pipelines.lake import lake_days, read_file, table_file, write_file
+from pipelines.storage import lake_storage
 from pipelines.warehouse import SQL_DIR, open_lake
 
 DEFAULT_MAX_PAGES = 50  # per account and feed and run
@@ -325,7 +326,7 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
     keys = KEYS[table]
     current: dict[tuple, dict[str, Any]] = {}
     for day in lake_days(home, table):
-        for row in pq.read_table(table_file(home, table, day), schema=SCHEMAS[table]).to_pylist():
+        for row in read_file(home, table_file(home, table, day), SCHEMAS[table]).to_pylist():
             current[tuple(row[k] for k in keys)] = {**row, "created_date": day}
     touched: set[date] = set()
     for row in rows:
@@ -350,7 +351,7 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
         )
         written[day] = len(day_rows)
         data = pa.Table.from_pylist([{k: r[k] for k in SCHEMAS[table].names} for r in day_rows], SCHEMAS[table])
-        _write(data, table_file(home, table, day))
+        write_file(home, table_file(home, table, day), data)
     return written
 
 
@@ -469,4 +470,5 @@ def _epoch(value: int | None) -> datetime | None:
 
 def table_rows(home: Home, table: str) -> int:
     """Rows of a feed table over all its day files (from the Parquet footers)."""
-    return sum(pq.ParquetFile(table_file(home, table, day)).metadata.num_rows for day in lake_days(home, table))
+    storage = lake_storage(home)
+    return sum(storage.read_metadata(table_file(home, table, day)).num_rows for day in lake_days(home, table))
