@@ -124,6 +124,9 @@ def _storage(folder: Path, url: str | None) -> LakeStorage:
     named = f"{S3_SCHEME}://{parts.hostname}/{parts.path.strip('/')}".rstrip("/")
     try:
         fs, root = pafs.FileSystem.from_uri(named)
+        bucket = fs.get_file_info(parts.hostname)
     except (OSError, pa.ArrowException) as error:
         raise LakeStorageError(f"cannot reach the lake at {named}: {error}") from None
+    if bucket.type != pafs.FileType.Directory:  # a listing of a missing bucket would read as an empty lake
+        raise LakeStorageError(f"the lake's bucket {parts.hostname} does not exist or cannot be seen ({named})")
     return LakeStorage(fs, PurePosixPath(root), named, local=False)
