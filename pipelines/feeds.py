@@ -24,7 +24,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.client import (
@@ -37,7 +36,7 @@ from pipelines.client import (
 )
 from pipelines.config import FEED_TABLES, Home, utcnow
 from pipelines.flatten import SONGS_SCHEMA, SPEECH_SCHEMA
-from pipelines.lake import lake_days, read_file, table_file, write_file
+from pipelines.lake import lake_days, read_file, table_dir, table_file, write_file
 from pipelines.storage import lake_storage
 from pipelines.warehouse import SQL_DIR, open_lake
 
@@ -404,11 +403,12 @@ def _archive(home: Home, pages: list[FeedPage]) -> str:
             ],
             FEED_RAW_SCHEMA,
         )
-        _write(data, _feed_raw(home) / f"observed_date={day.isoformat()}" / f"{batch_id}.parquet")
+        write_file(home, table_dir(home, "feed_raw") / f"observed_date={day.isoformat()}" / f"{batch_id}.parquet", data)
     return batch_id
 
 
 def _feed_raw(home: Home) -> Path:
+    """The scan's local state: its lock and cursors (the archived pages are in the lake's storage)."""
     path = home.lake / "feed_raw"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -428,17 +428,6 @@ def _write_cursors(home: Home, cursors: dict[str, dict[str, Any]]) -> None:
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     temp.write_text(json.dumps(cursors, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(temp, path)
-
-
-def _write(data: pa.Table, path: Path) -> None:
-    """Write Parquet to a temp name beside `path` and rename it over `path`: readers see a whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(data, temp, compression="zstd")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _int(value: Any) -> int | None:

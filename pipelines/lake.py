@@ -116,7 +116,7 @@ def table_file(home: Home, table: str, day: date) -> PurePath:
 
 
 def file_version(home: Home, path: PurePath) -> str:
-    """The version of a lake file as the warehouse records it: "mtime_ns:size"; FileNotFoundError when absent."""
+    """The version of a lake file as the warehouse records it (`LakeStorage.version`); FileNotFoundError when absent."""
     return lake_storage(home).version(path)
 
 

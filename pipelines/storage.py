@@ -81,7 +81,12 @@ class LakeStorage:
         return pq.read_schema(str(path), filesystem=self.fs)
 
     def version(self, path: PurePath) -> str:
-        """The version of a file as the warehouse records it: "mtime_ns:size"; FileNotFoundError when absent."""
+        """The version of a file as the warehouse records it, "mtime_ns:size" locally, "<ETag>:size" on S3 (its
+        modification time has whole seconds only); FileNotFoundError when absent."""
+        if not self.local:
+            metadata = self.fs.open_input_file(str(path)).metadata()  # one HEAD request
+            etag = metadata["ETag"].decode().strip('"')
+            return f"{etag}:{int(metadata['Content-Length'])}"
         found = self.info(path)
         if found.type != pafs.FileType.File:
             raise FileNotFoundError(f"{self.uri(path)} does not exist")
