@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -127,7 +128,7 @@ def write_section(n: int, repeat: int, local: dict, s3: dict, load: str) -> str:
         "lake tables, warehouse load), each run in its own process, S3 and local interleaved; then one query over the",
         f"lake through `connect_readonly` (`{QUERY}`).",
         "S3 is moto's server on 127.0.0.1 (loopback, no network). Lake files and MB: the Parquet files stored.",
-        f"Machine: {os.cpu_count()} CPUs, load average at start {load}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {os.cpu_count()} CPUs, load average at start {load}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         "| lake | ingest (median) | rec/s | runs | peak RSS | lake files | lake MB | query |",
         "|---|---|---|---|---|---|---|---|",
