@@ -8,14 +8,16 @@ import io
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from assets.runner import run_capture
 from pipelines import lake
-from pipelines.config import LAKE_URL_ENV, Home
+from pipelines.config import LAKE_URL_ENV, Home, utcnow
 from pipelines.crashpoints import ENV_VAR
+from pipelines.report import write_home_report, write_report
 from pipelines.storage import LakeStorageError
 from simulator.corpus import SimJob
 from simulator.server import Simulator
@@ -100,6 +102,19 @@ def test_query_reads_the_lake_from_the_bucket(captured, s3_server, simulator, re
     outside = f"s3://{BUCKET}/elsewhere/x.parquet"
     done = run_cli(["query", f"SELECT * FROM read_parquet('{outside}')"], cli)
     assert done.returncode == 1 and done.stderr.startswith("error:"), done.stderr
+
+
+def test_the_report_reads_the_bucket_and_equals_the_warehouses(captured, tmp_path: Path) -> None:
+    home, _ = captured
+    now = utcnow()
+    from_lake = write_home_report(home, now, tmp_path / "lake.html")
+    con = duckdb.connect(str(home.warehouse_path), read_only=True)
+    try:
+        from_warehouse = write_report(con, tmp_path / "warehouse.html", now)
+    finally:
+        con.close()
+    assert from_lake.path.read_text() == from_warehouse.path.read_text()
+    assert str(len(warehouse_snapshot(home)["jobs"])) in from_lake.markdown
 
 
 def test_reapplying_and_a_second_sync_change_no_object(captured, s3_server, simulator) -> None:
