@@ -8,13 +8,14 @@ wins over the MaterializeResult's for the same key. So the assets return only wh
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from pipelines.checks import markdown_table
+from pipelines.config import Home
+from pipelines.storage import lake_storage
 
 PREVIEW_ROWS = 5
 PREVIEW_COLUMNS = 6
@@ -33,16 +34,18 @@ def run_range(days: Sequence[date]) -> str:
     return f"{days[0]}..{days[-1]}"
 
 
-def file_rows(paths: Iterable[Path]) -> int:
-    """Rows in these Parquet files, from their footers (missing files count 0)."""
-    return sum(pq.read_metadata(path).num_rows for path in paths if path.is_file())
+def file_rows(home: Home, paths: Iterable[PurePath]) -> int:
+    """Rows in these lake Parquet files, from their footers (missing files count 0)."""
+    storage = lake_storage(home)
+    return sum(storage.read_metadata(path).num_rows for path in paths if storage.is_file(path))
 
 
-def preview(path: Path | None, columns: Sequence[str] | None = None) -> str:
-    """The first rows of a Parquet file as Markdown (its first columns, or `columns`; cells cut short)."""
-    if path is None or not path.is_file():
+def preview(home: Home, path: PurePath | None, columns: Sequence[str] | None = None) -> str:
+    """The first rows of a lake Parquet file as Markdown (its first columns, or `columns`; cells cut short)."""
+    storage = lake_storage(home)
+    if path is None or not storage.is_file(path):
         return "_no rows_"
-    parquet = pq.ParquetFile(path)
+    parquet = storage.parquet_file(path)
     names = list(columns or parquet.schema_arrow.names[:PREVIEW_COLUMNS])
     batch = next(parquet.iter_batches(batch_size=PREVIEW_ROWS, columns=names), None)
     rows = batch.to_pylist()[:PREVIEW_ROWS] if batch is not None else []

@@ -68,9 +68,9 @@ def _day_metadata(home: Home, report: IngestReport, day: date) -> dict[str, dict
     newest = batches[max(batches)] if batches else None
     metadata: dict[str, dict[str, Any]] = {
         "raw": {
-            "dagster/row_count": file_rows(batches.values()),
+            "dagster/row_count": file_rows(home, batches.values()),
             "raw_batches": len(batches),
-            "preview": dg.MetadataValue.md(preview(newest, RAW_PREVIEW_COLUMNS)),
+            "preview": dg.MetadataValue.md(preview(home, newest, RAW_PREVIEW_COLUMNS)),
             **tag,
         }
     }
@@ -79,9 +79,9 @@ def _day_metadata(home: Home, report: IngestReport, day: date) -> dict[str, dict
         path = lake.table_file(home, table, day)
         extra = {"exported": True} if table == "job_ids" else {"batches_applied": applied}
         metadata[table] = {
-            "dagster/row_count": file_rows([path]),
+            "dagster/row_count": file_rows(home, [path]),
             **extra,
-            "preview": dg.MetadataValue.md(preview(path)),
+            "preview": dg.MetadataValue.md(preview(home, path)),
             **tag,
         }
     loaded = report.loaded.get(day, {})

@@ -1,4 +1,4 @@
-from pathlib import Path
+from pathlib import PurePath
 
 import dagster as dg
 
@@ -7,6 +7,7 @@ from assets.partitions import RETENTION_PARTITIONS, partition_days
 from assets.policies import BACKFILL_POLICY, TRANSIENT_RETRY, stop_on_interrupt
 from assets.resources import HomeResource
 from pipelines import capture, lake
+from pipelines.config import Home
 from pipelines.tables import FLATTENED, JOB_IDS, SPECS
 
 
@@ -47,9 +48,9 @@ def lake_tables(context: dg.AssetExecutionContext, config: LakeTablesConfig, hom
                 context,
                 day,
                 {
-                    "dagster/row_count": file_rows([path]),
+                    "dagster/row_count": file_rows(home.home, [path]),
                     "batches_applied": summary.applied_by_day.get(day, 0),
-                    "preview": dg.MetadataValue.md(preview(path)),
+                    "preview": dg.MetadataValue.md(preview(home.home, path)),
                 },
                 asset_key=table,
             )
@@ -81,20 +82,20 @@ def job_ids(context: dg.AssetExecutionContext, home: HomeResource) -> dg.Materia
     """
     days = partition_days(context)
     paths = {day: lake.table_file(home.home, "job_ids", day) for day in days}
-    before = {day: _version(path) for day, path in paths.items()}
+    before = {day: _version(home.home, path) for day, path in paths.items()}
     written = capture.export_registry(home.home, days)
     for day, path in paths.items():
         record(
             context,
             day,
             {
-                "dagster/row_count": file_rows([path]),
-                "exported": _version(path) != before[day],
-                "preview": dg.MetadataValue.md(preview(path)),
+                "dagster/row_count": file_rows(home.home, [path]),
+                "exported": _version(home.home, path) != before[day],
+                "preview": dg.MetadataValue.md(preview(home.home, path)),
             },
         )
     return dg.MaterializeResult(metadata={"run_partitions": run_range(days), "run_days_written": written})
 
 
-def _version(path: Path) -> str | None:
-    return lake.file_version(path) if path.is_file() else None
+def _version(home: Home, path: PurePath) -> str | None:
+    return lake.file_version(home, path) if lake.file_exists(home, path) else None

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from pipelines import lake
 from pipelines.config import Home, utcnow
 from pipelines.jobids import RETENTION
 
@@ -94,6 +95,9 @@ def _registry_first_day(home: Home) -> date | None:
 
 
 def _raw_first_day(home: Home) -> date | None:
+    if home.lake_url is not None:  # a bucket: one listing of the raw archive
+        days = lake.lake_days(home, "raw")
+        return days[0] if days else None
     try:
         names = sorted(entry.name for entry in os.scandir(home.raw) if entry.name.startswith(_RAW_DAY_PREFIX))
     except OSError:

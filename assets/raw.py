@@ -54,12 +54,12 @@ def raw(
             context,
             day,
             {
-                "dagster/row_count": file_rows(batches.values()),
+                "dagster/row_count": file_rows(home.home, batches.values()),
                 "raw_batches": len(batches),
                 "fetched": sum(outcomes.values()),
                 "outcomes": dg.MetadataValue.json(outcomes),
                 "still_due": sum(outcomes.get(label, 0) for label in STILL_DUE),
-                "preview": dg.MetadataValue.md(preview(newest, RAW_PREVIEW_COLUMNS)),
+                "preview": dg.MetadataValue.md(preview(home.home, newest, RAW_PREVIEW_COLUMNS)),
             },
         )
     return dg.MaterializeResult(

@@ -25,8 +25,8 @@ from pipelines.client import AuthError, TransientError, UnexpectedStatus
 from pipelines.config import Home, utcnow
 from pipelines.idfiles import IdBatch, IdFileError, read_ids
 from pipelines.jobids import InvalidJobId, JobId, parse_jobid
-from pipelines.lake import file_version
 from pipelines.registry import open_registry
+from pipelines.storage import local_version
 
 REJECTED_DIR = "rejected"
 # A file younger than this may still be being written (a copy, not an atomic rename): read it next tick.
@@ -111,7 +111,7 @@ def build_inbox_sensor(job_name: str, partitions: dg.PartitionsDefinition | None
         days: set[date] = set()
         read: list[str] = []
         for path in present:
-            version = file_version(path)
+            version = local_version(path)
             if seen.get(path.name) == version:
                 continue
             batch = _read(path)

@@ -446,7 +446,9 @@ def existing_home(invocation: Invocation) -> Home:
             f" `sync` or `ingest`; {_where_the_demo_is()})",
             EXIT_USAGE,
         )
-    if not home.holds_captured_jobs():
+    from pipelines import lake
+
+    if not lake.holds_captured_jobs(home):
         errors.print(
             f"warning: home {home.root} holds no captured job yet; {_where_the_demo_is()}",
             markup=False,
@@ -543,6 +545,7 @@ FAILURES = (
     ("pipelines.registry", "RegistryError"),
     ("pipelines.warehouse", "WarehouseLockedError"),
     ("pipelines.lake", "LakeLockTimeout"),
+    ("pipelines.storage", "LakeStorageError"),
     ("pipelines.idfiles", "IdFileError"),
     ("pipelines.jobids", "InvalidJobId"),
 )

@@ -7,7 +7,6 @@ from datetime import date
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines import lake
@@ -77,7 +76,7 @@ def export_registry(home: Home, days: Collection[date]) -> int:
     with open_registry(home) as registry:
         for day, version in registry.day_versions(days).items():
             path = lake.table_file(home, "job_ids", day)
-            if version.stale or not path.exists() or lake.damaged_job_ids(home, day) is not None:
+            if version.stale or not lake.file_exists(home, path) or lake.damaged_job_ids(home, day) is not None:
                 written += _export_day(home, registry, day)
     return written
 
@@ -87,11 +86,11 @@ def _export_day(home: Home, registry: Registry, day: date) -> int:
     path = lake.table_file(home, "job_ids", day)
     with _export_lock(home, day):
         export = registry.export_versioned(day)
-        if not export.version.stale and path.exists() and lake.damaged_job_ids(home, day) is None:
+        if not export.version.stale and lake.file_exists(home, path) and lake.damaged_job_ids(home, day) is None:
             return 0  # another process exported it meanwhile
         # Unknown (a registry from before day versions): the file may hold these rows already; keep it then.
         unknown = export.version.exported_version is None
-        unchanged = unknown and path.exists() and pq.read_table(path).equals(export.table)
+        unchanged = unknown and lake.file_exists(home, path) and lake.read_file(home, path).equals(export.table)
         if not unchanged:
             lake.write_job_ids(home, day, export.table)
         # A crash before this line only re-exports the day next time.
@@ -124,7 +123,7 @@ def days_to_catch_up(home: Home) -> list[date]:
     with open_registry(home) as registry:
         versions = registry.day_versions()
     stale = {day for day, version in versions.items() if version.stale}
-    gone = {day for day in versions if not lake.table_file(home, "job_ids", day).exists()}
+    gone = {day for day in versions if not lake.file_exists(home, lake.table_file(home, "job_ids", day))}
     return sorted(set(lake.pending_days(home)) | stale | gone | set(lake.damaged_days(home)))
 
 
@@ -153,7 +152,7 @@ def warehouse_is_current(home: Home) -> bool:
     for table in TABLES:
         for day in lake.lake_days(home, table):
             try:
-                current[(table, day)] = lake.file_version(lake.table_file(home, table, day))
+                current[(table, day)] = lake.file_version(home, lake.table_file(home, table, day))
             except FileNotFoundError:
                 return False  # replaced while we looked: let the load decide
     return current == recorded

@@ -13,11 +13,11 @@ from datetime import date, datetime
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 
 from pipelines import lake
 from pipelines.config import Home
 from pipelines.registry import AtRisk, Problems, open_registry
+from pipelines.storage import lake_storage
 from pipelines.warehouse import SQL_DIR, open_lake
 
 CHECKS_DIR = SQL_DIR / "checks"
@@ -153,16 +153,17 @@ def lake_raw_findings(home: Home, days: Collection[date] | None = None) -> LakeR
     damaged = [found for day_damage in lake.damaged_days(home, checked).values() for found in day_damage]
     pending = sorted(set(lake.pending_days(home)) & set(checked))
     mismatched = []
-    con = duckdb.connect()
+    storage = lake_storage(home)
+    con = storage.register(duckdb.connect())
     try:
         for day in checked:
             if day in pending or any(found.day == day for found in damaged):
                 continue
             observations = lake.table_file(home, "job_observations", day)
-            metadata = pq.read_metadata(observations)
+            metadata = storage.read_metadata(observations)
             applied = json.loads((metadata.metadata or {}).get(lake.APPLIED_KEY, b"[]"))
             batches = lake.raw_batches(home, day)
-            files = [str(batches[batch]) for batch in applied if batch in batches]
+            files = [storage.uri(batches[batch]) for batch in applied if batch in batches]
             raw = (
                 con.execute(
                     "SELECT count(*) FROM (SELECT DISTINCT jobid, observed_at FROM read_parquet(?))", [files]

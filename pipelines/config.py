@@ -19,7 +19,7 @@ class Home:
     """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract), and how to reach the
     stores it names: how long a registry write waits for another process's lock (None: the registry's default),
     the registry's database when it is not the home's file (`registry_url`), the lake's bucket when it is not the
-    home's folder (`lake_url`)."""
+    home's folder (`lake_url`, `pipelines.storage`; `lake` then keeps only this machine's lake locks)."""
 
     root: Path
     _: KW_ONLY
@@ -60,12 +60,9 @@ class Home:
     def table_dir(self, table: str) -> Path:
         return self.lake / table
 
-    def holds_captured_jobs(self) -> bool:
-        """Whether the lake holds any file of the jobs table (a job was fetched or ingested here)."""
-        return self.table_dir("jobs").is_dir() and any(self.table_dir("jobs").rglob("*.parquet"))
-
     def ensure(self) -> "Home":
-        for path in (self.root, self.lake, self.raw, self.inbox):
+        local_lake = (self.lake, self.raw) if self.lake_url is None else ()
+        for path in (self.root, *local_lake, self.inbox):
             path.mkdir(parents=True, exist_ok=True)
         return self
 

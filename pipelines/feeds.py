@@ -19,13 +19,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.client import (
@@ -37,7 +36,8 @@ from pipelines.client import (
     UnexpectedStatus,
 )
 from pipelines.config import Home, utcnow
-from pipelines.lake import lake_days, table_file
+from pipelines.lake import lake_days, read_file, table_dir, table_file, write_file
+from pipelines.storage import lake_storage
 from pipelines.tables import FEED_RAW, FEED_TABLES, SPECS
 from pipelines.warehouse import SQL_DIR, open_lake
 
@@ -277,7 +277,7 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
     schema = SPECS[table].schema
     current: dict[tuple, dict[str, Any]] = {}
     for day in lake_days(home, table):
-        for row in _read_day(table_file(home, table, day), schema).to_pylist():
+        for row in _read_day(home, table_file(home, table, day), schema).to_pylist():
             current[tuple(row[k] for k in keys)] = {**row, "created_date": day}
     touched: set[date] = set()
     for row in rows:
@@ -302,14 +302,14 @@ def upsert(home: Home, table: str, rows: list[dict[str, Any]]) -> dict[date, int
         )
         written[day] = len(day_rows)
         data = pa.Table.from_pylist([{k: r[k] for k in schema.names} for r in day_rows], schema)
-        _write(data, table_file(home, table, day))
+        write_file(home, table_file(home, table, day), data)
     return written
 
 
-def _read_day(path: Path, schema: pa.Schema) -> pa.Table:
+def _read_day(home: Home, path: PurePath, schema: pa.Schema) -> pa.Table:
     """A feed table's day file as `schema`. Files written while feed times were microseconds read truncated to
     the millisecond, as the next upsert of their day writes them."""
-    table = pq.read_table(path)
+    table = read_file(home, path)
     columns = [pc.cast(table.column(f.name), options=pc.CastOptions(f.type, allow_time_truncate=True)) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
@@ -363,11 +363,12 @@ def _archive(home: Home, pages: list[FeedPage]) -> str:
             ],
             FEED_RAW.schema,
         )
-        _write(data, _feed_raw(home) / f"observed_date={day.isoformat()}" / f"{batch_id}.parquet")
+        write_file(home, table_dir(home, "feed_raw") / f"observed_date={day.isoformat()}" / f"{batch_id}.parquet", data)
     return batch_id
 
 
 def _feed_raw(home: Home) -> Path:
+    """The scan's local state: its lock and cursors (the archived pages are in the lake's storage)."""
     path = home.lake / "feed_raw"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -387,17 +388,6 @@ def _write_cursors(home: Home, cursors: dict[str, dict[str, Any]]) -> None:
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     temp.write_text(json.dumps(cursors, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(temp, path)
-
-
-def _write(data: pa.Table, path: Path) -> None:
-    """Write Parquet to a temp name beside `path` and rename it over `path`: readers see a whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(data, temp, compression="zstd")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _int(value: Any) -> int | None:
@@ -429,4 +419,5 @@ def _epoch(value: int | None) -> datetime | None:
 
 def table_rows(home: Home, table: str) -> int:
     """Rows of a feed table over all its day files (from the Parquet footers)."""
-    return sum(pq.ParquetFile(table_file(home, table, day)).metadata.num_rows for day in lake_days(home, table))
+    storage = lake_storage(home)
+    return sum(storage.read_metadata(table_file(home, table, day)).num_rows for day in lake_days(home, table))

@@ -1,8 +1,10 @@
 """Lake I/O: the append-only raw archive and the flattened tables, one Parquet file per table and day.
 
-Every file is written to a temp name in its folder, fsynced and renamed, so readers see a whole file
-or none. A flattened file records in its Parquet metadata (`mureka.applied_batches`) which raw batches
-it already holds, so applying is idempotent and a crash between raw and flatten is caught up later.
+The lake is the home's `lake/` folder or a bucket (`pipelines.storage`): every read and write goes through
+its storage. Every file appears whole or not at all: locally it is written to a temp name in its folder,
+fsynced and renamed; on S3 it is sent as one object, visible only once its upload completes. A flattened
+file records in its Parquet metadata (`mureka.applied_batches`) which raw batches it already holds, so
+applying is idempotent and a crash between raw and flatten is caught up later.
 The day's job_observations file, written last, also records every table's row count (`mureka.day_rows`):
 a flattened file that is unreadable, missing or of another size than written is damage, and the day is
 rebuilt from raw (the source of truth) with a warning naming the file.
@@ -18,7 +20,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +31,7 @@ from pipelines import tables
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
 from pipelines.flatten import flatten, sort_rows
+from pipelines.storage import LakeStorage, lake_storage
 from pipelines.tables import RAW, SPECS
 
 APPLIED_KEY = b"mureka.applied_batches"
@@ -80,7 +83,7 @@ class Damage:
 
     table: str
     day: date
-    path: Path
+    path: PurePath
     reason: str
 
     def __str__(self) -> str:
@@ -98,45 +101,65 @@ class ApplyResult:
     healed: list[Damage] = field(default_factory=list)
 
 
-def day_dir(base: Path, day: date) -> Path:
+def table_dir(home: Home, table: str) -> PurePath:
+    """`lake/<table>`, in the lake's storage."""
+    return lake_storage(home).root / table
+
+
+def day_dir(base: PurePath, day: date) -> PurePath:
     """The hive partition folder of `day` under a table folder."""
     return base / f"created_date={day.isoformat()}"
 
 
-def table_file(home: Home, table: str, day: date) -> Path:
+def table_file(home: Home, table: str, day: date) -> PurePath:
     """`lake/<table>/created_date=D/data.parquet`."""
-    return day_dir(home.table_dir(table), day) / DATA_FILE
+    return day_dir(table_dir(home, table), day) / DATA_FILE
 
 
-def file_version(path: Path) -> str:
-    """A file's version, "mtime_ns:size": what the warehouse records of a lake file, the inbox sensor of an id file."""
-    stat = path.stat()
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
+def file_version(home: Home, path: PurePath) -> str:
+    """The version of a lake file as the warehouse records it (`LakeStorage.version`); FileNotFoundError when absent."""
+    return lake_storage(home).version(path)
+
+
+def file_exists(home: Home, path: PurePath) -> bool:
+    """Whether the lake holds the file `path`."""
+    return lake_storage(home).is_file(path)
+
+
+def read_file(home: Home, path: PurePath, schema: pa.Schema | None = None) -> pa.Table:
+    """The rows of one lake file, as written (read as `schema` when given)."""
+    storage = lake_storage(home)
+    return pq.read_table(str(path), schema=schema, filesystem=storage.fs)
+
+
+def write_file(home: Home, path: PurePath, table: pa.Table) -> None:
+    """Write one lake file whole (a reader sees the old file or the new one, never a part)."""
+    _write_atomic(lake_storage(home), table, path)
 
 
 def lake_days(home: Home, table: str) -> list[date]:
-    """The days that hold a file of `table` (for "raw": at least one batch), oldest first."""
-    base = home.table_dir(table)
-    if not base.is_dir():
-        return []
-    days = []
-    for folder in base.glob("created_date=*"):
+    """The days that hold a file of `table` (for "raw": at least one batch), oldest first. One listing."""
+    days = set()
+    for path in lake_storage(home).files(table_dir(home, table), recursive=True):
+        is_data = _visible_parquet(path) if table == "raw" else path.name == DATA_FILE
+        if not is_data or not path.parent.name.startswith("created_date=") or path.parent.parent.name != table:
+            continue
         try:
-            day = date.fromisoformat(folder.name.removeprefix("created_date="))
+            days.add(date.fromisoformat(path.parent.name.removeprefix("created_date=")))
         except ValueError:
             continue
-        has_data = any(_visible_parquet(folder)) if table == "raw" else (folder / DATA_FILE).is_file()
-        if has_data:
-            days.append(day)
     return sorted(days)
 
 
-def raw_batches(home: Home, day: date) -> dict[str, Path]:
+def holds_captured_jobs(home: Home) -> bool:
+    """Whether the lake holds any file of the jobs table (a job was fetched or ingested here)."""
+    return bool(lake_days(home, "jobs"))
+
+
+def raw_batches(home: Home, day: date) -> dict[str, PurePath]:
     """batch_id -> file of every raw batch of `day`, in batch_id order."""
-    folder = day_dir(home.raw, day)
-    if not folder.is_dir():
-        return {}
-    return {path.stem: path for path in sorted(_visible_parquet(folder))}
+    folder = day_dir(table_dir(home, "raw"), day)
+    return {path.stem: path for path in sorted(lake_storage(home).files(folder)) if _visible_parquet(path)}
 
 
 def read_raw(home: Home, day: date, batch_ids: Collection[str] | None = None) -> pa.Table:
@@ -145,12 +168,13 @@ def read_raw(home: Home, day: date, batch_ids: Collection[str] | None = None) ->
     wanted = sorted(batches if batch_ids is None else batch_ids)
     missing = [batch for batch in wanted if batch not in batches]
     if missing:
-        raise FileNotFoundError(f"raw batches {missing} of {day} are not in {day_dir(home.raw, day)}")
-    tables = [_conform(pq.ParquetFile(batches[batch]).read(), RAW.schema) for batch in wanted]
+        raise FileNotFoundError(f"raw batches {missing} of {day} are not in {day_dir(table_dir(home, 'raw'), day)}")
+    storage = lake_storage(home)
+    tables = [_conform(storage.parquet_file(batches[batch]).read(), RAW.schema) for batch in wanted]
     return pa.concat_tables(tables) if tables else RAW.schema.empty_table()
 
 
-def write_raw_batch(home: Home, batch_id: str, rows: pa.Table) -> list[Path]:
+def write_raw_batch(home: Home, batch_id: str, rows: pa.Table) -> list[PurePath]:
     """Archive one fetch batch: one file `lake/raw/created_date=D/<batch_id>.parquet` per day in `rows`.
 
     `rows` has the raw columns plus `created_date` (date32); the batch_id column is set to `batch_id`.
@@ -165,20 +189,20 @@ def write_raw_batch(home: Home, batch_id: str, rows: pa.Table) -> list[Path]:
         part = part.drop_columns(["created_date"])
         batch = pa.array([batch_id] * part.num_rows, pa.string())
         part = part.drop_columns([c for c in ("batch_id",) if c in part.column_names]).append_column("batch_id", batch)
-        path = day_dir(home.raw, day) / f"{batch_id}.parquet"
-        _write_atomic(_conform(part, RAW.schema), path)
+        path = day_dir(table_dir(home, "raw"), day) / f"{batch_id}.parquet"
+        _write_atomic(lake_storage(home), _conform(part, RAW.schema), path)
         paths.append(path)
     return paths
 
 
-def write_job_ids(home: Home, day: date, table: pa.Table) -> Path:
+def write_job_ids(home: Home, day: date, table: pa.Table) -> PurePath:
     """Replace `lake/job_ids/created_date=D/data.parquet` with the registry export of `day` (none if empty)."""
-    path = table_file(home, "job_ids", day)
+    path, storage = table_file(home, "job_ids", day), lake_storage(home)
     conformed = _conform(table, SPECS["job_ids"].schema)
     if conformed.num_rows:
-        _write_atomic(conformed.sort_by(SPECS["job_ids"].sort_keys()), path)
+        _write_atomic(storage, conformed.sort_by(SPECS["job_ids"].sort_keys()), path)
     else:
-        path.unlink(missing_ok=True)
+        storage.delete(path)
     return path
 
 
@@ -201,6 +225,7 @@ def apply_pending(
     caller that had them in memory, as ingest does): those batches are not read and flattened again. With
     `until`, pending batches with a greater id are left for a later call (ingest's batches archived ahead).
     """
+    storage = lake_storage(home)
     with _day_locks(home, day):
         batches_of_day = raw_batches(home, day)
         batches = set(batches_of_day)
@@ -211,7 +236,7 @@ def apply_pending(
             if rebuild or damage:
                 break
             try:
-                current[table] = _read_table(path, SPECS[table].schema)
+                current[table] = _read_table(storage, path, SPECS[table].schema)
             except (OSError, pa.ArrowException) as exc:  # a damaged page, which the footers do not show
                 damage.append(Damage(table, day, path, f"is unreadable ({exc})"))
         if damage:
@@ -240,7 +265,7 @@ def apply_pending(
                 rows[table] = old.num_rows if old is not None else 0
                 continue
             day_rows = rows | {table: merged[table].num_rows} if table == "job_observations" else None
-            rows[table] = _write_table(merged[table], files[table], sorted(applied | set(todo)), day_rows)
+            rows[table] = _write_table(storage, merged[table], files[table], sorted(applied | set(todo)), day_rows)
         return ApplyResult(day, len(todo), rows, damage)
 
 
@@ -251,10 +276,11 @@ def damaged_files(home: Home, day: date) -> list[Damage]:
     only a missing jobs file is found (job_observations' statistics show a captured job)."""
     footers: dict[str, pq.FileMetaData | None] = {}
     damage = []
+    storage = lake_storage(home)
     for table in FLATTENED:
         path = table_file(home, table, day)
         try:
-            footers[table] = pq.read_metadata(path)
+            footers[table] = storage.read_metadata(path)
         except FileNotFoundError:
             footers[table] = None
         except (OSError, pa.ArrowException) as exc:
@@ -287,7 +313,7 @@ def damaged_job_ids(home: Home, day: date) -> Damage | None:
     """The `job_ids` file of `day` when its footer cannot be read (the registry is its source, not raw)."""
     path = table_file(home, "job_ids", day)
     try:
-        pq.read_metadata(path)
+        lake_storage(home).read_metadata(path)
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException) as exc:
@@ -332,7 +358,7 @@ def heal(home: Home, days: Collection[date] | None = None) -> list[Damage]:
         for found in damage:
             if found.table == "job_ids":
                 log.warning("lake file %s: removed; the next sync exports it again from the registry", found)
-                found.path.unlink(missing_ok=True)
+                lake_storage(home).delete(found.path)
                 healed.append(found)
     return healed
 
@@ -351,7 +377,7 @@ def pending_days(home: Home) -> list[date]:
     days = []
     for day in lake_days(home, "raw"):
         try:
-            metadata = pq.read_schema(table_file(home, "job_observations", day)).metadata or {}
+            metadata = lake_storage(home).read_schema(table_file(home, "job_observations", day)).metadata or {}
         except (OSError, pa.ArrowException):
             metadata = {}
         if set(raw_batches(home, day)) - set(json.loads(metadata.get(APPLIED_KEY, b"[]"))):
@@ -360,7 +386,7 @@ def pending_days(home: Home) -> list[date]:
 
 
 def _flattened_groups(
-    home: Home, day: date, files: dict[str, Path], todo: list[str], given: Mapping[str, dict[str, pa.Table]]
+    home: Home, day: date, files: dict[str, PurePath], todo: list[str], given: Mapping[str, dict[str, pa.Table]]
 ) -> list[dict[str, pa.Table]]:
     """The flattened tables of the `todo` batches in batch order: a given batch as given, the others read
     from raw and flattened in groups."""
@@ -368,7 +394,9 @@ def _flattened_groups(
     unflattened: list[str] = []  # consecutive batches not given, flattened together
 
     def flatten_unflattened() -> None:
-        groups.extend(flatten(read_raw(home, day, group), day) for group in _groups(files, unflattened))
+        groups.extend(
+            flatten(read_raw(home, day, group), day) for group in _groups(lake_storage(home), files, unflattened)
+        )
         unflattened.clear()
 
     for batch in todo:
@@ -381,13 +409,13 @@ def _flattened_groups(
     return groups
 
 
-def _groups(files: dict[str, Path], todo: list[str]) -> Iterator[list[str]]:
+def _groups(storage: LakeStorage, files: dict[str, PurePath], todo: list[str]) -> Iterator[list[str]]:
     """`todo` (sorted) cut into runs of whole batches of about FLATTEN_ROWS raw rows: flatten's memory bound."""
     group: list[str] = []
     rows = 0
     for batch in todo:
         group.append(batch)
-        rows += pq.ParquetFile(files[batch]).metadata.num_rows
+        rows += storage.read_metadata(files[batch]).num_rows
         if rows >= FLATTEN_ROWS:
             yield group
             group, rows = [], 0
@@ -472,23 +500,25 @@ def _merge_observations(merged: pa.Table) -> pa.Table:
     return merged.filter(_first_of_each(merged.column("jobid"), merged.column("observed_at")))
 
 
-def _write_table(table: pa.Table, path: Path, applied: list[str], day_rows: dict[str, int] | None = None) -> int:
+def _write_table(
+    storage: LakeStorage, table: pa.Table, path: PurePath, applied: list[str], day_rows: dict[str, int] | None = None
+) -> int:
     """Write a flattened table with its applied batches, and the row counts of the day's tables when given
     (nothing, and no stale file, when it is empty)."""
     if table.num_rows == 0:
-        path.unlink(missing_ok=True)
+        storage.delete(path)
         return 0
     metadata = {APPLIED_KEY: json.dumps(applied, separators=(",", ":")).encode()}
     if day_rows is not None:
         metadata[DAY_ROWS_KEY] = json.dumps(day_rows, separators=(",", ":"), sort_keys=True).encode()
-    _write_atomic(table.replace_schema_metadata(metadata), path)
+    _write_atomic(storage, table.replace_schema_metadata(metadata), path)
     return table.num_rows
 
 
-def _read_table(path: Path, schema: pa.Schema) -> tuple[pa.Table | None, set[str]]:
+def _read_table(storage: LakeStorage, path: PurePath, schema: pa.Schema) -> tuple[pa.Table | None, set[str]]:
     """A flattened file's rows and applied batch ids; (None, empty) when the file does not exist."""
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = storage.parquet_file(path)
     except FileNotFoundError:
         return None, set()
     applied = json.loads((parquet.schema_arrow.metadata or {}).get(APPLIED_KEY, b"[]"))
@@ -506,13 +536,25 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet (zstd) to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder."""
+def _write_atomic(storage: LakeStorage, table: pa.Table, path: PurePath) -> None:
+    """Write Parquet (zstd) so that `path` holds all of it or what it held before.
+
+    Locally: to a temp file beside `path`, fsynced, renamed over `path`, the folder fsynced. On S3: the whole
+    file built in memory, then sent as one object (no temp object is ever visible under the lake's names)."""
+    dictionary = [name for name in table.column_names if name in _DICTIONARY_COLUMNS]
+    if not storage.local:
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd", use_dictionary=dictionary)
+        data = buffer.getvalue()
+        crashpoint("lake_temp_written")
+        storage.put(path, data)
+        crashpoint("lake_file_replaced")
+        return
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path(path)
     try:
         with open(temp, "wb") as handle:
-            dictionary = [name for name in table.column_names if name in _DICTIONARY_COLUMNS]
             pq.write_table(table, handle, compression="zstd", use_dictionary=dictionary)
             handle.flush()
             os.fsync(handle.fileno())
@@ -535,8 +577,11 @@ def temp_path(path: Path) -> Path:
 
 def remove_stale_temps(home: Home) -> list[Path]:
     """Remove the temp files of lake writes that never finished (a killed process): those whose writer process
-    is gone, or older than TEMP_MAX_AGE_S. A live writer's temp file is left alone. Returns the files removed."""
-    removed = []
+    is gone, or older than TEMP_MAX_AGE_S. A live writer's temp file is left alone. Returns the files removed.
+    A lake on S3 has none: its writes make no temp objects."""
+    removed: list[Path] = []
+    if home.lake_url is not None:
+        return removed
     now = time.time()
     for folder, _, names in os.walk(home.lake):
         for name in names:
@@ -568,8 +613,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _visible_parquet(folder: Path) -> Iterator[Path]:
-    return (path for path in folder.glob("*.parquet") if not path.name.startswith("."))
+def _visible_parquet(path: PurePath) -> bool:
+    """Whether `path` is a lake Parquet file (not a hidden temp file)."""
+    return path.suffix == ".parquet" and not path.name.startswith(".")
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
@@ -24,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.config import Home
-from pipelines.lake import lake_days
+from pipelines.lake import lake_days, table_dir
+from pipelines.storage import lake_storage
 from pipelines.tables import RAW, TABLES
 from pipelines.warehouse import open_lake
 
@@ -72,10 +72,11 @@ class QueryResult:
     rows: list[tuple]
 
 
-def lock_down(con: duckdb.DuckDBPyConnection, lake: Path) -> duckdb.DuckDBPyConnection:
-    """Restrict `con` for user SQL: files readable only under `lake`, no writes outside memory, no ATTACH of
-    files, no extension install/load, UTC display, and the configuration locked so none of it can be undone."""
-    allowed = str(lake.resolve()).rstrip("/") + "/"
+def lock_down(con: duckdb.DuckDBPyConnection, lake: str) -> duckdb.DuckDBPyConnection:
+    """Restrict `con` for user SQL: files readable only under `lake` (a folder or an s3:// prefix), no writes
+    outside memory, no ATTACH of files, no extension install/load, UTC display, and the configuration locked so
+    none of it can be undone."""
+    allowed = lake.rstrip("/") + "/"
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
@@ -90,14 +91,14 @@ def connect_readonly(home: Home) -> duckdb.DuckDBPyConnection:
     every archived API answer (one row per fetch, body as the JSON text the API sent)."""
     con = open_lake(home)
     _create_raw_view(con, home)
-    return lock_down(con, home.lake)
+    return lock_down(con, lake_storage(home).root_uri)
 
 
 def _create_raw_view(con: duckdb.DuckDBPyConnection, home: Home) -> None:
     """`raw` over lake/raw/created_date=D/<batch>.parquet (temp files end in .tmp, so a write in progress is
     never read); an empty view of the same columns while the archive holds nothing."""
     if lake_days(home, RAW_TABLE):
-        files = str(home.raw / "*" / "*.parquet").replace("'", "''")
+        files = (lake_storage(home).uri(table_dir(home, RAW_TABLE)) + "/*/*.parquet").replace("'", "''")
         source = (
             f"read_parquet('{files}', hive_partitioning = true, hive_types = {{'created_date': DATE}},"
             " union_by_name = true)"

@@ -27,7 +27,8 @@ from filelock import FileLock, Timeout
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
 from pipelines.jobids import RETENTION_MACRO
-from pipelines.lake import file_version, heal, lake_days, table_file
+from pipelines.lake import file_version, heal, lake_days, table_dir, table_file
+from pipelines.storage import lake_storage
 from pipelines.tables import TABLES, ddl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -120,7 +121,7 @@ class Warehouse:
         self, home: Home, days: Collection[date] | None, deadline: float
     ) -> tuple[dict[date, dict[str, int]], dict[str, int]]:
         """One load transaction: (table, day) files replaced, and the table sizes after it."""
-        con = self._connect(deadline)
+        con = lake_storage(home).register(self._connect(deadline))
         try:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -220,11 +221,12 @@ def rebuild_summaries(con: duckdb.DuckDBPyConnection) -> None:
 
 @dataclass(frozen=True)
 class _Change:
-    """A (table, day) whose lake file differs from the loaded one: its path and version (None: file gone)."""
+    """A (table, day) whose lake file differs from the loaded one: its URI as DuckDB reads it and its version (None:
+    file gone)."""
 
     table: str
     day: date
-    path: Path
+    uri: str
     version: str | None
 
 
@@ -258,6 +260,7 @@ def _changes(
         for table, day, version in con.execute("SELECT table_name, created_date, version FROM _lake_loads").fetchall()
     }
     wanted = set(days) if days is not None else None
+    storage = lake_storage(home)
     changes = []
     for table in TABLES:
         candidates = set(lake_days(home, table)) | {day for name, day in [*recorded, *inconsistent] if name == table}
@@ -266,11 +269,11 @@ def _changes(
         for day in sorted(candidates):
             path = table_file(home, table, day)
             try:
-                version = file_version(path)
+                version = file_version(home, path)
             except FileNotFoundError:
                 version = None
             if version != recorded.get((table, day)) or (table, day) in inconsistent:
-                changes.append(_Change(table, day, path, version))
+                changes.append(_Change(table, day, storage.uri(path), version))
     return changes
 
 
@@ -309,7 +312,7 @@ def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> int:
             con.execute(
                 f"INSERT INTO {table} BY NAME"
                 " SELECT *, ?::DATE AS created_date FROM read_parquet(?, hive_partitioning = false)",
-                [day, str(change.path)],
+                [day, change.uri],
             )
         )
         con.execute("INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, change.version, rows])
@@ -342,9 +345,9 @@ def _insert_buckets(con: duckdb.DuckDBPyConnection, table: str, day: date) -> No
     con.execute(f"INSERT INTO {table} SELECT $day, * FROM _song_duration_buckets($day, $day)", {"day": day})
 
 
-def _literal(path: Path) -> str:
-    """`path` as an SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
+def _literal(text: str | Path) -> str:
+    """`text` (a path or URI) as an SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -354,9 +357,10 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def _lake_files(home: Home, table: str, days: Collection[date] | None) -> str | None:
     """The SQL literal read_parquet takes for `table`'s files (of `days` when given); None when there are none."""
+    storage = lake_storage(home)
     if days is None:
-        return _literal(home.table_dir(table) / "*" / "*.parquet") if lake_days(home, table) else None
-    files = [path for day in sorted(days) if (path := table_file(home, table, day)).is_file()]
+        return _literal(storage.uri(table_dir(home, table)) + "/*/*.parquet") if lake_days(home, table) else None
+    files = [storage.uri(path) for day in sorted(days) if storage.is_file(path := table_file(home, table, day))]
     return "[" + ", ".join(map(_literal, files)) + "]" if files else None
 
 
@@ -402,7 +406,7 @@ def open_lake(home: Home, days: Collection[date] | None = None) -> duckdb.DuckDB
     repaired first (`lake.heal`), so a reader never meets one.
     """
     heal(home, days)
-    con = duckdb.connect()
+    con = lake_storage(home).register(duckdb.connect())
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE SCHEMA _empty; SET schema = '_empty'")
     create_tables(con)

@@ -58,10 +58,10 @@ def test_apply_twice_is_a_noop(home):
     first = lake.apply_pending(home, DAY)
     assert first.batches_applied == 2
     assert first.rows == {"jobs": 12, "songs": 12, "speech": 3, "speech_turns": 5, "job_observations": 16}
-    versions = {t: lake.file_version(lake.table_file(home, t, DAY)) for t in FLATTENED}
+    versions = {t: lake.file_version(home, lake.table_file(home, t, DAY)) for t in FLATTENED}
     second = lake.apply_pending(home, DAY)
     assert second.batches_applied == 0 and second.rows == first.rows
-    assert {t: lake.file_version(lake.table_file(home, t, DAY)) for t in FLATTENED} == versions
+    assert {t: lake.file_version(home, lake.table_file(home, t, DAY)) for t in FLATTENED} == versions
     metadata = pq.ParquetFile(lake.table_file(home, "songs", DAY)).schema_arrow.metadata
     assert json.loads(metadata[b"mureka.applied_batches"]) == ["b01", "b02"]
 
@@ -184,7 +184,7 @@ def test_write_job_ids_and_file_version(home):
     assert path == home.lake / "job_ids" / "created_date=2026-01-21" / "data.parquet"
     assert pq.read_table(path).equals(table)
     size = path.stat().st_size
-    assert lake.file_version(path).endswith(f":{size}")
+    assert lake.file_version(home, path).endswith(f":{size}")
     assert lake.lake_days(home, "job_ids") == [DAY]
     lake.write_job_ids(home, DAY, SPECS["job_ids"].schema.empty_table())
     assert not path.exists()

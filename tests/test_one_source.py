@@ -139,4 +139,4 @@ def test_a_files_version_is_defined_once() -> None:
         if isinstance(node, ast.FunctionDef) and node.name == "file_version"
     ]
     assert len(defined) == 1 and defined[0].startswith("pipelines/lake.py:")
-    assert [line.split(":")[0] for line in _lines(re.compile(r"st_mtime_ns\}:"), *CODE)] == ["pipelines/lake.py"]
+    assert [line.split(":")[0] for line in _lines(re.compile(r"st_mtime_ns\}:"), *CODE)] == ["pipelines/storage.py"]
