@@ -94,15 +94,16 @@ def cmd_ids_add(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from pipelines.ingest import IngestBar, ingest
+    from pipelines.ingest import BAR_STAGES, ingest
+    from pipelines.progress import BarProgress
 
     home = Home.locate(args.home)
     batch_records = args.batch_size or INGEST_BATCH_RECORDS
     if args.quiet:
         report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records)
     else:
-        with IngestBar() as bar:
-            report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records, progress=bar)
+        with BarProgress(stages=BAR_STAGES) as bar:
+            report = ingest(home, args.files, stdin=sys.stdin.buffer, batch_records=batch_records, progress=bar.stage)
     if os.environ.get("DAGSTER_HOME"):  # the UI's instance: the ingested days show as materialized partitions
         from assets.ingest_events import record_ingest
 
