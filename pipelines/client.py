@@ -19,14 +19,13 @@ import os
 import socket
 import ssl
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import TypeVar
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import urllib3
@@ -41,14 +40,14 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.response import BaseHTTPResponse
-from urllib3.util import Retry, Timeout
+from urllib3.util import Retry, Timeout, parse_url
 
 from pipelines.jobids import InvalidJobId, parse_jobid, quote_jobid
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 ANSWER_STATUSES = frozenset({200, 400, 403, 404, 410})
 RETRY_AFTER_MAX = 300  # seconds; a bogus Retry-After must not park a worker for hours
-# The first request of a run: tries of GET /jobs before the API counts as unreachable (about 12 s when every
+# The first request of a run: tries of GET /jobs before the API counts as unreachable (about 10 s when every
 # connect times out), and the longest it waits for an answer once connected.
 CHECK_TRIES = 3
 CHECK_READ_TIMEOUT = 10.0
@@ -241,13 +240,8 @@ def checked_token(token: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """`url` without any user:password part, as messages show it."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """`url` without any user:password part, query or fragment, as messages show it."""
+    return str(parse_url(url)._replace(auth=None, query=None, fragment=None).url)
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -384,28 +378,28 @@ class MurekaClient:
             self._verdict = _Verdict()
         url = f"{self.base_url}/jobs"
         timeout = (self.timeout[0], min(self.timeout[1], CHECK_READ_TIMEOUT))
-        for attempt in range(CHECK_TRIES):
-            if attempt:
-                time.sleep(self.backoff_factor * 2**attempt)
+        retry = Retry(total=CHECK_TRIES - 1, backoff_factor=self.backoff_factor)
+        while True:
             try:
                 response = self._send(url, timeout)
             except HTTPError as exc:
                 self._stats.attempt()
                 if not _could_not_connect(exc):
                     return  # connected, then reset, slow or garbled: the run's own retries deal with that
-                if _tls_failed(exc) or attempt + 1 == CHECK_TRIES:
+                if _tls_failed(exc) or not retry.total:
                     cause = _unreachable_cause(exc, urlsplit(self.base_url).hostname or "", timeout[0])
                     raise ApiUnreachable(shown_url(self.base_url), cause) from None
-                continue
-            self._stats.attempt(response.status)
-            status = response.status
-            if status == 401:
-                raise AuthError()
-            if status == 404:
-                raise WrongApi(shown_url(self.base_url), "answered 404 for GET /jobs")
-            if status in RETRY_STATUSES:
-                continue
-            return
+                retry = retry.increment("GET", url, error=exc)
+            else:
+                self._stats.attempt(response.status)
+                if response.status == 401:
+                    raise AuthError()
+                if response.status == 404:
+                    raise WrongApi(shown_url(self.base_url), "answered 404 for GET /jobs")
+                if response.status not in RETRY_STATUSES or not retry.total:
+                    return
+                retry = retry.increment("GET", url, response=response)
+            retry.sleep()
 
     def check_answers(self) -> None:
         """End a run: WrongApi if it got answers, every one a 404 (or 410), some for ids well inside their window."""
