@@ -31,14 +31,17 @@ from urllib.request import getproxies, proxy_bypass
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
-    HTTPError,
+    DecodeError,
     IncompleteRead,
     InvalidHeader,
     MaxRetryError,
     NewConnectionError,
+    ProtocolError,
+    ProxyError,
     ReadTimeoutError,
 )
 from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry, Timeout, parse_url
 
@@ -196,7 +199,11 @@ class _Stats:
             return ClientStats(self.http_requests, self.retries, dict(self.by_status), dict(self.failures))
 
 
-def _failure_kind(exc: HTTPError) -> str:
+# What a try can meet on its way (connect, DNS, TLS, proxy, read, decoding): the next try may get through.
+_TRANSPORT_ERRORS = (Urllib3TimeoutError, ProtocolError, Urllib3SSLError, ProxyError, DecodeError)
+
+
+def _failure_kind(exc: Exception) -> str:
     """What went wrong in a try that got no answer, as the stats and messages name it."""
     if any(isinstance(error, (IncompleteRead, http.client.IncompleteRead)) for error in _exception_chain(exc)):
         return "truncated body"
@@ -382,7 +389,7 @@ class MurekaClient:
         while True:
             try:
                 response = self._send(url, timeout)
-            except HTTPError as exc:
+            except _TRANSPORT_ERRORS as exc:
                 self._stats.attempt()
                 if not _could_not_connect(exc):
                     return  # connected, then reset, slow or garbled: the run's own retries deal with that
@@ -516,7 +523,7 @@ class MurekaClient:
             error: Exception | None = None
             try:
                 response = self._send(url, self.timeout)
-            except HTTPError as exc:
+            except _TRANSPORT_ERRORS as exc:
                 self._stats.attempt()
                 error, kind = exc, _failure_kind(exc)
             else:
