@@ -200,14 +200,15 @@ def ids_add_command(invocation: Invocation, files: tuple[str, ...]) -> int:
 def ingest_command(invocation: Invocation, files: tuple[str, ...], batch_size: int, quiet: bool) -> int:
     """Load saved job records (JSON lines of GET /jobs/{jobid} answers, gzip ok; - reads stdin) into the
     registry, the lake and the warehouse. Bad lines are skipped and named with file and line (exit 1)."""
-    from pipelines.ingest import IngestBar, ingest
+    from pipelines.ingest import BAR_STAGES, ingest
+    from pipelines.progress import BarProgress
 
     home = invocation.locate()
     if quiet:
         report = ingest(home, list(files), stdin=sys.stdin.buffer, batch_records=batch_size)
     else:
-        with IngestBar() as bar:
-            report = ingest(home, list(files), stdin=sys.stdin.buffer, batch_records=batch_size, progress=bar)
+        with BarProgress(stages=BAR_STAGES) as bar:
+            report = ingest(home, list(files), stdin=sys.stdin.buffer, batch_records=batch_size, progress=bar.stage)
     if invocation.settings.dagster_home:  # the UI's instance: the ingested days show as materialized partitions
         from assets.ingest_events import record_ingest
 

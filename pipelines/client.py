@@ -1,10 +1,11 @@
 """HTTP client for the useapi.net Mureka jobs API: GET /jobs/{jobid} and GET /jobs.
 
-Two retry layers, both bounded: urllib3's Retry handles 429/5xx (honouring Retry-After) and
-connection/read errors below requests; the `backoff` library re-asks when an answer that looked
-fine turns out unusable (truncated, not a JSON object, an HTML page, another job's record) or when
-urllib3 gave up. 400/403/404/410 are answers and come back as `Answer`; 401 raises `AuthError`. A whole
-answer that is still unusable after the re-asks raises `UnusableAnswer` carrying it, for the archive.
+One retry mechanism, urllib3's `Retry`: a bounded budget per call shared by every fault (connection and read
+errors, 429/5xx, an answer that turns out unusable: truncated, not a JSON object, an HTML page, another job's
+record), its exponential backoff with jitter and the server's Retry-After (capped). Each try is one plain urllib3
+request; the client reads the whole answer before the Retry decides, which is why the loop is ours. 400/403/404/410
+are answers and come back as `Answer`; 401 raises `AuthError`. A whole answer that is still unusable when the
+budget is spent raises `UnusableAnswer` carrying it, for the archive.
 
 A run first calls `check_api` (GET /jobs, a few quick tries): an API that cannot be reached or is not the
 Mureka API stops the run at once with one line naming the base URL and the cause, before any id is claimed.
@@ -12,29 +13,38 @@ The token is checked for form when the client is built and then lives only in th
 message, repr or log carries it.
 """
 
+import http.client
 import json
 import os
 import socket
 import ssl
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from types import TracebackType
-from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import TypeVar
+from urllib.parse import urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
-import backoff
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import ConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, InvalidHeader
+import certifi
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    IncompleteRead,
+    InvalidHeader,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+)
 from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
+from urllib3.util import Retry, Timeout, parse_url
 
 from pipelines.jobids import InvalidJobId, parse_jobid, quote_jobid
 from pipelines.settings import BASE_URL, DEFAULT_BASE_URL
@@ -42,7 +52,7 @@ from pipelines.settings import BASE_URL, DEFAULT_BASE_URL
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 ANSWER_STATUSES = frozenset({200, 400, 403, 404, 410})
 RETRY_AFTER_MAX = 300  # seconds; a bogus Retry-After must not park a worker for hours
-# The first request of a run: tries of GET /jobs before the API counts as unreachable (about 12 s when every
+# The first request of a run: tries of GET /jobs before the API counts as unreachable (about 10 s when every
 # connect times out), and the longest it waits for an answer once connected.
 CHECK_TRIES = 3
 CHECK_READ_TIMEOUT = 10.0
@@ -134,14 +144,12 @@ class UnusableAnswer(ApiError):
 
 
 class _BadAnswer(Exception):
-    """An answer not to keep (retried by the body layer); `kind` names what was wrong, `retry_after`
-    the seconds the server asked to wait (429/503 Retry-After), if any. `unusable` holds the status and body
+    """An answer not to keep (it takes a retry); `kind` names what was wrong. `unusable` holds the status and body
     text of a whole answer that is unusable (rather than a transport fault: an HTML page from a proxy is one)."""
 
-    def __init__(self, kind: str, retry_after: float | None = None, unusable: tuple[int, str] | None = None) -> None:
+    def __init__(self, kind: str, unusable: tuple[int, str] | None = None) -> None:
         super().__init__(kind)
         self.kind = kind
-        self.retry_after = retry_after
         self.unusable = unusable
 
 
@@ -193,65 +201,36 @@ class _Stats:
             return ClientStats(self.http_requests, self.retries, dict(self.by_status), dict(self.failures))
 
 
-class _CountingRetry(Retry):
-    """urllib3 Retry that tells a listener about every retry it grants (and why)."""
-
-    listener: Callable[[int | None, Exception | None], None] | None = None
-
-    def new(self, **kw: Any) -> "_CountingRetry":
-        retry = super().new(**kw)
-        retry.listener = self.listener
-        return retry
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: BaseHTTPResponse | None = None,
-        error: Exception | None = None,
-        _pool: ConnectionPool | None = None,
-        _stacktrace: TracebackType | None = None,
-    ) -> "_CountingRetry":
-        retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        if self.listener is not None:
-            self.listener(response.status if response is not None else None, error)
-        return retry
+# What a try can meet on its way (connect, DNS, TLS, proxy, read, decoding): the next try may get through.
+_TRANSPORT_ERRORS = (Urllib3TimeoutError, ProtocolError, Urllib3SSLError, ProxyError, DecodeError)
 
 
-_TRANSIENT_EXCEPTIONS = (
-    _BadAnswer,
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-
-
-def _failure_kind(exc: BaseException | None) -> str:
-    if isinstance(exc, _BadAnswer):
-        return exc.kind
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+def _failure_kind(exc: Exception) -> str:
+    """What went wrong in a try that got no answer, as the stats and messages name it."""
+    if any(isinstance(error, (IncompleteRead, http.client.IncompleteRead)) for error in _exception_chain(exc)):
         return "truncated body"
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, ReadTimeoutError) or (
+        isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError)
+    ):
         return "timeout"
     return f"connection error ({type(exc).__name__})"
 
 
-def _text(response: requests.Response) -> str:
+def _text(response: BaseHTTPResponse) -> str:
     """A body as text for the archive: UTF-8, with any byte that is not written as \\xNN."""
-    return response.content.decode("utf-8", errors="backslashreplace")
+    return response.data.decode("utf-8", errors="backslashreplace")
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    """The Retry-After of an answer in seconds (delta or HTTP date), capped at RETRY_AFTER_MAX;
-    None if absent or bad."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return min(float(Retry().parse_retry_after(value)), RETRY_AFTER_MAX)
-    except InvalidHeader:
-        return None
+def _pool_manager(base_url: str, maxsize: int, headers: dict[str, str]) -> urllib3.PoolManager:
+    """Pooled connections to the API, through the environment's proxy for its host unless no_proxy bypasses it, and
+    verified with REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE when set, else certifi's bundle (as requests does, so a
+    container without system certificates still verifies); read once."""
+    parts = urlsplit(base_url)
+    ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    proxy = None if proxy_bypass(parts.hostname or "") else getproxies().get(parts.scheme)
+    if proxy:
+        return urllib3.ProxyManager(proxy, num_pools=1, maxsize=maxsize, headers=headers, ca_certs=ca_certs)
+    return urllib3.PoolManager(num_pools=1, maxsize=maxsize, headers=headers, ca_certs=ca_certs)
 
 
 def checked_token(token: str) -> str:
@@ -271,13 +250,8 @@ def checked_token(token: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """`url` without any user:password part, as messages show it."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """`url` without any user:password part, query or fragment, as messages show it."""
+    return str(parse_url(url)._replace(auth=None, query=None, fragment=None).url)
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -298,9 +272,13 @@ def _could_not_connect(exc: BaseException) -> bool:
     """Whether no connection was made at all (refused, DNS, TLS, connect timeout), as opposed to a connection
     that was made and then reset, timed out on reading or gave a garbled answer."""
     return any(
-        isinstance(error, (ConnectTimeoutError, Urllib3SSLError, ssl.SSLError, requests.exceptions.ConnectTimeout))
-        for error in _exception_chain(exc)
+        isinstance(error, (ConnectTimeoutError, Urllib3SSLError, ssl.SSLError)) for error in _exception_chain(exc)
     )
+
+
+def _tls_failed(exc: BaseException) -> bool:
+    """Whether the TLS handshake failed (no try can mend a certificate)."""
+    return any(isinstance(error, (Urllib3SSLError, ssl.SSLError)) for error in _exception_chain(exc))
 
 
 def _unreachable_cause(exc: BaseException, host: str, connect_timeout: float) -> str:
@@ -316,7 +294,7 @@ def _unreachable_cause(exc: BaseException, host: str, connect_timeout: float) ->
             return f"DNS lookup of {host} failed ({error.strerror or 'no address'})"
         if isinstance(error, ConnectionRefusedError):
             return "connection refused"
-        if isinstance(error, (requests.exceptions.ConnectTimeout, TimeoutError, socket.timeout)):
+        if isinstance(error, (TimeoutError, socket.timeout)):
             return f"no connection within {connect_timeout:g} s (connect timeout)"
         if isinstance(error, ConnectionResetError):
             return "connection reset"
@@ -339,6 +317,9 @@ class _Verdict:
     example: str | None = None
 
 
+T = TypeVar("T")
+
+
 class MurekaClient:
     """A thread-safe client for GET /jobs/{jobid} and GET /jobs with bounded retries."""
 
@@ -352,67 +333,31 @@ class MurekaClient:
         max_retries: int = 6,
         backoff_factor: float = 0.5,
         backoff_max: float = 30.0,
-        body_tries: int | None = None,
     ) -> None:
-        """`max_retries` bounds urllib3's retries of one request; `body_tries` (default max_retries + 1)
-        bounds the re-asks after an unusable answer or after urllib3 gave up."""
+        """`max_retries` bounds the retries of one call, whatever failed; `timeout` is (connect, read) seconds."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.concurrency = concurrency
         self.backoff_factor = backoff_factor
         self._stats = _Stats()
-        self._local = threading.local()
         self._verdict: _Verdict | None = None  # a run's tally, from check_api on
         self._verdict_lock = threading.Lock()
-        headers = {
-            "Authorization": f"Bearer {checked_token(token)}",
-            "User-Agent": f"mureka-etl/{_version()}",
-            "Accept": "application/json",
-        }
-        retry = _CountingRetry(
+        self._retry = Retry(
             total=max_retries,
-            connect=max_retries,
-            read=max_retries,
-            status=max_retries,
-            other=0,
             allowed_methods=frozenset({"GET"}),
             status_forcelist=RETRY_STATUSES,
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
             backoff_jitter=backoff_factor,
             respect_retry_after_header=True,
-            raise_on_status=False,
+            retry_after_max=RETRY_AFTER_MAX,
         )
-        retry.retry_after_max = RETRY_AFTER_MAX  # set afterwards: older urllib3 lacks the parameter
-        retry.listener = self._on_urllib3_retry
-        self._session = self._new_session(HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=retry))
-        self._session.headers.update(headers)
-        # check_api counts its own tries: its session retries nothing below it.
-        self._check_session = self._new_session(HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0))
-        self._check_session.headers.update(headers)
-        self._with_body_retries = backoff.on_exception(
-            backoff.expo,
-            _TRANSIENT_EXCEPTIONS,
-            max_tries=body_tries if body_tries is not None else max_retries + 1,
-            jitter=backoff.full_jitter,
-            on_backoff=self._on_body_retry,
-            logger=None,  # its handler formats every exception chain even when the level is off: slow
-            factor=backoff_factor,
-            max_value=backoff_max,
-        )
-
-    def _new_session(self, adapter: HTTPAdapter) -> requests.Session:
-        session = requests.Session()
-        # With trust_env, requests re-reads the proxy variables (the whole environment) and ~/.netrc on every
-        # request: about a third of the client's time. They are read once here instead.
-        session.trust_env = False
-        session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if ca_bundle:
-            session.verify = ca_bundle
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
+        headers = {
+            "Authorization": f"Bearer {checked_token(token)}",
+            "User-Agent": f"mureka-etl/{_version()}",
+            "Accept": "application/json",
+        }
+        self._pool = _pool_manager(self.base_url, concurrency, headers)
 
     def __repr__(self) -> str:
         return f"MurekaClient(base_url={self.base_url!r})"
@@ -425,8 +370,7 @@ class MurekaClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._session.close()
-        self._check_session.close()
+        self._pool.clear()
 
     @property
     def stats(self) -> ClientStats:
@@ -444,28 +388,28 @@ class MurekaClient:
             self._verdict = _Verdict()
         url = f"{self.base_url}/jobs"
         timeout = (self.timeout[0], min(self.timeout[1], CHECK_READ_TIMEOUT))
-        for attempt in range(CHECK_TRIES):
-            if attempt:
-                time.sleep(self.backoff_factor * 2**attempt)
+        retry = Retry(total=CHECK_TRIES - 1, backoff_factor=self.backoff_factor)
+        while True:
             try:
-                response = self._check_session.get(url, timeout=timeout)
-            except requests.RequestException as exc:
+                response = self._send(url, timeout)
+            except _TRANSPORT_ERRORS as exc:
                 self._stats.attempt()
                 if not _could_not_connect(exc):
                     return  # connected, then reset, slow or garbled: the run's own retries deal with that
-                if isinstance(exc, requests.exceptions.SSLError) or attempt + 1 == CHECK_TRIES:
+                if _tls_failed(exc) or not retry.total:
                     cause = _unreachable_cause(exc, urlsplit(self.base_url).hostname or "", timeout[0])
                     raise ApiUnreachable(shown_url(self.base_url), cause) from None
-                continue
-            self._stats.attempt(response.status_code)
-            status = response.status_code
-            if status == 401:
-                raise AuthError()
-            if status == 404:
-                raise WrongApi(shown_url(self.base_url), "answered 404 for GET /jobs")
-            if status in RETRY_STATUSES:
-                continue
-            return
+                retry = retry.increment("GET", url, error=exc)
+            else:
+                self._stats.attempt(response.status)
+                if response.status == 401:
+                    raise AuthError()
+                if response.status == 404:
+                    raise WrongApi(shown_url(self.base_url), "answered 404 for GET /jobs")
+                if response.status not in RETRY_STATUSES or not retry.total:
+                    return
+                retry = retry.increment("GET", url, response=response)
+            retry.sleep()
 
     def check_answers(self) -> None:
         """End a run: WrongApi if it got answers, every one a 404 (or 410), some for ids well inside their window."""
@@ -481,41 +425,34 @@ class MurekaClient:
     def get_job(self, jobid: str) -> Answer:
         """GET /jobs/{jobid} for a parsed job id; returns the answer (200/400/403/404/410).
 
-        Raises AuthError on 401, UnusableAnswer when the last of the bounded re-asks still got an answer that
+        Raises AuthError on 401, UnusableAnswer when the last try the budget allowed still got an answer that
         cannot be the job's record, TransientError when retries are exhausted otherwise, UnexpectedStatus on an
         undocumented status that is not 2xx.
         """
         url = f"{self.base_url}/jobs/{quote_jobid(jobid)}"
         what = f"GET /jobs/{jobid}"
-        last_unusable: list[tuple[int, str, str]] = []  # the last attempt's unusable answer: status, body, kind
 
-        def attempt() -> Answer:
-            last_unusable.clear()
-            try:
-                response = self._get(url)
-                status = response.status_code
-                if status == 200:
-                    body, record = self._json_object(response)
-                    if record.get("jobid") != jobid:
-                        raise _BadAnswer("record of another job", unusable=(status, body))
-                elif 200 < status < 300:
-                    raise _BadAnswer(f"HTTP {status} without a record", unusable=(status, _text(response)))
-                else:
-                    self._check_status(what, status)
-                    body = response.content.decode("utf-8", errors="replace")
-            except _BadAnswer as exc:
-                if exc.unusable is not None:
-                    last_unusable.append((*exc.unusable, exc.kind))
-                raise
-            return Answer(jobid, status, body, datetime.now(UTC), self._local.retries)
+        def read(response: BaseHTTPResponse, retries: int) -> Answer:
+            status = response.status
+            if status == 200:
+                body, record = self._json_object(response)
+                if record.get("jobid") != jobid:
+                    raise _BadAnswer("record of another job", unusable=(status, body))
+            elif 200 < status < 300:
+                raise _BadAnswer(f"HTTP {status} without a record", unusable=(status, _text(response)))
+            else:
+                self._check_status(what, status, retries)
+                body = response.data.decode("utf-8", errors="replace")
+            return Answer(jobid, status, body, datetime.now(UTC), retries)
 
         try:
-            answer = self._run(what, attempt)
+            answer = self._get(what, url, read)
         except TransientError as exc:
-            if not last_unusable:
+            last = exc.__cause__
+            if not isinstance(last, _BadAnswer) or last.unusable is None:
                 raise
-            status, body, kind = last_unusable[0]
-            raise UnusableAnswer(jobid, status, body, kind, exc.attempts) from None
+            status, body = last.unusable
+            raise UnusableAnswer(jobid, status, body, last.kind, exc.attempts) from None
         self._tally(answer)
         return answer
 
@@ -542,52 +479,88 @@ class MurekaClient:
 
     def list_running(self) -> dict:
         """GET /jobs: the jobs running now, across every linked account."""
-        url = f"{self.base_url}/jobs"
         what = "GET /jobs"
 
-        def attempt() -> dict:
-            response = self._get(url)
-            if response.status_code != 200:
-                self._check_status(what, response.status_code)
-                raise self._unexpected(what, response.status_code)
+        def read(response: BaseHTTPResponse, retries: int) -> dict:
+            if response.status != 200:
+                self._check_status(what, response.status, retries)
+                raise UnexpectedStatus(what, response.status, retries + 1)
             return self._json_object(response)[1]
 
-        return self._run(what, attempt)
+        return self._get(what, f"{self.base_url}/jobs", read)
 
-    def _run(self, what: str, attempt: Callable[[], Any]) -> Any:
-        """Call `attempt` under the body-level retries; this thread's retry count starts at 0."""
+    def get_feed_page(self, feed: str, account: str, last_id: int | None = None) -> "FeedPage":
+        """GET /music or /speech (`feed`) of `account`: the page after `last_id` (the first when None), newest first.
 
-        def counted() -> Any:
+        Same retries and token rule as the job calls; raises AccountUnavailable on 596 (the account's Mureka
+        session is broken: the user must fix it) and UnexpectedStatus on any other non-200 answer.
+        """
+        if feed not in FEEDS:
+            raise ValueError(f"unknown feed {feed!r}: use one of {', '.join(FEEDS)}")
+        params = {"account": account} | ({"last_id": str(last_id)} if last_id is not None else {})
+        url = f"{self.base_url}/{feed}?{urlencode(params)}"
+        what = f"GET /{feed}?{urlencode(params)}"
+
+        def read(response: BaseHTTPResponse, retries: int) -> FeedPage:
+            status = response.status
+            if status == 596:
+                raise AccountUnavailable(feed, account)
+            if status != 200:
+                self._check_status(what, status, retries)
+                raise UnexpectedStatus(what, status, retries + 1)
+            body, page = self._json_object(response)
+            if not isinstance(page.get("list", []), list):
+                raise _BadAnswer("feed page without a list")
+            return FeedPage(feed, account, last_id, body, page, datetime.now(UTC), retries)
+
+        return self._get(what, url, read)
+
+    def _get(self, what: str, url: str, read: Callable[[BaseHTTPResponse, int], T]) -> T:
+        """GET `url` until `read` takes an answer (given the retries so far), each further try granted by the client's
+        Retry: a transport fault, a status it retries (429, 5xx) or an answer `read` rejects with _BadAnswer spends
+        one retry, and the Retry sleeps its backoff or the server's Retry-After. Anything else `read` raises ends
+        the call; a spent budget raises TransientError, caused by the last _BadAnswer or transport fault."""
+        retry = self._retry
+        while True:
+            response: BaseHTTPResponse | None = None
+            error: Exception | None = None
             try:
-                return attempt()
-            except _TRANSIENT_EXCEPTIONS as exc:
-                self._stats.failure(_failure_kind(exc))
-                raise
+                response = self._send(url, self.timeout)
+            except _TRANSPORT_ERRORS as exc:
+                self._stats.attempt()
+                error, kind = exc, _failure_kind(exc)
+            else:
+                self._stats.attempt(response.status)
+                kind = f"HTTP {response.status}"
+                if not retry.is_retry("GET", response.status, "Retry-After" in response.headers):
+                    try:
+                        return read(response, len(retry.history))
+                    except _BadAnswer as exc:
+                        error, kind = exc, exc.kind
+            self._stats.failure(kind)
+            try:
+                retry = retry.increment("GET", url, response=response, error=error)
+            except MaxRetryError:
+                raise TransientError(what, len(retry.history) + 1, kind) from error
+            self._stats.retry()
+            try:
+                retry.sleep(response)
+            except InvalidHeader:  # a Retry-After that is neither seconds nor a date: the backoff instead
+                retry.sleep()
 
-        self._local.retries = 0
-        try:
-            return self._with_body_retries(counted)()
-        except _TRANSIENT_EXCEPTIONS as exc:
-            raise TransientError(what, self._local.retries + 1, _failure_kind(exc)) from None
-
-    def _get(self, url: str) -> requests.Response:
-        """One request (urllib3's retries under it); requests reads the whole body, so truncation raises here."""
-        try:
-            response = self._session.get(url, timeout=self.timeout)
-        except _TRANSIENT_EXCEPTIONS:
-            self._stats.attempt()
-            raise
-        self._stats.attempt(response.status_code)
-        if response.status_code in RETRY_STATUSES:
-            raise _BadAnswer(f"HTTP {response.status_code}", _retry_after(response))
-        return response
+    def _send(self, url: str, timeout: tuple[float, float]) -> BaseHTTPResponse:
+        """One GET, its whole body read (a truncated one raises here), no retry and no redirect followed: the token
+        goes to the API's host only."""
+        return self._pool.request(
+            "GET", url, timeout=Timeout(connect=timeout[0], read=timeout[1]), retries=False, redirect=False
+        )
 
     @staticmethod
-    def _json_object(response: requests.Response) -> tuple[str, dict]:
+    def _json_object(response: BaseHTTPResponse) -> tuple[str, dict]:
         """The body of a 200 as text and as the JSON object it must be; else _BadAnswer (an HTML page, which a
         proxy sends, is a transport fault; any other body that is not a JSON object is an unusable answer)."""
         try:
-            body = response.content.decode("utf-8")
+            body = response.data.decode("utf-8")
         except UnicodeDecodeError:
             raise _BadAnswer("body is not UTF-8", unusable=(200, _text(response))) from None
         if body.lstrip().startswith("<"):
@@ -602,55 +575,12 @@ class MurekaClient:
             raise _BadAnswer("body is not a JSON object", unusable=(200, body))
         return body, value
 
-    def _check_status(self, what: str, status: int) -> None:
+    @staticmethod
+    def _check_status(what: str, status: int, retries: int) -> None:
         if status == 401:
             raise AuthError()
         if status not in ANSWER_STATUSES:
-            raise self._unexpected(what, status)
-
-    def _unexpected(self, what: str, status: int) -> UnexpectedStatus:
-        return UnexpectedStatus(what, status, self._local.retries + 1)
-
-    def _on_urllib3_retry(self, status: int | None, error: Exception | None) -> None:
-        self._local.retries += 1
-        self._stats.retry()
-        self._stats.attempt(status)
-        self._stats.failure(f"HTTP {status}" if status is not None else _failure_kind(error))
-
-    def _on_body_retry(self, details: Mapping[str, Any]) -> None:
-        self._local.retries += 1
-        self._stats.retry()
-        # backoff draws its wait without reading the answer: top it up to the server's Retry-After.
-        retry_after = getattr(details.get("exception"), "retry_after", None)
-        if retry_after:
-            time.sleep(max(0.0, retry_after - details.get("wait", 0.0)))
-
-    def get_feed_page(self, feed: str, account: str, last_id: int | None = None) -> "FeedPage":
-        """GET /music or /speech (`feed`) of `account`: the page after `last_id` (the first when None), newest first.
-
-        Same retries and token rule as the job calls; raises AccountUnavailable on 596 (the account's Mureka
-        session is broken: the user must fix it) and UnexpectedStatus on any other non-200 answer.
-        """
-        if feed not in FEEDS:
-            raise ValueError(f"unknown feed {feed!r}: use one of {', '.join(FEEDS)}")
-        params = {"account": account} | ({"last_id": str(last_id)} if last_id is not None else {})
-        url = f"{self.base_url}/{feed}?{urlencode(params)}"
-        what = f"GET /{feed}?{urlencode(params)}"
-
-        def attempt() -> FeedPage:
-            response = self._get(url)
-            status = response.status_code
-            if status == 596:
-                raise AccountUnavailable(feed, account)
-            if status != 200:
-                self._check_status(what, status)
-                raise self._unexpected(what, status)
-            body, page = self._json_object(response)
-            if not isinstance(page.get("list", []), list):
-                raise _BadAnswer("feed page without a list")
-            return FeedPage(feed, account, last_id, body, page, datetime.now(UTC), self._local.retries)
-
-        return self._run(what, attempt)
+            raise UnexpectedStatus(what, status, retries + 1)
 
 
 FEEDS = ("music", "speech")

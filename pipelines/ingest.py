@@ -31,8 +31,6 @@ from typing import BinaryIO, cast
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from pipelines import capture, lake
 from pipelines.config import INGEST_BATCH_RECORDS, Home, utcnow
@@ -56,6 +54,12 @@ _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of other (
 # (stage, done, total): stage "read" counts input bytes (total None when unknown, as for stdin),
 # "flatten" counts records flattened (total None), "warehouse" is 0/1.
 IngestProgress = Callable[[str, int, int | None], None]
+# How `BarProgress(stages=BAR_STAGES)` shows each stage: its description and the unit its counts are divided by.
+BAR_STAGES = {
+    "read": ("reading MiB", 1 << 20),
+    "flatten": ("records flattened", 1),
+    "warehouse": ("loading warehouse", 1),
+}
 
 
 @dataclass(frozen=True)
@@ -598,33 +602,3 @@ def _flatten_batch(raw: pa.Table) -> dict[date, dict[str, pa.Table]]:
         day: _flatteners.session.flatten(raw.filter(pc.equal(days, pa.scalar(day, pa.date32()))), day)
         for day in sorted(pc.unique(days).to_pylist())
     }
-
-
-class IngestBar:
-    """The CLI's progress display: input bytes read, then days flattened, then the warehouse load."""
-
-    LABELS = {"read": "reading MiB", "flatten": "records flattened", "warehouse": "loading warehouse"}
-
-    def __init__(self, console: Console | None = None) -> None:
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console or Console(stderr=True),
-        )
-        self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> "IngestBar":
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if stage == "read":
-            done, total = done >> 20, None if total is None else total >> 20
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(self.LABELS.get(stage, stage), total=total)
-        self._progress.update(self._tasks[stage], completed=done, total=total)

@@ -1,7 +1,9 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no script, no network) with the answers
-people look at — volume, failures, song durations, latency, capture health and top errors."""
+people look at — volume, failures, song durations, latency, capture health and top errors.
 
-import html
+This module queries the views and computes what each chart draws (scales, positions, colours, texts); the Jinja2
+templates in pipelines/templates/ write it as HTML and SVG, escaping every value."""
+
 import math
 import os
 import uuid
@@ -9,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import duckdb
+import jinja2
+from markupsafe import Markup
 
 from pipelines.config import Home
 from pipelines.discovery import ROUTES
@@ -181,71 +186,50 @@ def _span(records: list[dict], since: date, until: date, now: datetime) -> str:
 
 # ---- the page -------------------------------------------------------------------------------------------
 
-CSS = """
-:root { --ink:#1f2933; --muted:#66788a; --line:#e4e7eb; --bg:#f5f7fa; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color:var(--ink);
-       background:var(--bg); }
-header { padding:24px 32px 8px; }
-h1 { margin:0; font-size:22px; } h2 { margin:0 0 2px; font-size:16px; }
-.sub { color:var(--muted); font-size:12.5px; margin:0 0 10px; }
-main { padding:8px 32px 32px; display:grid; gap:18px; grid-template-columns:repeat(auto-fit, minmax(620px, 1fr)); }
-.tiles { display:flex; flex-wrap:wrap; gap:12px; padding:8px 32px; }
-.tile { background:#fff; border:1px solid var(--line); border-radius:8px; padding:10px 16px; min-width:120px; }
-.tile b { display:block; font-size:20px; } .tile span { color:var(--muted); font-size:12px; }
-.tile.warn b { color:#c2410c; }
-section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 18px; }
-svg { width:100%; height:auto; display:block; }
-svg text { font-size:12px; fill:var(--muted); } svg .value { fill:var(--ink); }
-.grid { stroke:var(--line); } .axis { stroke:#9aa5b1; }
-.legend { display:flex; flex-wrap:wrap; gap:4px 14px; margin-top:6px; font-size:12px; color:var(--muted); }
-.failure-n { font-size:10px; } td .verb { white-space:nowrap; } .panel-title { font-weight:600; }
-.legend i { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:5px; vertical-align:-1px; }
-.empty { color:var(--muted); padding:24px 0; text-align:center; }
-table { border-collapse:collapse; width:100%; font-size:13px; }
-th, td { text-align:left; padding:6px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { color:var(--muted); font-weight:600; } td.t { white-space:nowrap; }
-td.n { text-align:right; font-variant-numeric:tabular-nums; }
-footer { color:var(--muted); font-size:12px; padding:0 32px 24px; }
-"""
+# Autoescape on for every template: job data (errors echoing prompts, verbs, models) is text, never markup.
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("pipelines", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_TEMPLATES.filters["f1"] = lambda value: f"{value:.1f}"
+_TEMPLATES.globals.update(
+    W=W, H=H, LEFT=LEFT, RIGHT=RIGHT, TOP=TOP, BOTTOM=BOTTOM, FAILED=FAILED, PARTIAL_OPACITY=PARTIAL_OPACITY
+)
+_CHARTS = _TEMPLATES.get_template("charts.html.j2").module
 
 
-def _page(now: datetime, tiles: str, sections: list[str]) -> str:
-    stamp = _esc(now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>mureka-etl report · {stamp}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        f'<header><h1>Mureka jobs report</h1><p class="sub">generated {stamp} by mureka-etl</p></header>\n'
-        f'<div class="tiles">{tiles}</div>\n<main>\n' + "\n".join(sections) + "\n</main>\n"
-        "<footer>Days are UTC creation days of the jobs; at risk is counted at the time of the query. "
-        "Source: the views "
-        "v_daily_jobs, v_failure_rates, v_top_errors and v_capture_health, and the songs and jobs tables (queries in "
-        "sql/report/).</footer>\n</body>\n</html>\n"
-    )
+def _macro(name: str, *args: Any) -> Markup:
+    """Render the macro `name` of charts.html.j2."""
+    return cast(Markup, getattr(_CHARTS, name)(*args))
 
 
-def _section(title: str, subtitle: str, body: str) -> str:
-    return f'<section><h2>{_esc(title)}</h2><p class="sub">{_esc(subtitle)}</p>{body}</section>'
+def _page(now: datetime, tiles: list[dict], sections: list[Markup]) -> str:
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return _TEMPLATES.get_template("report.html.j2").render(stamp=stamp, tiles=tiles, sections=sections) + "\n"
 
 
-def _tiles(t: dict) -> str:
-    def tile(label: str, value: str, warn: bool = False) -> str:
-        return f'<div class="tile{" warn" if warn else ""}"><b>{_esc(value)}</b><span>{_esc(label)}</span></div>'
+def _section(title: str, subtitle: str, body: Markup) -> Markup:
+    return _macro("section", title, subtitle, body)
 
-    return "".join(
-        [
-            tile("jobs captured", _int(t.get("jobs"))),
-            tile("music / tts jobs", f"{_int(t.get('music_jobs'))} / {_int(t.get('tts_jobs'))}"),
-            tile("failure rate (finished)", _pct(t.get("failure_rate"))),
-            tile("songs", _int(t.get("songs"))),
-            tile("median song", _ms(t.get("song_p50_ms"))),
-            tile("median latency", _secs(t.get("latency_p50_s"))),
-            tile("ids captured / known", f"{_int(t.get('captured'))} / {_int(t.get('known'))}"),
-            tile("lost to expiry", _int(t.get("lost")), warn=bool(t.get("lost"))),
-            tile("at risk (< 24 h)", _int(t.get("at_risk")), warn=bool(t.get("at_risk"))),
-        ]
-    )
+
+def _tiles(t: dict) -> list[dict]:
+    def tile(label: str, value: str, warn: bool = False) -> dict:
+        return {"label": label, "value": value, "warn": warn}
+
+    return [
+        tile("jobs captured", _int(t.get("jobs"))),
+        tile("music / tts jobs", f"{_int(t.get('music_jobs'))} / {_int(t.get('tts_jobs'))}"),
+        tile("failure rate (finished)", _pct(t.get("failure_rate"))),
+        tile("songs", _int(t.get("songs"))),
+        tile("median song", _ms(t.get("song_p50_ms"))),
+        tile("median latency", _secs(t.get("latency_p50_s"))),
+        tile("ids captured / known", f"{_int(t.get('captured'))} / {_int(t.get('known'))}"),
+        tile("lost to expiry", _int(t.get("lost")), warn=bool(t.get("lost"))),
+        tile("at risk (< 24 h)", _int(t.get("at_risk")), warn=bool(t.get("at_risk"))),
+    ]
 
 
 def _markdown(t: dict, errors: Rows, out: Path, now: datetime) -> str:
@@ -268,32 +252,31 @@ def _markdown(t: dict, errors: Rows, out: Path, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def _top_errors(rows: Rows) -> str:
+def _top_errors(rows: Rows) -> Markup:
+    """The most frequent errors, each with the verbs of its failed jobs and how many each, most first."""
     records = _records(rows)
     if not records:
         return _empty("No failed jobs.")
-    body = "".join(
-        f"<tr><td>{_esc(r['error'] or '(no message)')}</td>"
-        f'<td class="n">{_esc(r["code"] if r["code"] is not None else "")}'
-        f'</td><td class="n">{_int(r["jobs"])}</td><td>{_verbs(r["verbs"])}</td>'
-        f'<td class="t">{_esc(_stamp(r["first_seen"]))}</td><td class="t">{_esc(_stamp(r["last_seen"]))}</td></tr>'
-        for r in records
+    return _macro(
+        "top_errors",
+        [
+            {
+                "error": r["error"] or "(no message)",
+                "code": r["code"] if r["code"] is not None else "",
+                "jobs": _int(r["jobs"]),
+                "verbs": [(v["verb"], _int(v["jobs"])) for v in r["verbs"]],
+                "first_seen": _stamp(r["first_seen"]),
+                "last_seen": _stamp(r["last_seen"]),
+            }
+            for r in records
+        ],
     )
-    return (
-        "<table><thead><tr><th>error</th><th>code</th><th>jobs</th><th>verbs</th><th>first seen</th>"
-        f"<th>last seen</th></tr></thead><tbody>{body}</tbody></table>"
-    )
-
-
-def _verbs(verbs: list[dict]) -> str:
-    """The verbs of an error's failed jobs with how many each, most first: "music/create 12 · speech 3"."""
-    return " · ".join(f'<span class="verb">{_esc(v["verb"])} <b>{_int(v["jobs"])}</b></span>' for v in verbs)
 
 
 # ---- charts ---------------------------------------------------------------------------------------------
 
 
-def _daily_volume(records: list[dict], since: date, until: date) -> str:
+def _daily_volume(records: list[dict], since: date, until: date) -> Markup:
     if not records:
         return _empty("No jobs in this window.")
     names = sorted({r["series"] for r in records})
@@ -321,11 +304,9 @@ def _periods(days: list[date]) -> list[tuple[date, date]]:
     return [(max(days[0], end - timedelta(days=6)), end) for end in reversed(ends)]
 
 
-def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> str:
+def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> Markup:
     """One small panel per verb (most finished jobs first) on a shared scale: a bar per period (day or week) for
     the failure rate, its 95 % Wilson interval as a thin line, and under it n, the finished jobs it is made of."""
-    if not records:
-        return _empty("No finished jobs in this window.")
     index = {
         first + timedelta(days=d): i for i, (first, last) in enumerate(periods) for d in range((last - first).days + 1)
     }
@@ -344,7 +325,7 @@ def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> st
     panel_w = (W - gap * (cols - 1)) / cols
     band = (panel_w - left) / len(periods)
     step = max(1, math.ceil(len(periods) / max(1, int((panel_w - left) // 44))))
-    parts = []
+    panels = []
     for k, verb in enumerate(verbs):
         x0, y0 = (k % cols) * (panel_w + gap), (k // cols) * panel_h
         base = y0 + head + plot_h
@@ -354,46 +335,45 @@ def _failure_panels(records: list[dict], periods: list[tuple[date, date]]) -> st
 
         finished = sum(n for n, _, _ in counts[verb])
         failed = sum(f for _, f, _ in counts[verb])
-        parts.append(
-            f'<text x="{x0}" y="{y0 + 14}" class="value panel-title">{_esc(verb)}</text>'
-            f'<text x="{x0 + panel_w:.1f}" y="{y0 + 14}" text-anchor="end" class="value">'
-            f"{_pct(failed / finished if finished else None)} of {_int(finished)} finished</text>"
-        )
-        for t in ticks:
-            parts.append(
-                f'<line x1="{x0 + left}" x2="{x0 + panel_w:.1f}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
-                f'class="{"axis" if t == 0 else "grid"}"/><text x="{x0 + left - 5}" y="{y(t) + 4:.1f}" '
-                f'text-anchor="end">{_esc(_pct(t))}</text>'
-            )
+        shown = []
         for i, ((first, last), (n, fails, running)) in enumerate(zip(periods, counts[verb])):
-            cx = x0 + left + band * (i + 0.5)
-            if i % step == 0:
-                parts.append(f'<text x="{cx:.1f}" y="{base + 28}" text-anchor="middle">{first:%m-%d}</text>')
-            if not n:
-                continue
-            rate = fails / n
-            low, high = _wilson(fails, n)
-            width = max(band * 0.7, 1)
-            tip = (
-                f"{first}{'' if first == last else f' to {last}'} {verb}: {fails} failed of {n} finished "
-                f"({_pct(rate)}), 95 % interval {_pct(low)}–{_pct(high)}; {running} still running"
-            )
-            parts.append(
-                f'<g class="failure-day" data-verb="{_esc(verb)}" data-day="{first}" data-last="{last}" '
-                f'data-n="{n}" data-failed="{fails}"><title>{_esc(tip)}</title>'
-                f'<rect x="{cx - width / 2:.1f}" y="{y(rate):.1f}" width="{width:.1f}" '
-                f'height="{base - y(rate):.1f}" fill="{FAILED}"/>'
-                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
-                'stroke="#3e4c59" stroke-width="1.2"/>'
-                + (
-                    f'<text x="{cx:.1f}" y="{base + 13}" text-anchor="middle" class="failure-n">{n}</text>'
-                    if band >= 22
-                    else ""
+            bar = None
+            if n:
+                rate = fails / n
+                low, high = _wilson(fails, n)
+                tip = (
+                    f"{first}{'' if first == last else f' to {last}'} {verb}: {fails} failed of {n} finished "
+                    f"({_pct(rate)}), 95 % interval {_pct(low)}–{_pct(high)}; {running} still running"
                 )
-                + "</g>"
+                bar = {
+                    "first": first,
+                    "last": last,
+                    "n": n,
+                    "failed": fails,
+                    "tip": tip,
+                    "y": y(rate),
+                    "width": max(band * 0.7, 1),
+                    "low": y(low),
+                    "high": y(high),
+                    "show_n": band >= 22,
+                }
+            shown.append(
+                {"cx": x0 + left + band * (i + 0.5), "label": f"{first:%m-%d}" if i % step == 0 else "", "bar": bar}
             )
-    height = panel_h * math.ceil(len(verbs) / cols)
-    return _svg(height, parts)
+        panels.append(
+            {
+                "verb": verb,
+                "x0": x0,
+                "y0": y0,
+                "left": left,
+                "right": x0 + panel_w,
+                "base": base,
+                "summary": f"{_pct(failed / finished if finished else None)} of {_int(finished)} finished",
+                "ticks": [{"y": y(t), "kind": "axis" if t == 0 else "grid", "label": _pct(t)} for t in ticks],
+                "periods": shown,
+            }
+        )
+    return _macro("failure_panels", panel_h * math.ceil(len(verbs) / cols), panels)
 
 
 def _wilson(failed: int, n: int) -> tuple[float, float]:
@@ -404,7 +384,7 @@ def _wilson(failed: int, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _capture_health(records: list[dict], since: date, until: date) -> str:
+def _capture_health(records: list[dict], since: date, until: date) -> Markup:
     if not records:
         return _empty("No known ids in this window.")
     days = _days(records, since, until)
@@ -414,17 +394,14 @@ def _capture_health(records: list[dict], since: date, until: date) -> str:
         for state in CAPTURE_STATES:
             series[state][index[r["day"]]] = float(r[state])
     at_risk = sum(r["at_risk"] for r in records)
-    note = f'<p class="sub">{_int(at_risk)} id(s) not final with a deadline within 24 hours (or past).</p>'
     routes = [(route, sum(r[f"via_{route}"] for r in records)) for route in ROUTES]
-    note += (
-        '<p class="sub">Discovered by: '
-        + " · ".join(f"{_esc(route.replace('_', ' '))} {_int(count)}" for route, count in routes if count)
-        + ".</p>"
+    note = _macro(
+        "capture_note", _int(at_risk), [(route.replace("_", " "), _int(count)) for route, count in routes if count]
     )
     return _stacked_bars(days, series, dict(CAPTURE_STATES), _int, partial=until) + _legend(CAPTURE_STATES) + note
 
 
-def _feed_section(coverage: list[dict], history: list[dict], since: date, until: date, now: datetime) -> str:
+def _feed_section(coverage: list[dict], history: list[dict], since: date, until: date, now: datetime) -> Markup:
     """Coverage: the accounts' feed items per generation day by what the capture holds of them; and the
     feed-only history (songs and speeches no captured job holds) with the songs' durations, genres and moods."""
     if coverage:
@@ -448,20 +425,15 @@ def _feed_section(coverage: list[dict], history: list[dict], since: date, until:
         ("top genres", h.get("top_genres") or "–"),
         ("top moods", h.get("top_moods") or "–"),
     ]
-    table = (
-        "<table><tbody>"
-        + "".join(f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in rows)
-        + "</tbody></table>"
-    )
     return _section(
         "Feed coverage and feed-only history",
         f"feed songs and speeches per generation day by what the capture holds,"
         f" {_span(coverage, since, until, now)}; below, the feed-only history, all time",
-        chart + table,
+        chart + _macro("facts", rows),
     )
 
 
-def _song_distribution(rows: Rows) -> str:
+def _song_distribution(rows: Rows) -> Markup:
     records = _records(rows)
     if not records:
         return _empty("No songs yet.")
@@ -475,32 +447,33 @@ def _song_distribution(rows: Rows) -> str:
     def x(ms: float) -> float:
         return label_w + plot_w * ms / scale_max
 
-    parts = [_x_grid(ticks, lambda v: x(v * 1000), TOP, height - BOTTOM, lambda v: _ms(v * 1000))]
+    boxes = []
     for i, r in enumerate(records):
         p10, p25, p50, p75, p90 = r["quantiles_ms"]
-        cy = TOP + row_h * i + row_h / 2
-        color = PALETTE[i % len(PALETTE)]
         tip = (
             f"{r['model']}: {r['songs']} songs, p10 {_ms(p10)}, p25 {_ms(p25)}, median {_ms(p50)}, "
             f"p75 {_ms(p75)}, p90 {_ms(p90)}, max {_ms(r['max_ms'])}, mean {_ms(r['mean_ms'])}"
         )
-        parts.append(
-            f"<g><title>{_esc(tip)}</title>"
-            f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end" class="value">'
-            f"{_esc(r['model'])}</text>"
-            f'<line x1="{x(p10):.1f}" x2="{x(p90):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="{color}" '
-            'stroke-width="2"/>'
-            f'<rect x="{x(p25):.1f}" y="{cy - 9:.1f}" width="{max(x(p75) - x(p25), 1):.1f}" height="18" '
-            f'fill="{color}" fill-opacity="0.35" stroke="{color}"/>'
-            f'<line x1="{x(p50):.1f}" x2="{x(p50):.1f}" y1="{cy - 9:.1f}" y2="{cy + 9:.1f}" '
-            f'stroke="{color}" stroke-width="3"/>'
-            f'<circle cx="{x(r["max_ms"]):.1f}" cy="{cy:.1f}" r="3" fill="{color}"/>'
-            f'<text x="{W - RIGHT}" y="{cy + 4:.1f}" text-anchor="end">n={_int(r["songs"])}</text></g>'
+        boxes.append(
+            {
+                "model": r["model"],
+                "tip": tip,
+                "n": _int(r["songs"]),
+                "cy": TOP + row_h * i + row_h / 2,
+                "color": PALETTE[i % len(PALETTE)],
+                "p10": x(p10),
+                "p25": x(p25),
+                "p50": x(p50),
+                "p90": x(p90),
+                "box": max(x(p75) - x(p25), 1),
+                "max": x(r["max_ms"]),
+            }
         )
-    return _svg(height, parts)
+    grid = _x_grid(ticks, lambda v: x(v * 1000), lambda v: _ms(v * 1000))
+    return _macro("song_distribution", height, grid, label_w, boxes)
 
 
-def _latency(rows: Rows) -> str:
+def _latency(rows: Rows) -> Markup:
     records = _records(rows)
     if not records:
         return _empty("No finished jobs yet.")
@@ -513,102 +486,73 @@ def _latency(rows: Rows) -> str:
     def x(s: float) -> float:
         return label_w + plot_w * s / ticks[-1]
 
-    parts = [_x_grid(ticks, x, TOP, height - BOTTOM, _secs)]
+    groups = []
     for i, r in enumerate(records):
         y0 = TOP + group_h * i + gap / 2
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y0 + bar_h * 1.5 + 4:.1f}" text-anchor="end" '
-            f'class="value">{_esc(r["verb"])}</text>'
-        )
-        for j, (name, seconds) in enumerate(zip(LATENCY_SHADES, r["seconds"])):
-            y = y0 + bar_h * j
-            parts.append(
-                f"<g><title>{_esc(r['verb'])} {name}: {_secs(seconds)} ({_int(r['jobs'])} jobs)</title>"
-                f'<rect x="{label_w}" y="{y:.1f}" width="{max(x(seconds) - label_w, 1):.1f}" '
-                f'height="{bar_h - 2}" '
-                f'fill="{LATENCY_SHADES[name]}"/>'
-                f'<text x="{x(seconds) + 4:.1f}" y="{y + bar_h - 3:.1f}">{_secs(seconds)}</text></g>'
-            )
-    return _svg(height, parts) + _legend(LATENCY_SHADES)
+        bars = [
+            {
+                "name": name,
+                "value": _secs(seconds),
+                "fill": LATENCY_SHADES[name],
+                "y": y0 + bar_h * j,
+                "width": max(x(seconds) - label_w, 1),
+                "height": bar_h - 2,
+                "value_x": x(seconds) + 4,
+                "value_y": y0 + bar_h * j + bar_h - 3,
+            }
+            for j, (name, seconds) in enumerate(zip(LATENCY_SHADES, r["seconds"]))
+        ]
+        groups.append({"verb": r["verb"], "jobs": _int(r["jobs"]), "label_y": y0 + bar_h * 1.5 + 4, "bars": bars})
+    return _macro("latency", height, _x_grid(ticks, x, _secs), label_w, groups) + _legend(LATENCY_SHADES)
 
 
 def _stacked_bars(
     days: list[date], series: dict[str, list[float]], colors: dict[str, str], fmt: Callable[[float], str], partial: date
-) -> str:
+) -> Markup:
     """Bars per day stacked by series; the bars of `partial` (the day still under way) are pale and read "so far"."""
     totals = [sum(values[i] for values in series.values()) for i in range(len(days))]
     ticks = _ticks(max(totals) or 1)
     band = (W - LEFT - RIGHT) / len(days)
     bar = max(band * 0.8, 1)
-    parts = [_y_grid(ticks, fmt), _x_labels(days, band)]
+    step = max(1, math.ceil(len(days) / 8))
+    labels = [{"x": LEFT + band * (i + 0.5), "text": f"{d:%m-%d}"} for i, d in enumerate(days) if i % step == 0]
+    drawn = []
     for i, day in enumerate(days):
         y: float = H - BOTTOM
-        marked = f' class="partial" fill-opacity="{PARTIAL_OPACITY}"' if day == partial else ""
+        marked = day == partial
+        bars = []
         for name, values in series.items():
             if not values[i]:
                 continue
             h = (H - TOP - BOTTOM) * values[i] / ticks[-1]
             y -= h
-            parts.append(
-                f'<rect x="{LEFT + band * i + (band - bar) / 2:.1f}" y="{y:.1f}" width="{bar:.1f}" '
-                f'height="{h:.1f}" fill="{colors[name]}"{marked}><title>{day} {_esc(name)}: '
-                f"{fmt(values[i])}{' so far' if marked else ''}</title></rect>"
-            )
-        if marked and totals[i] and band >= 30:
-            parts.append(
-                f'<text x="{LEFT + band * (i + 0.5):.1f}" y="{y - 4:.1f}" text-anchor="middle" '
-                'class="partial-label">so far</text>'
-            )
-    return _svg(H, parts)
-
-
-def _svg(height: float, parts: list[str]) -> str:
-    return (
-        f'<svg viewBox="0 0 {W} {height:.0f}" role="img" preserveAspectRatio="xMidYMid meet">'
-        + "".join(parts)
-        + "</svg>"
-    )
-
-
-def _y_grid(ticks: list[float], fmt: Callable[[float], str]) -> str:
-    out = []
-    for t in ticks:
-        y = H - BOTTOM - (H - TOP - BOTTOM) * t / ticks[-1]
-        out.append(
-            f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-            f'class="{"axis" if t == 0 else "grid"}"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(fmt(t))}</text>'
-        )
-    return "".join(out)
-
-
-def _x_grid(ticks: list[float], x: Callable[[float], float], y0: float, y1: float, fmt: Callable[[float], str]) -> str:
-    return "".join(
-        f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y0}" y2="{y1}" class="{"axis" if t == 0 else "grid"}"/>'
-        f'<text x="{x(t):.1f}" y="{y1 + 16}" text-anchor="middle">{_esc(fmt(t))}</text>'
+            title = f"{day} {name}: {fmt(values[i])}{' so far' if marked else ''}"
+            x = LEFT + band * i + (band - bar) / 2
+            bars.append({"x": x, "y": y, "width": bar, "height": h, "fill": colors[name], "title": title})
+        so_far = {"x": LEFT + band * (i + 0.5), "y": y - 4} if marked and totals[i] and band >= 30 else None
+        drawn.append({"bars": bars, "partial": marked, "so_far": so_far})
+    grid = [
+        {
+            "y": H - BOTTOM - (H - TOP - BOTTOM) * t / ticks[-1],
+            "kind": "axis" if t == 0 else "grid",
+            "label": fmt(t),
+        }
         for t in ticks
-    )
+    ]
+    return _macro("stacked_bars", grid, labels, drawn)
 
 
-def _x_labels(days: list[date], band: float) -> str:
-    step = max(1, math.ceil(len(days) / 8))
-    return "".join(
-        f'<text x="{LEFT + band * (i + 0.5):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{d:%m-%d}</text>'
-        for i, d in enumerate(days)
-        if i % step == 0
-    )
+def _x_grid(ticks: list[float], x: Callable[[float], float], fmt: Callable[[float], str]) -> list[dict]:
+    """Vertical grid lines of a horizontal chart, with their labels."""
+    return [{"x": x(t), "kind": "axis" if t == 0 else "grid", "label": fmt(t)} for t in ticks]
 
 
-def _legend(colors: dict[str, str]) -> str:
-    return (
-        '<div class="legend">'
-        + "".join(f'<span><i style="background:{color}"></i>{_esc(name)}</span>' for name, color in colors.items())
-        + "</div>"
-    )
+def _legend(colors: dict[str, str]) -> Markup:
+    return _macro("legend", colors)
 
 
-def _empty(message: str) -> str:
-    return f'<p class="empty">{_esc(message)}</p>'
+def _empty(message: str) -> Markup:
+    return _macro("empty", message)
 
 
 def _days(records: list[dict], since: date, until: date) -> list[date]:
@@ -636,10 +580,6 @@ def _duration_ticks(top_s: float, target: int = 6) -> list[float]:
 
 
 # ---- value formats --------------------------------------------------------------------------------------
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _int(value: float | None) -> str:

@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import backoff
 import duckdb
 from filelock import FileLock, Timeout
 
@@ -155,28 +156,31 @@ class Warehouse:
         apply_views(con)
 
     def _connect(self, deadline: float) -> duckdb.DuckDBPyConnection:
-        """A read-write connection, retried with backoff while another process holds the file's lock."""
-        delay = _FIRST_RETRY_DELAY
-        while True:
-            con = duckdb.connect()
-            try:
-                con.execute(f"ATTACH {_literal(self.path)} AS warehouse (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
-                con.execute("USE warehouse")
-                break
-            except duckdb.IOException as error:
-                con.close()
-                if "lock" not in str(error).lower():
-                    raise
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WarehouseLockedError(
-                        f"warehouse {self.path} stayed locked by another process for {self.lock_timeout:g} s."
-                        f" DuckDB says: {error}. Close that session (a duckdb CLI, notebook or other connection"
-                        " to this file; use `mureka-etl query` for ad-hoc reads, it reads the lake), then run the"
-                        " load again. Nothing is lost: the lake holds the data and the next run loads it."
-                    ) from None
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, _MAX_RETRY_DELAY)
+        """A read-write connection, retried with backoff (up to `deadline`) while another process holds the file."""
+        attach = backoff.on_exception(
+            backoff.expo,
+            duckdb.IOException,
+            giveup=lambda error: not _is_locked(error),
+            max_time=max(0.0, deadline - time.monotonic()),
+            factor=_FIRST_RETRY_DELAY,
+            max_value=_MAX_RETRY_DELAY,
+            jitter=None,
+            on_backoff=lambda details: log.info(
+                "warehouse %s is locked by another process: trying again in %.1f s", self.path, details["wait"]
+            ),
+            logger=None,
+        )(self._attach)
+        try:
+            con = attach()
+        except duckdb.IOException as error:
+            if not _is_locked(error):
+                raise
+            raise WarehouseLockedError(
+                f"warehouse {self.path} stayed locked by another process for {self.lock_timeout:g} s."
+                f" DuckDB says: {error}. Close that session (a duckdb CLI, notebook or other connection"
+                " to this file; use `mureka-etl query` for ad-hoc reads, it reads the lake), then run the"
+                " load again. Nothing is lost: the lake holds the data and the next run loads it."
+            ) from None
         con.execute("SET TimeZone = 'UTC'")
         # One thread: inserting and compressing a load gains no time from a second one (the 1M-job bench lake
         # loaded whole: 28.1 s on two threads, 28.4 s on one), which only costs 10% more CPU, taken from the
@@ -186,6 +190,22 @@ class Warehouse:
         # writes large inserts to the file before they commit, so a load of any size fits.
         con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
         return con
+
+    def _attach(self) -> duckdb.DuckDBPyConnection:
+        """One try at opening the warehouse file for writing."""
+        con = duckdb.connect()
+        try:
+            con.execute(f"ATTACH {_literal(self.path)} AS warehouse (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+            con.execute("USE warehouse")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+
+def _is_locked(error: Exception) -> bool:
+    """Whether DuckDB refused the file because another process holds it."""
+    return "lock" in str(error).lower()
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -385,7 +405,7 @@ def table_counts(path: Path) -> dict[str, int]:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as error:
-        if "lock" not in str(error).lower():
+        if not _is_locked(error):
             raise
         raise WarehouseLockedError(f"warehouse {path} is being written by another process: {error}") from None
     try:

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipelines.client import Answer, AuthError, InvalidToken, MurekaClient, TransientError
+from pipelines.client import Answer, AuthError, InvalidToken, MurekaClient, TransientError, UnexpectedStatus
 from simulator.corpus import Clock, SimJob, build_jobid, generate_jobs
 from simulator.server import FaultConfig, Simulator
 
@@ -157,16 +157,94 @@ def test_faulty_server_gives_the_same_answers_as_a_clean_one(
 def test_retries_run_out_with_a_transient_error_naming_the_failure(jobs: list[SimJob]) -> None:
     with (
         serve(jobs, FaultConfig(rate_503=1.0)) as server,
-        MurekaClient(server.base_url, TOKEN, max_retries=2, body_tries=2, **FAST) as client,
+        MurekaClient(server.base_url, TOKEN, max_retries=5, **FAST) as client,
     ):
         with pytest.raises(TransientError) as raised:
             client.get_job(jobs[0].jobid)
         handled = server.requests_total
-    assert handled == 6  # (1 + 2 urllib3 retries) x 2 body tries
+    assert handled == 6  # the first try and 5 retries
     assert raised.value.attempts == 6
     assert client.stats.failures == {"HTTP 503": 6}
     assert "503" in str(raised.value)
     assert TOKEN not in str(raised.value)
+
+
+def test_every_kind_of_fault_draws_on_one_budget(jobs: list[SimJob]) -> None:
+    """429, 5xx, resets, truncated bodies and HTML pages mixed: max_retries bounds the tries of a call, all kinds
+    together (no layer multiplies another), and the stats count each try once."""
+    faults = FaultConfig.uniform(1.0)
+    with serve(jobs, faults) as server, MurekaClient(server.base_url, TOKEN, max_retries=9, **FAST) as client:
+        with pytest.raises(TransientError) as raised:
+            client.get_job(jobs[0].jobid)
+        kinds = {kind for kind, count in server.faults_injected.items() if count}
+        handled = server.requests_total
+        stats = client.stats
+    assert len(kinds) >= 3, kinds  # the mix really was mixed
+    assert handled == raised.value.attempts == stats.http_requests == 10
+    assert (stats.retries, sum(stats.failures.values())) == (9, 10)
+
+
+def test_a_redirect_is_not_followed_and_the_token_stays_home() -> None:
+    """A 302 to another host is an answer this client does not expect: the token never goes where it points."""
+    seen: list[str] = []
+
+    def start(status: int, location: str = "") -> ThreadingHTTPServer:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                seen.append(self.path)
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    elsewhere = start(200)
+    redirecting = start(302, f"http://localhost:{elsewhere.server_port}/stolen")
+    jobid = "j0121061432017475905m-u777-a12345678901234-bot:mureka"
+    try:
+        with MurekaClient(f"http://127.0.0.1:{redirecting.server_port}/v1/mureka", TOKEN, **FAST) as client:
+            with pytest.raises(UnexpectedStatus, match="HTTP 302"):
+                client.get_job(jobid)
+    finally:
+        for server in (redirecting, elsewhere):
+            server.shutdown()
+            server.server_close()
+    assert seen == ["/v1/mureka/jobs/j0121061432017475905m-u777-a12345678901234-bot%3Amureka"]
+
+
+def test_a_bad_retry_after_falls_back_to_the_backoff() -> None:
+    answers = [(503, "soon"), (404, None)]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            status, retry_after = answers.pop(0)
+            self.send_response(status)
+            if retry_after:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    jobid = "j0121061432017475905m-u777-a12345678901234-bot:mureka"
+    try:
+        with MurekaClient(f"http://127.0.0.1:{server.server_port}/v1/mureka", TOKEN, **FAST) as client:
+            answer = client.get_job(jobid)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (answer.http_status, answer.retries, answers) == (404, 1, [])
 
 
 def test_list_running_reports_the_jobs_running_now(jobs: list[SimJob]) -> None:

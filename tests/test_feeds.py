@@ -364,7 +364,7 @@ def test_faults_are_retried_and_a_bad_token_stops_the_run(home: Home, tmp_path: 
         # A feed that keeps failing stops its own scan (the others go on); the next run continues it.
         halted = Home(tmp_path / "halted").ensure()
         account = sorted(sim.accounts())[0]
-        with MurekaClient(sim.base_url, sim.token, max_retries=1, body_tries=1) as client:
+        with MurekaClient(sim.base_url, sim.token, max_retries=1) as client:
             first = feeds.scan_feeds(halted, client, max_pages=1, accounts=[account])
             sim.faults = FaultConfig(rate_503=1.0, retry_after=0)
             stopped = feeds.scan_feeds(halted, client, accounts=[account])

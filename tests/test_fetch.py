@@ -209,7 +209,7 @@ def test_retry_budget_exhaustion_leaves_the_ids_due(
 ) -> None:
     register(registry, clock, [j.jobid for j in finished])
     with Simulator(finished, token=TOKEN, clock=clock, faults=FaultConfig(rate_503=1.0)) as sim:
-        with client_for(sim, concurrency=2, max_retries=1, body_tries=1, **FAST) as client:
+        with client_for(sim, concurrency=2, max_retries=1, **FAST) as client:
             report = fetch_due(home, registry, client, now=clock.now, run_retry_budget=3)
     assert report.stopped_reason == f"retry budget exhausted: {len(finished)} ids still due"
     assert +report.by_outcome == Counter(deferred=len(finished))

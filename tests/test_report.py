@@ -177,3 +177,27 @@ def test_failure_rates_of_a_long_window_are_drawn_per_week(tmp_path):
         totals[verb] = (totals.get(verb, (0, 0))[0] + int(n), totals.get(verb, (0, 0))[1] + int(failed))
     assert sorted((verb, n, failed) for verb, (n, failed) in totals.items()) == expected
     assert "per week of creation days, 2026-01-01 to 2026-02-08 (39 days); today (2026-02-09) is left out" in page
+
+
+# A failed job whose prompt, echoed in its error, carries markup, as do its verb and model.
+HOSTILE = """
+INSERT INTO jobs (jobid, job_type, verb, status, created, updated, model, prompt, error, code, created_date) VALUES
+('h1', 'music', 'music/<b>create</b>', 'failed', TIMESTAMPTZ '2026-01-11 10:00:00+00',
+ TIMESTAMPTZ '2026-01-11 10:01:00+00', '<script>alert(2)</script>', '<script>alert("prompt")</script>',
+ 'Content policy violation: <script>alert("prompt")</script> & more', 400, DATE '2026-01-11');
+INSERT INTO songs (jobid, song_index, song_id, version, duration_milliseconds, genres, moods, created_date)
+VALUES ('h1', 0, 's1', '1', 150000, ['<i>pop</i>'], [], DATE '2026-01-11');
+"""
+
+
+def test_markup_in_the_data_comes_out_escaped(tmp_path):
+    home = Home(tmp_path / "home")
+    build_lake(home, HOSTILE)
+    con = connect_readonly(home)
+    page = write_report(con, tmp_path / "r.html", NOW).path.read_text()
+    con.close()
+    assert "<script" not in page and "<b>create" not in page
+    assert "Content policy violation: &lt;script&gt;alert(&#34;prompt&#34;)&lt;/script&gt; &amp; more" in page
+    assert '<span class="verb">music/&lt;b&gt;create&lt;/b&gt; <b>1</b></span>' in page
+    assert 'class="value">&lt;script&gt;alert(2)&lt;/script&gt;</text>' in page  # the model's row of durations
+    assert 'data-verb="music/&lt;b&gt;create&lt;/b&gt;"' in page
