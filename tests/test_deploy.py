@@ -1,0 +1,291 @@
+"""deploy/: the shared-service files hold together, and Dagster on Postgres runs the capture job here.
+
+What can run on this machine runs: deploy/dagster.yaml is loaded by Dagster's own instance config schema and,
+pointed at a throwaway Postgres cluster, becomes the instance of a capture run and a two-day ranged (backfill)
+run against the simulator, whose materializations are read back from the Postgres event log. What cannot
+(Docker, Kubernetes) is checked as far as its files go: they parse, and name the module, image, port,
+location and environment that the rest of the project uses.
+"""
+
+import re
+import shutil
+import subprocess
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+import yaml
+from dagster._core.errors import DagsterInvalidConfigError
+from dagster._core.instance.config import dagster_instance_config
+from psycopg import sql
+
+from assets.definitions import CAPTURE_JOB, JOB_TAG, build_defs, env_resources
+from assets.partitions import POOL, range_tags
+from assets.runner import QUIET_RUN_CONFIG
+from pipelines import settings
+from pipelines.config import Home, utcnow
+from simulator.corpus import generate_jobs
+from simulator.server import Simulator
+from tests.conftest import register
+from tests.postgres_server import PostgresCluster
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+MODULE = "assets.definitions"
+PG_ENV = {"DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD"}
+# What an operator sets for the code location (README "Running at scale"); the token is a secret.
+CODE_LOCATION_ENV = {
+    settings.REGISTRY_URL,
+    settings.LAKE_URL,
+    settings.TOKEN,
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+}
+SECRETS = {settings.TOKEN, "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "DAGSTER_PG_PASSWORD"}
+
+
+def load(name: str) -> Any:
+    return yaml.safe_load((DEPLOY / name).read_text(encoding="utf-8"))
+
+
+def location_name() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["dagster"]["code_location_name"]
+
+
+def env_names(node: Any) -> set[str]:
+    """Every `env: NAME` an instance config reads."""
+    if isinstance(node, dict):
+        found = {node["env"]} if set(node) == {"env"} else set()
+        return found.union(*(env_names(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(env_names(value) for value in node))
+    return set()
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def snake_keys(node: Any) -> Any:
+    """Helm's camelCase values as dagster.yaml's snake_case keys (tag keys and values stay as written)."""
+    if isinstance(node, dict):
+        return {snake(k) if k not in ("key", "value") else k: snake_keys(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [snake_keys(value) for value in node]
+    return node
+
+
+# --- dagster.yaml ------------------------------------------------------------------------------------------
+
+
+def test_instance_yaml_passes_dagsters_schema_with_postgres_from_the_environment():
+    config, instance_class = dagster_instance_config(str(DEPLOY))
+    assert instance_class is None
+    assert set(config["storage"]) == {"postgres"}
+    assert env_names(config["storage"]) == PG_ENV  # nothing of the connection is written in the file
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
+
+
+def test_one_warehouse_writer_and_a_cap_on_capture_runs():
+    config, _ = dagster_instance_config(str(DEPLOY))
+    pools, runs = config["concurrency"]["pools"], config["concurrency"]["runs"]
+    # Every pool the definitions use is covered by the one-slot default, and it is the warehouse writers' pool.
+    graph = build_defs(env_resources()).resolve_asset_graph()
+    used = set().union(*(graph.get(key).pools or set() for key in graph.get_all_asset_keys()))
+    assert used == {POOL}
+    assert pools["default_limit"] == 1 and pools["granularity"] == "op"
+    [capture] = runs["tag_concurrency_limits"]
+    assert (capture["key"], capture["value"]) == (JOB_TAG, CAPTURE_JOB)
+    assert 1 < capture["limit"] < runs["max_concurrent_runs"]  # room left for report and feeds runs
+    assert build_defs(env_resources()).resolve_job_def(CAPTURE_JOB).tags[JOB_TAG] == CAPTURE_JOB
+
+
+def test_dagsters_schema_refuses_a_broken_copy(tmp_path):
+    text = (DEPLOY / "dagster.yaml").read_text(encoding="utf-8")
+    for broken in (text.replace("max_concurrent_runs:", "max_concurrent_run:"), text + "run_queue: {}\n"):
+        (tmp_path / "dagster.yaml").write_text(broken, encoding="utf-8")
+        with pytest.raises(DagsterInvalidConfigError):
+            dagster_instance_config(str(tmp_path))
+
+
+# --- docker-compose.yaml, Dockerfile, workspace.yaml ---------------------------------------------------------
+
+
+def test_compose_serves_the_code_location_that_the_workspace_names():
+    compose = load("docker-compose.yaml")
+    services = compose["services"]
+    assert set(services) == {"postgres", "code-location", "webserver", "daemon"}
+    [entry] = load("workspace.yaml")["load_from"]
+    server = entry["grpc_server"]
+    assert server["host"] == "code-location" and server["location_name"] == location_name()
+    command = services["code-location"]["command"]
+    assert command[:3] == ["dagster", "api", "grpc"]
+    assert command[command.index("-m") + 1] == MODULE and command[command.index("-p") + 1] == str(server["port"])
+    assert services["code-location"]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    image = services["code-location"]["image"]
+    for name in ("webserver", "daemon"):
+        assert services[name]["image"] == image
+        workspace = services[name]["command"][services[name]["command"].index("-w") + 1]
+        assert workspace == "/opt/dagster/dagster_home/workspace.yaml"
+    assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]  # the UI on the host's loopback only
+
+
+def test_compose_gives_each_process_the_instance_env_and_secrets_only_from_the_env_file():
+    services = load("docker-compose.yaml")["services"]
+    for name in ("code-location", "webserver", "daemon"):
+        env = services[name]["environment"]
+        assert set(env) == PG_ENV
+        assert env["DAGSTER_PG_PASSWORD"].startswith("${DAGSTER_PG_PASSWORD:?")  # from deploy/.env, required
+        assert not set(env) & (CODE_LOCATION_ENV - {"DAGSTER_PG_PASSWORD"})
+    assert services["code-location"]["env_file"] == [".env"]
+    assert services["code-location"]["volumes"] == ["home:/data"]
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "env.example").read_text().splitlines()
+        if "=" in line and line[0] != "#"
+    )
+    assert set(example) == CODE_LOCATION_ENV | {"DAGSTER_PG_PASSWORD"}
+    assert not any(example.values())  # placeholders only
+    ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/.env"], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, "deploy/.env (the filled-in secrets) must be ignored by git"
+
+
+def test_the_image_installs_the_project_with_the_instance_and_bakes_in_no_secret():
+    lines = [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line and line[0] != "#"]
+    text = "\n".join(lines)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    for folder in [*packages, "sql"]:
+        assert f"COPY {folder} ./{folder}" in lines
+    assert "DAGSTER_HOME=/opt/dagster/dagster_home" in text
+    assert "COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/dagster_home/" in lines
+    assert "-c constraints.txt" in text
+    assert "k8s" in pyproject["project"]["optional-dependencies"]
+    assert not any(name in text for name in SECRETS | {"MUREKA_ETL_REGISTRY_URL", "AWS_"})
+    assert f'"-m", "{MODULE}"' in lines[-1] and lines[-1].startswith("CMD")
+
+
+# --- helm/values.yaml ----------------------------------------------------------------------------------------
+
+
+def test_helm_values_run_the_code_location_with_the_k8s_run_launcher():
+    values = load("helm/values.yaml")
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["name"] == location_name()
+    args = deployment["dagsterApiGrpcArgs"]
+    assert args[args.index("-m") + 1] == MODULE
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert launcher["envSecrets"] == deployment["envSecrets"]  # runs see what the code location sees
+    assert launcher["volumeMounts"] == deployment["volumeMounts"] and launcher["volumes"] == deployment["volumes"]
+    assert not values["postgresql"]["enabled"] and not values["postgresql"]["postgresqlPassword"]
+    assert values["global"]["postgresqlSecretName"] and not values["generatePostgresqlPasswordSecret"]
+    assert not set(deployment["env"]) & SECRETS
+
+
+def test_helm_values_carry_the_limits_and_retries_of_dagster_yaml():
+    values = load("helm/values.yaml")
+    config, _ = dagster_instance_config(str(DEPLOY))
+    concurrency = snake_keys({k: v for k, v in values["concurrency"].items() if k != "enabled"})
+    assert values["concurrency"]["enabled"] and concurrency == config["concurrency"]
+    assert values["postgresql"]["postgresqlScheme"] == config["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert snake_keys(values["dagsterDaemon"]["runRetries"]) == config["run_retries"]
+    assert values["dagsterDaemon"]["runCoordinator"]["type"] == config["run_coordinator"]["class"]
+    queued = snake_keys(values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"])
+    assert queued == config["run_coordinator"]["config"]
+
+
+def test_deploy_readme_names_every_deploy_file_and_what_was_not_run_here():
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    files = [p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.is_file() and p.name != "README.md"]
+    assert files and all(f"`{name}`" in readme for name in files)
+    assert "not run here" in readme
+
+
+# --- a real instance on Postgres -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_instance(postgres_cluster: PostgresCluster, tmp_path, monkeypatch):
+    """The instance of deploy/dagster.yaml, its DAGSTER_PG_* set to a fresh database of the throwaway cluster."""
+    url = postgres_cluster.create_database()
+    name = url.rsplit("/", 1)[1]
+    env = {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(postgres_cluster.port),
+        "DAGSTER_PG_DB": name,
+        "DAGSTER_PG_USERNAME": "postgres",
+        "DAGSTER_PG_PASSWORD": "trust-auth-ignores-it",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    folder = tmp_path / "dagster_home"
+    folder.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", folder)
+    with dg.DagsterInstance.from_config(str(folder)) as instance:
+        yield instance, url
+    postgres_cluster.drop_database(name)
+
+
+def test_capture_and_a_two_day_backfill_on_the_postgres_instance(postgres_instance, tmp_path, monkeypatch):
+    instance, url = postgres_instance
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    corpus = generate_jobs(30, 5, utcnow() - timedelta(hours=1), days=3)  # settled: one fetch makes each final
+    home = Home(tmp_path / "home").ensure()
+    register(home, corpus)
+    days = sorted({job.created.date() for job in corpus})[-3:]
+    with Simulator(corpus, seed=5) as sim:
+        # The resources of the code location, from the environment, as `dagster api grpc` builds them.
+        monkeypatch.setenv(settings.HOME, str(home.root))
+        monkeypatch.setenv(settings.BASE_URL, sim.base_url)
+        monkeypatch.setenv(settings.TOKEN, sim.token)
+        job = build_defs(env_resources()).resolve_job_def(CAPTURE_JOB)
+        scheduled = job.execute_in_process(
+            run_config=QUIET_RUN_CONFIG,
+            partition_key=days[0].isoformat(),
+            tags={"mureka/trigger": "schedule"},
+            instance=instance,
+        )
+        backfill = job.execute_in_process(
+            run_config=QUIET_RUN_CONFIG,
+            tags={**range_tags(days[1:]), "dagster/backfill": "deploy-test"},
+            instance=instance,
+        )
+        asked = set(sim.requests_by_jobid)
+    assert scheduled.success and backfill.success
+    for result in (scheduled, backfill):
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags[JOB_TAG] == CAPTURE_JOB  # the tag the run queue's capture limit counts
+
+    ours = {j.jobid for j in corpus if j.created.date() in days and j.owner_user == "777"}
+    assert asked == ours
+    for key in ("raw", "jobs", "warehouse"):
+        assert instance.get_materialized_partitions(dg.AssetKey(key)) == {d.isoformat() for d in days}
+    records = instance.fetch_materializations(dg.AssetKey("raw"), limit=10).records
+    archived = sum(r.asset_materialization.metadata["dagster/row_count"].value for r in records)  # type: ignore[union-attr]
+    assert len(records) == 3 and archived >= len(ours)
+    assert {r.run_id for r in records} == {scheduled.run_id, backfill.run_id}
+    # The warehouse writers' pool lives in Postgres with the default limit of one slot.
+    assert instance.event_log_storage.get_concurrency_info(POOL).slot_count == 1
+
+    with psycopg.connect(url) as conn:
+        (stored,) = conn.execute(
+            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key = %s",
+            (dg.AssetKey("raw").to_string(),),
+        ).fetchone()
+        assert stored == 3
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:  # the token is nowhere in Dagster's storage
+            query = sql.SQL("SELECT count(*) FROM {} t WHERE t::text LIKE %s").format(sql.Identifier(table))
+            (leaks,) = conn.execute(query, (f"%{sim.token}%",)).fetchone()
+            assert leaks == 0, table
