@@ -209,6 +209,22 @@ def test_deploy_readme_names_every_deploy_file_and_what_was_not_run_here():
     assert "not run here" in readme
 
 
+def test_the_readme_section_names_the_three_settings_and_the_deploy_files():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Running at scale", 1)[1].split("\n## ", 1)[0]
+    for name in (settings.REGISTRY_URL, settings.LAKE_URL, *sorted(PG_ENV), *sorted(CODE_LOCATION_ENV)):
+        assert f"`{name}" in section, name
+    for path in (
+        "dagster.yaml",
+        "Dockerfile",
+        "docker-compose.yaml",
+        "workspace.yaml",
+        "env.example",
+        "helm/values.yaml",
+    ):
+        assert f"`deploy/{path}`" in section, path
+
+
 # --- a real instance on Postgres -----------------------------------------------------------------------------
 
 
