@@ -7,10 +7,16 @@ run against the simulator, whose materializations are read back from the Postgre
 location and environment that the rest of the project uses.
 """
 
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
 import tomllib
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,7 @@ from assets.partitions import POOL, range_tags
 from assets.runner import QUIET_RUN_CONFIG
 from pipelines import settings
 from pipelines.config import Home, utcnow
-from simulator.corpus import generate_jobs
+from simulator.corpus import generate_jobs, write_ids_file
 from simulator.server import Simulator
 from tests.conftest import register
 from tests.postgres_server import PostgresCluster
@@ -48,6 +54,8 @@ CODE_LOCATION_ENV = {
     "AWS_REGION",
 }
 SECRETS = {settings.TOKEN, "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "DAGSTER_PG_PASSWORD"}
+BIN = Path(sys.executable).parent
+RUNS_TIMEOUT = 240
 
 
 def load(name: str) -> Any:
@@ -230,10 +238,15 @@ def test_the_readme_section_names_the_three_settings_and_the_deploy_files():
 
 @pytest.fixture
 def postgres_instance(postgres_cluster: PostgresCluster, tmp_path, monkeypatch):
-    """The instance of deploy/dagster.yaml, its DAGSTER_PG_* set to a fresh database of the throwaway cluster."""
+    """The instance of deploy/dagster.yaml in DAGSTER_HOME, its DAGSTER_PG_* set (in this process's environment)
+    to a fresh database of the throwaway cluster; yields the instance and the database URL."""
     url = postgres_cluster.create_database()
     name = url.rsplit("/", 1)[1]
+    folder = tmp_path / "dagster_home"
+    folder.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", folder)
     env = {
+        "DAGSTER_HOME": str(folder),
         "DAGSTER_PG_HOST": "127.0.0.1",
         "DAGSTER_PG_PORT": str(postgres_cluster.port),
         "DAGSTER_PG_DB": name,
@@ -242,12 +255,27 @@ def postgres_instance(postgres_cluster: PostgresCluster, tmp_path, monkeypatch):
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    folder = tmp_path / "dagster_home"
-    folder.mkdir()
-    shutil.copy(DEPLOY / "dagster.yaml", folder)
     with dg.DagsterInstance.from_config(str(folder)) as instance:
         yield instance, url
     postgres_cluster.drop_database(name)
+
+
+def settled_jobs(seed: int) -> list:
+    """30 jobs over the last 3 days, the newest an hour old: all finished, so one fetch makes each final."""
+    return generate_jobs(30, seed, utcnow() - timedelta(hours=1), days=3)
+
+
+def token_in_postgres(url: str, token: str) -> list[str]:
+    """The tables of Dagster's database in which the token appears anywhere in a row."""
+    found = []
+    with psycopg.connect(url) as conn:
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            query = sql.SQL("SELECT count(*) FROM {} t WHERE t::text LIKE %s").format(sql.Identifier(table))
+            row = conn.execute(query, (f"%{token}%",)).fetchone()
+            if row and row[0]:
+                found.append(table)
+    return found
 
 
 def test_capture_and_a_two_day_backfill_on_the_postgres_instance(postgres_instance, tmp_path, monkeypatch):
@@ -255,7 +283,7 @@ def test_capture_and_a_two_day_backfill_on_the_postgres_instance(postgres_instan
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-    corpus = generate_jobs(30, 5, utcnow() - timedelta(hours=1), days=3)  # settled: one fetch makes each final
+    corpus = settled_jobs(5)
     home = Home(tmp_path / "home").ensure()
     register(home, corpus)
     days = sorted({job.created.date() for job in corpus})[-3:]
@@ -295,13 +323,126 @@ def test_capture_and_a_two_day_backfill_on_the_postgres_instance(postgres_instan
     assert instance.event_log_storage.get_concurrency_info(POOL).slot_count == 1
 
     with psycopg.connect(url) as conn:
-        (stored,) = conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key = %s",
             (dg.AssetKey("raw").to_string(),),
         ).fetchone()
-        assert stored == 3
-        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        for table in tables:  # the token is nowhere in Dagster's storage
-            query = sql.SQL("SELECT count(*) FROM {} t WHERE t::text LIKE %s").format(sql.Identifier(table))
-            (leaks,) = conn.execute(query, (f"%{sim.token}%",)).fetchone()
-            assert leaks == 0, table
+    assert row == (3,)
+    assert token_in_postgres(url, sim.token) == []
+
+
+# --- the compose services' processes, here: code location and daemon on the Postgres instance ----------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def service_command(service: str, **replace: str) -> list[str]:
+    """The command of a compose service, its program from this venv and the values after `replace`'s flags
+    (e.g. h="127.0.0.1") swapped in."""
+    command = list(load("docker-compose.yaml")["services"][service]["command"])
+    command[0] = str(BIN / command[0])
+    for flag, value in replace.items():
+        command[command.index(f"-{flag}") + 1] = value
+    return command
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process's group (its run workers included), SIGKILL if it is still there after 20 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture
+def services(tmp_path) -> Iterator[list[subprocess.Popen]]:
+    """Processes started by the test; stopped, whatever happens."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in reversed(started):
+        stop(process)
+
+
+def describe(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """A run in one line: its partition, status, parent run and failure messages (for assertion messages)."""
+    failures = [
+        event.message
+        for event in instance.all_logs(run.run_id)
+        if event.dagster_event_type in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE)
+    ]
+    parent = run.tags.get("dagster/parent_run_id", "-")
+    return f"{run.tags.get('dagster/partition')} {run.status.value} parent={parent} {failures}"
+
+
+@pytest.mark.slow
+def test_the_daemon_runs_the_inbox_sensors_capture_runs_on_the_code_location(postgres_instance, services, tmp_path):
+    """The code location (`dagster api grpc`, as compose runs it) and the daemon (as compose runs it, reading
+    deploy/workspace.yaml pointed at 127.0.0.1) share the Postgres instance: an id file dropped in the inbox
+    becomes one queued capture run per creation day, which the daemon launches on the code location."""
+    instance, url = postgres_instance
+    corpus = settled_jobs(9)
+    home = Home(tmp_path / "home").ensure()
+    write_ids_file(corpus, home.inbox / "ids.txt")
+    days = {job.created.date().isoformat() for job in corpus}
+    port = free_port()
+    workspace = load("workspace.yaml")
+    workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=port)
+    (tmp_path / "workspace.yaml").write_text(yaml.safe_dump(workspace), encoding="utf-8")
+    instance_env = {k: v for k, v in os.environ.items() if k.startswith("DAGSTER_")}
+    base = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith(("MUREKA_", "USEAPI_"))}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    from_inbox = dg.RunsFilter(tags={"dagster/sensor_name": "inbox_sensor"})
+    with Simulator(corpus, seed=9) as sim:
+        code_env = base | instance_env
+        code_env |= {settings.HOME: str(home.root), settings.BASE_URL: sim.base_url, settings.TOKEN: sim.token}
+        code_env[settings.CAPTURE_CRON] = "0 0 1 1 *"  # only the inbox's runs
+        for name, command, env in (
+            ("code-location", service_command("code-location", h="127.0.0.1", p=str(port)), code_env),
+            ("daemon", service_command("daemon", w=str(tmp_path / "workspace.yaml")), base | instance_env),
+        ):
+            with (logs / f"{name}.log").open("wb") as out:
+                services.append(
+                    subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                )
+        deadline = time.monotonic() + RUNS_TIMEOUT
+        runs = instance.get_runs(filters=from_inbox)
+        while len(runs) < len(days) or not all(run.is_finished for run in runs):
+            assert time.monotonic() < deadline, "\n".join(log.read_text()[-1500:] for log in logs.iterdir())
+            time.sleep(1)
+            runs = instance.get_runs(filters=from_inbox)
+        asked = set(sim.requests_by_jobid)
+
+    outcome = [describe(instance, run) for run in runs]
+    assert len(runs) == len(days), outcome
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}, outcome
+    assert {run.tags["dagster/partition"] for run in runs} == days
+    writes = []
+    for run in runs:
+        assert run.tags[JOB_TAG] == CAPTURE_JOB
+        events = instance.all_logs(run.run_id)
+        kinds = {event.dagster_event_type for event in events}  # queued, then launched by the daemon
+        assert {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING} <= kinds
+        writes.append(
+            sorted(
+                event.timestamp
+                for event in events
+                if event.step_key == "warehouse"
+                and event.dagster_event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)
+            )
+        )
+    writes.sort()
+    assert all(len(w) == 2 for w in writes)
+    assert all(done <= start for (_, done), (start, _) in zip(writes, writes[1:]))  # one warehouse writer at a time
+    assert asked == {job.jobid for job in corpus if job.owner_user == "777"}
+    assert instance.get_materialized_partitions(dg.AssetKey("warehouse")) == days
+    assert token_in_postgres(url, sim.token) == []
+    assert not any(sim.token in log.read_text(errors="replace") for log in logs.iterdir())
