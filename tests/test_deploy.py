@@ -32,6 +32,7 @@ from psycopg import sql
 from assets.definitions import CAPTURE_JOB, JOB_TAG, build_defs, env_resources
 from assets.partitions import POOL, range_tags
 from assets.runner import QUIET_RUN_CONFIG
+from cli import dev
 from pipelines import settings
 from pipelines.config import Home, utcnow
 from simulator.corpus import generate_jobs, write_ids_file
@@ -99,6 +100,7 @@ def test_instance_yaml_passes_dagsters_schema_with_postgres_from_the_environment
     assert env_names(config["storage"]) == PG_ENV  # nothing of the connection is written in the file
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
+    assert yaml.safe_load(dev.instance_yaml())["run_retries"] == config["run_retries"]  # those of `make dev`
 
 
 def test_one_warehouse_writer_and_a_cap_on_capture_runs():
