@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 
-.PHONY: setup demo test dev bench lint clean
+.PHONY: setup engines demo test dev bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The database engines the tests start on loopback (Postgres), installed when missing.
+engines:
+	bash scripts/install-engines.sh
+
 demo: setup
 	$(BIN)/mureka-etl demo
 
-test: setup
+test: setup engines
 	$(BIN)/python -m pytest -q
 
 lint: setup

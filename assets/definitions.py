@@ -25,11 +25,15 @@ CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
 ASSETS = [*CAPTURE_ASSETS, report, *FEED_ASSETS]
 CAPTURE_JOB = "capture"
 REPORT_JOB = "report_job"
+# Every run of the capture job carries this tag: a shared instance caps concurrent capture runs on it
+# (deploy/dagster.yaml, `tag_concurrency_limits`).
+JOB_TAG = "mureka/job"
 
 capture_job = dg.define_asset_job(
     CAPTURE_JOB,
     selection=dg.AssetSelection.assets(*CAPTURE_ASSETS),
     description="Fetch due ids, archive the answers, flatten them into the lake and load the warehouse.",
+    tags={JOB_TAG: CAPTURE_JOB},
 )
 # The report reads the whole history, so it is kept off the every-15-minutes capture path.
 report_job = dg.define_asset_job(

@@ -11,6 +11,9 @@ from pipelines.registry import Registry
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import FaultConfig, Simulator
 
+# Fixtures of the engines tests start on loopback (a throwaway Postgres cluster).
+pytest_plugins = ("tests.postgres_server",)
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
