@@ -1,3 +1,6 @@
+"""The lake-table assets: the flattened tables of each creation day (one multi-asset) and the registry's
+`job_ids` export."""
+
 from pathlib import PurePath
 
 import dagster as dg

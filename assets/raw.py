@@ -1,3 +1,6 @@
+"""The `raw` asset: fetch the due ids of the run's creation days into the raw archive, then take in their webhook
+deliveries."""
+
 import dagster as dg
 
 from assets.day_metadata import file_rows, preview, record, run_range

@@ -1,3 +1,5 @@
+"""The `report` asset: the HTML report of the whole history, rewritten from the lake by `report_job`."""
+
 import dagster as dg
 
 from assets.resources import HomeResource
@@ -6,7 +8,7 @@ from pipelines.report import write_home_report
 
 
 # Not partitioned: the report covers the whole history (its daily charts the last 90 days), so a partition
-# key would only pretend to scope it. After a ranged capture run it is written once, from the lake.
+# key would only pretend to scope it. `report_job` rewrites it on its own schedule, off the capture path.
 @dg.asset(deps=["warehouse"], group_name="analytics", kinds={"html"})
 def report(context: dg.AssetExecutionContext, home: HomeResource) -> dg.MaterializeResult:
     """`report.html` in the home folder: volume, failures, song durations, latency, capture health and top

@@ -27,6 +27,8 @@ from pipelines.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 RESULTS = ROOT / "benchmarks" / "results.md"
+# The heading of results.md's hand-written part: a rewrite keeps it and everything after it.
+KEPT_SECTION = "## Figures behind design choices"
 sys.path.insert(0, str(ROOT))
 
 
@@ -363,7 +365,14 @@ def _write_results(info: dict[str, str], rows: list[tuple[str, str, str]], quick
         *(f"| {stage.strip()} | {value} | {target} |" for stage, value, target in rows),
         "",
     ]
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
+    RESULTS.write_text("\n".join(lines) + _kept_section(), encoding="utf-8")
+
+
+def _kept_section() -> str:
+    """The hand-written section of results.md (figures behind design choices), carried over by every rewrite."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    at = text.find(KEPT_SECTION)
+    return "\n" + text[at:] if at >= 0 else ""
 
 
 if __name__ == "__main__":

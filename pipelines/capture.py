@@ -88,7 +88,8 @@ def _export_day(home: Home, registry: Registry, day: date) -> int:
         export = registry.export_versioned(day)
         if not export.version.stale and lake.file_exists(home, path) and lake.damaged_job_ids(home, day) is None:
             return 0  # another process exported it meanwhile
-        # Unknown (a registry from before day versions): the file may hold these rows already; keep it then.
+        # Export state unknown (a registry that gained day_versions after its days were exported): the file may
+        # hold these rows already; keep it then.
         unknown = export.version.exported_version is None
         unchanged = unknown and lake.file_exists(home, path) and lake.read_file(home, path).equals(export.table)
         if not unchanged:
@@ -131,7 +132,7 @@ def warehouse_is_current(home: Home) -> bool:
     """Whether the warehouse already holds every lake file as it is now: a stat per lake file, no file read.
 
     Compares each file's version with `_lake_loads`, as the load does. A warehouse another process holds open
-    for writing counts as not current: its load then runs (and waits for it) as before.
+    for writing counts as not current: the load then runs and waits for that process.
     """
     recorded: dict[tuple[str, date], str] = {}
     if home.warehouse_path.exists():

@@ -1,7 +1,7 @@
 """An embedded HTTP/1.1 server on 127.0.0.1 that answers like the useapi.net Mureka jobs API.
 
 It serves `GET /v1/mureka/jobs/{jobid}`, `GET /v1/mureka/jobs` and the account feeds (`GET /music`, `GET /speech`:
-useapi/feeds.py) with Bearer auth, the documented 400/401/403/404 (and 596) answers, 7-day retention and jobs
+simulator/feeds.py) with Bearer auth, the documented 400/401/403/404 (and 596) answers, 7-day retention and jobs
 that finish as the simulator's clock moves on, and injects transport faults (429, 5xx, resets, truncated bodies,
 HTML pages, slow answers) on demand.
 It runs an asyncio event loop in a daemon thread, with keep-alive connections and pre-serialized
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote
 
 from pipelines.jobids import JOBID_SHAPE, RETENTION
@@ -332,7 +332,7 @@ class Simulator:
         self._transports.clear()
         self._base_url = None
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Self:
         if self._thread is None:
             self.start()
         return self

@@ -27,10 +27,11 @@ from pipelines.registry import Registry
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import API_PREFIX, Simulator
 from tests.conftest import make_corpus, register
+from tests.helpers import Backoff, failure_description
 from tests.test_crash import add_ids, cli_env, run_cli
 
 TOKEN = "user:777-CheckCanary8d1e6b"
-FAST = {"backoff_factor": 0.01, "backoff_max": 0.05}
+FAST: Backoff = {"backoff_factor": 0.01, "backoff_max": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +207,7 @@ def test_in_dagster_the_raw_step_fails_with_the_one_line_and_is_not_retried(
         result = job.execute_in_process(tags=range_tags(days), instance=instance, raise_on_error=False)
     assert not result.success
     failures = [event for event in result.all_events if event.is_step_failure]
-    assert [(event.step_key, event.step_failure_data.user_failure_data.description) for event in failures] == [
+    assert [(event.step_key, failure_description(event)) for event in failures] == [
         ("raw", f"cannot reach {closed_url}: connection refused")
     ]
     assert not [event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"]

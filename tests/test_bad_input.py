@@ -29,6 +29,7 @@ from pipelines.jobids import parse_jobid
 from pipelines.registry import Registry
 from simulator.corpus import SimJob
 from tests.conftest import make_corpus, register
+from tests.helpers import one_row
 from tests.test_crash import cli_env, run_cli
 from tests.test_faults import FAST, RecordingSimulator
 
@@ -132,7 +133,7 @@ def test_inbox_sensor_sets_unusable_files_aside_and_reads_the_rest(tmp_path: Pat
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, resources={"home": HomeResource(root=str(home.root))})
         result = sensor(context)
-    assert result.run_requests
+    assert isinstance(result, dg.SensorResult) and result.run_requests
     rejected = home.inbox / REJECTED_DIR
     assert sorted(p.name for p in rejected.iterdir() if not p.name.endswith(".reason.txt")) == [
         "accounts.csv",
@@ -234,7 +235,7 @@ def test_bodies_with_unexpected_types_are_kept_raw_flattened_and_counted(tmp_pat
     capture.export_registry(home, days)
     capture.load_warehouse(home)
 
-    raw = {}
+    raw: dict[str, str] = {}
     for path in home.raw.rglob("*.parquet"):
         raw |= {row["jobid"]: row["body"] for row in pq.read_table(path).to_pylist()}
     for job in odd:  # verbatim: the same bytes the server sent, big ids included
@@ -245,7 +246,7 @@ def test_bodies_with_unexpected_types_are_kept_raw_flattened_and_counted(tmp_pat
     try:
         jobs_rows = dict(con.execute("SELECT jobid, feed_id FROM jobs").fetchall())
         songs = con.execute("SELECT song_id, generate_at FROM songs WHERE jobid = ?", [odd[3].jobid]).fetchall()
-        prompt = con.execute("SELECT prompt FROM jobs WHERE jobid = ?", [odd[0].jobid]).fetchone()[0]
+        prompt = one_row(con, "SELECT prompt FROM jobs WHERE jobid = ?", [odd[0].jobid])[0]
     finally:
         con.close()
     assert set(jobs_rows) == {job.jobid for job in odd}  # every record has its row, however odd

@@ -1,8 +1,9 @@
 """Asset checks: all pass on a clean capture, and each fails on the bad data planted for it."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import cast
 
 import dagster as dg
 import pyarrow as pa
@@ -62,7 +63,7 @@ def evaluate(name: str, home: Home) -> dg.AssetCheckResult:
             results = group(context, home=HomeResource(root=str(home.root)))
             if isinstance(results, dg.AssetCheckResult):  # a single check returns its result
                 return results
-            return {r.check_name: r for r in results}[name]
+            return {r.check_name: r for r in cast(Iterable[dg.AssetCheckResult], results)}[name]
     raise KeyError(name)
 
 

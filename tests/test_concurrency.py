@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -45,7 +46,9 @@ def child() -> None:
     job = defs().resolve_job_def(CAPTURE_JOB)
     with dg.DagsterInstance.get() as instance:
         if kind == "backfill":
-            runs = [{"tags": {**range_tags([date.fromisoformat(d) for d in days]), **BACKFILL_TAGS}}]
+            runs: list[dict[str, Any]] = [
+                {"tags": {**range_tags([date.fromisoformat(d) for d in days]), **BACKFILL_TAGS}}
+            ]
         else:
             runs = [{"partition_key": day, "tags": {"mureka/trigger": "schedule"}} for day in days]
         for run in runs:

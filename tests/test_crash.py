@@ -30,6 +30,7 @@ from pipelines.settings import Settings
 from simulator.corpus import SimJob, write_ids_file
 from simulator.server import Simulator
 from tests.conftest import api_for, make_corpus, register
+from tests.helpers import one_row
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWER_STATUSES = {200, 400, 403, 404, 410}
@@ -106,9 +107,7 @@ def duplicate_keys(home: Home) -> dict[str, int]:
     con = duckdb.connect(str(home.warehouse_path), read_only=True)
     try:
         return {
-            table: con.execute(
-                f"SELECT count(*) FROM (SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1)"
-            ).fetchone()[0]
+            table: one_row(con, f"SELECT count(*) FROM (SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1)")[0]
             for table, key in KEYS.items()
         }
     finally:
@@ -256,7 +255,7 @@ def test_stray_temp_files_are_invisible(tmp_path: Path) -> None:
     assert raw_batches(home, date(2026, 1, 20)) == {}
     con = connect_readonly(home)
     try:
-        assert con.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+        assert one_row(con, "SELECT count(*) FROM jobs")[0] == 0
     finally:
         con.close()
 

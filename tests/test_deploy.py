@@ -318,7 +318,7 @@ def test_capture_and_a_two_day_backfill_on_the_postgres_instance(postgres_instan
     for key in ("raw", "jobs", "warehouse"):
         assert instance.get_materialized_partitions(dg.AssetKey(key)) == {d.isoformat() for d in days}
     records = instance.fetch_materializations(dg.AssetKey("raw"), limit=10).records
-    archived = sum(r.asset_materialization.metadata["dagster/row_count"].value for r in records)  # type: ignore[union-attr]
+    archived = sum(r.asset_materialization.metadata["dagster/row_count"].value for r in records)
     assert len(records) == 3 and archived >= len(ours)
     assert {r.run_id for r in records} == {scheduled.run_id, backfill.run_id}
     # The warehouse writers' pool lives in Postgres with the default limit of one slot.

@@ -14,6 +14,7 @@ from pipelines.query import connect_readonly
 from pipelines.registry import Registry
 from pipelines.report import write_home_report
 from simulator.corpus import generate_jobs
+from tests.helpers import one_row
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {
@@ -44,7 +45,7 @@ def test_status_and_v_capture_health_count_ids_by_discovery_route(home: Home) ->
     con = connect_readonly(home)
     try:
         columns = ", ".join(f"sum(via_{route})::INT" for route in ROUTES)
-        viewed = con.execute(f"SELECT {columns}, sum(known)::INT FROM v_capture_health").fetchone()
+        viewed = one_row(con, f"SELECT {columns}, sum(known)::INT FROM v_capture_health")
     finally:
         con.close()
     assert dict(zip(ROUTES, viewed[:-1])) == expected and viewed[-1] == len(jobs)

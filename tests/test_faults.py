@@ -29,9 +29,10 @@ from pipelines.registry import Registry
 from simulator.corpus import SimJob
 from simulator.server import JOB_PREFIX, JOBS_PATH, FaultConfig, Simulator
 from tests.conftest import make_corpus, register
+from tests.helpers import Backoff
 
 ANSWER_STATUSES = {200, 400, 403, 404, 410}
-FAST = {"backoff_factor": 0.001, "backoff_max": 0.01}
+FAST: Backoff = {"backoff_factor": 0.001, "backoff_max": 0.01}
 READ_TIMEOUT = 1.5  # the slow fault waits twice that; a loaded CI machine still answers well within it
 MAX_RUNS = 4
 MAX_RETRIES = 6  # the client's default: 6 + 1 tries at most per request, whatever fails
@@ -248,7 +249,7 @@ def test_a_run_that_cannot_get_through_says_what_is_due_and_the_next_run_fetches
         assert requests <= 20 + (4 + 1) * (5 + 1)  # the budget, plus what the 4 workers had in flight
         assert list(home.raw.rglob("*.parquet")) == []
 
-        with Simulator(corpus) as sim, MurekaClient(sim.base_url, sim.token) as client:
+        with Simulator(corpus) as healthy, MurekaClient(healthy.base_url, healthy.token) as client:
             again = fetch_due(home, registry, client, now=utcnow)
         assert again.stopped_reason is None and again.by_outcome["deferred"] == 0
         assert registry.count_due(utcnow()) == 0

@@ -33,6 +33,7 @@ from pipelines.warehouse import open_lake
 from simulator.corpus import SimJob, build_jobid, generate_jobs
 from simulator.server import FaultConfig, Simulator
 from tests.conftest import api_for
+from tests.helpers import one_row
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 5
@@ -263,10 +264,11 @@ def test_audit_counts_equal_what_the_simulator_generated(home: Home) -> None:
     )
     # The warehouse holds the feed songs with their durations, genres and moods, beyond the 7-day window.
     with duckdb.connect(str(home.warehouse_path), read_only=True) as wh:
-        songs, old, with_genres = wh.execute(
+        songs, old, with_genres = one_row(
+            wh,
             "SELECT count(*), count(*) FILTER (WHERE generated_at < now() - INTERVAL 7 DAY),"
-            " count(*) FILTER (WHERE len(genres) > 0 AND duration_milliseconds > 0) FROM feed_songs"
-        ).fetchone()
+            " count(*) FILTER (WHERE len(genres) > 0 AND duration_milliseconds > 0) FROM feed_songs",
+        )
     assert songs == sum(n for (_, k, _), n in expected.items() if k == "song") == with_genres
     assert old > 0
     # The report's feed panel: coverage per day and the feed-only history.
@@ -409,6 +411,7 @@ def test_simulator_cli_serves_feeds_with_website_content_and_a_596_account() -> 
         text=True,
     )
     try:
+        assert proc.stdout is not None
         base_url = proc.stdout.readline().split(" at ", 1)[1].strip()
         headers = {"Authorization": "Bearer user:777-simulatortoken"}
         accounts = requests.get(f"{base_url}/jobs", headers=headers, timeout=10).json()["availableAccounts"]
@@ -442,6 +445,7 @@ def test_feeds_job_materializes_the_feed_assets_on_its_daily_schedule(home: Home
             assert result.success
             for table in ("feed_songs", "feed_speech"):
                 event = instance.get_latest_materialization_event(dg.AssetKey(table))
+                assert event is not None and event.asset_materialization is not None
                 rows = event.asset_materialization.metadata["dagster/row_count"].value
                 assert rows == feeds.table_rows(home, table) > 0
             assert instance.get_latest_materialization_event(dg.AssetKey("feed_warehouse")) is not None

@@ -16,10 +16,11 @@ from pipelines.jobids import JobId, parse_jobid
 from pipelines.registry import DueId, Registry
 from simulator.corpus import Clock, SimJob, build_jobid, generate_jobs
 from simulator.server import FaultConfig, Simulator
+from tests.helpers import Backoff
 
 NOW = datetime(2026, 1, 21, 6, 15, 0, tzinfo=UTC)
 TOKEN = "user:777-simulatortoken"
-FAST = {"backoff_factor": 0.001, "backoff_max": 0.01}
+FAST: Backoff = {"backoff_factor": 0.001, "backoff_max": 0.01}
 
 
 @pytest.fixture()

@@ -38,7 +38,7 @@ def test_damaged_lake_files_and_warehouse_are_rebuilt_by_the_next_command(
     run_capture(home, api_for(simulator), settings=Settings.from_env())
     env = cli_env(home, simulator.base_url, simulator.token)
     first, second = lake.lake_days(home, "jobs")[1:3]
-    scrambled, deleted = lake.table_file(home, "jobs", first), lake.table_file(home, "jobs", second)
+    scrambled, deleted = Path(lake.table_file(home, "jobs", first)), Path(lake.table_file(home, "jobs", second))
 
     scramble(scrambled)
     query = run_cli(["query", "--format", "csv", "SELECT count(*) AS jobs FROM jobs"], env)

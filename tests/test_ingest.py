@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pipelines.settings import Settings
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
+from tests.helpers import one_row
 from tests.test_pipeline import snapshot
 
 
@@ -30,7 +32,7 @@ def record_line(job: SimJob, at: datetime) -> str:
     return json.dumps(job.record_at(at), ensure_ascii=False, separators=(",", ":"))
 
 
-def write_records(path: Path, jobs: list[SimJob], at: datetime, extra: list[str] = ()) -> Path:
+def write_records(path: Path, jobs: list[SimJob], at: datetime, extra: Sequence[str] = ()) -> Path:
     path.write_text("".join(f"{line}\n" for line in [*(record_line(j, at) for j in jobs), *extra]), encoding="utf-8")
     return path
 
@@ -39,7 +41,7 @@ def counts(home: Home) -> dict[str, int]:
     con = duckdb.connect(str(home.warehouse_path), read_only=True)
     try:
         tables = ("jobs", "songs", "speech", "speech_turns", "job_observations", "job_ids")
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        return {t: one_row(con, f"SELECT count(*) FROM {t}")[0] for t in tables}
     finally:
         con.close()
 

@@ -11,6 +11,7 @@ from assets.partitions import partitions_for
 from pipelines import lake
 from pipelines.config import Home, utcnow
 from simulator.corpus import generate_jobs
+from tests.helpers import one_row
 from tests.test_cli import run_cli
 from tests.test_ingest import write_records
 from tests.test_partition_metadata import file_rows, latest
@@ -21,7 +22,7 @@ LAKE_ASSETS = ("jobs", "songs", "speech", "speech_turns", "job_observations", "j
 def warehouse_rows(home: Home, table: str, day: date) -> int:
     con = duckdb.connect(str(home.warehouse_path), read_only=True)
     try:
-        return con.execute(f"SELECT count(*) FROM {table} WHERE created_date = ?", [day]).fetchone()[0]
+        return one_row(con, f"SELECT count(*) FROM {table} WHERE created_date = ?", [day])[0]
     finally:
         con.close()
 

@@ -30,7 +30,8 @@ def home(tmp_path) -> Home:
 
 
 def file_bytes(home: Home) -> dict[str, bytes]:
-    return {t: lake.table_file(home, t, DAY).read_bytes() for t in FLATTENED if lake.table_file(home, t, DAY).exists()}
+    files = {t: Path(lake.table_file(home, t, DAY)) for t in FLATTENED}
+    return {t: path.read_bytes() for t, path in files.items() if path.exists()}
 
 
 def test_write_and_read_raw_batches_per_day(home):

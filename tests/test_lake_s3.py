@@ -41,7 +41,7 @@ from tests.test_crash import (  # noqa: F401 - the module fixtures: a corpus of 
 def objects(server: S3Server, env: dict[str, str]) -> dict[str, str]:
     """Key (under the lake's prefix) -> ETag of every object of the lake."""
     prefix = env[LAKE_URL].removeprefix(f"s3://{BUCKET}/") + "/"
-    found = {}
+    found: dict[str, str] = {}
     for page in server.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         found |= {entry["Key"].removeprefix(prefix): entry["ETag"] for entry in page.get("Contents", [])}
     return found

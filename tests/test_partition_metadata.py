@@ -39,6 +39,7 @@ def latest(instance: dg.DagsterInstance, asset: str, day: date) -> dict:
     ).records
     assert records, f"no materialization of {asset} {day}"
     materialization = records[0].asset_materialization
+    assert materialization is not None
     assert materialization.partition == day.isoformat()
     return {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
 

@@ -28,7 +28,11 @@ def defs_for(home: Home, settings: Settings | None = None) -> dg.Definitions:
 
 
 def first_key(defs: dg.Definitions, asset: str = "raw") -> str:
-    return defs.get_assets_def(asset).partitions_def.get_first_partition_key()
+    partitions = defs.get_assets_def(asset).partitions_def
+    assert partitions is not None
+    key = partitions.get_first_partition_key()
+    assert key is not None
+    return key
 
 
 def test_a_new_home_offers_the_days_the_api_still_answers_and_is_not_created(tmp_path):

@@ -14,6 +14,7 @@ from pipelines.settings import Settings
 from simulator.corpus import SimJob
 from simulator.server import FaultConfig, Simulator
 from tests.conftest import api_for, make_corpus, register
+from tests.helpers import one_row
 
 
 def as_int(value) -> int:
@@ -62,7 +63,7 @@ def warehouse_figures(home: Home, days: list[str] | None = None) -> dict[str, in
     params = [] if days is None else [days]
     con = duckdb.connect(str(home.warehouse_path), read_only=True)
     try:
-        one = lambda sql: con.execute(sql + where, params).fetchone()[0] or 0  # noqa: E731
+        one = lambda sql: one_row(con, sql + where, params)[0] or 0  # noqa: E731
         return {
             "songs": one("SELECT count(*) FROM songs"),
             "song_ms": one("SELECT sum(duration_milliseconds) FROM songs"),

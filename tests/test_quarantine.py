@@ -33,9 +33,10 @@ from pipelines.tables import RAW
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
+from tests.helpers import Backoff
 from tests.test_crash import cli_env, run_cli
 
-FAST = {"backoff_factor": 0.001, "backoff_max": 0.01}
+FAST: Backoff = {"backoff_factor": 0.001, "backoff_max": 0.01}
 
 
 def finished(n: int, seed: int) -> list[SimJob]:

@@ -12,14 +12,16 @@ from assets.runner import run_capture
 from pipelines.config import Home
 from pipelines.settings import Settings
 from tests.conftest import api_for, register
+from tests.helpers import one_row
 
 
 def warehouse_counts(home: Home) -> tuple[int, int, int]:
     con = duckdb.connect(str(home.warehouse_path), read_only=True)
     try:
-        return con.execute(
-            "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM songs), (SELECT count(*) FROM job_ids)"
-        ).fetchone()
+        counts = one_row(
+            con, "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM songs), (SELECT count(*) FROM job_ids)"
+        )
+        return counts[0], counts[1], counts[2]
     finally:
         con.close()
 

@@ -55,7 +55,9 @@ def section(page: str, title: str) -> str:
 
 
 def subtitle(page: str, title: str) -> str:
-    return html.unescape(re.search(r'<p class="sub">(.*?)</p>', section(page, title)).group(1))
+    found = re.search(r'<p class="sub">(.*?)</p>', section(page, title))
+    assert found, f"no subtitle in section {title}"
+    return html.unescape(found.group(1))
 
 
 def test_failure_panels_show_each_days_rate_with_its_n(captured):

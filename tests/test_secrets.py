@@ -23,6 +23,7 @@ from pipelines.registry import Registry
 from simulator.corpus import SimJob
 from simulator.server import Simulator
 from tests.conftest import make_corpus, register
+from tests.helpers import failure_description
 from tests.test_crash import KILLED, add_ids, cli_env, run_cli
 
 TOKEN = "user:777-CanaryToken5e3f9a1c7d"
@@ -151,7 +152,7 @@ def test_a_token_with_a_nul_is_refused_in_dagster_without_showing_it(tmp_path: P
         result = job.execute_in_process(tags=range_tags(days), instance=instance, raise_on_error=False)
         failures = [event for event in result.all_events if event.is_step_failure]
         outputs += [str(event) for event in result.all_events]
-    assert [event.step_failure_data.user_failure_data.description for event in failures] == [
+    assert [failure_description(event) for event in failures] == [
         f"USEAPI_TOKEN has a control character (CR, LF, NUL, tab, ...) at position {SPLIT_AT + 1} of "
         f"{len(TOKEN) + 1}: it must be the useapi.net API token alone (user:<digits>-<...>) on one line"
     ]

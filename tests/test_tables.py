@@ -22,6 +22,7 @@ from pipelines.warehouse import open_lake
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import Simulator
 from tests.conftest import register
+from tests.helpers import one_row
 
 DAY = "2026-01-21"
 
@@ -127,10 +128,8 @@ def test_feed_files_written_in_microseconds_still_load(home: Home, simulator: Si
 
     lake_con = open_lake(home)
     try:
-        assert {t: lake_con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in rows} == rows
-        (sub_ms,) = lake_con.execute(
-            "SELECT count(*) FROM feed_speech WHERE epoch_us(first_seen_at) % 1000 = 456"
-        ).fetchone()
+        assert {t: one_row(lake_con, f"SELECT count(*) FROM {t}")[0] for t in rows} == rows
+        (sub_ms,) = one_row(lake_con, "SELECT count(*) FROM feed_speech WHERE epoch_us(first_seen_at) % 1000 = 456")
         assert sub_ms == old.num_rows
         lake_con.execute("SELECT count(*) FROM v_capture_audit").fetchone()
     finally:

@@ -15,6 +15,7 @@ from pipelines import lake
 from pipelines.config import Home
 from pipelines.tables import TABLES
 from pipelines.warehouse import Warehouse, WarehouseLockedError, open_lake, rebuild_summaries, table_counts
+from tests.helpers import one_row
 from tests.test_flatten import DAY, M1, raw_rows
 from tests.test_lake import with_day
 
@@ -42,9 +43,7 @@ def home(tmp_path) -> Home:
 def duplicates(path, table: str, keys: str) -> int:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute(
-            f"SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY ALL HAVING count(*) > 1)"
-        ).fetchone()[0]
+        return one_row(con, f"SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY ALL HAVING count(*) > 1)")[0]
     finally:
         con.close()
 
@@ -140,7 +139,7 @@ def hold_lock(home):
             text=True,
         )
         started.append(process)
-        assert process.stdout.readline().strip() == "ready"
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         return process
 
     yield start

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import dagster as dg
 import duckdb
@@ -347,7 +348,9 @@ def test_webhook_sensor_turns_new_segments_into_capture_runs(home: Home) -> None
                 run_config=QUIET_RUN_CONFIG, partition_key=request.partition_key, instance=instance
             )
             assert result.success
-            webhook = result.asset_materializations_for_node("raw")[0].metadata["run_webhook"].value
+            webhook = cast(
+                dict[str, int], result.asset_materializations_for_node("raw")[0].metadata["run_webhook"].value
+            )
             assert webhook["confirmed"] == webhook["jobs"] > 0 and webhook["segments_trimmed"] == 1
         assert tick().run_requests == []
     rows = warehouse_jobs(home)

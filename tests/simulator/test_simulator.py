@@ -225,8 +225,12 @@ def test_fault_429_every_answer(sim: Simulator, http: requests.Session, jobs: li
 
 def test_fault_5xx_and_html(sim: Simulator, http: requests.Session, jobs: list[SimJob]) -> None:
     url = f"{sim.base_url}/jobs/{quoted(own_jobs(jobs)[0].jobid)}"
-    for status in (500, 502, 503):
-        sim.faults = FaultConfig(**{f"rate_{status}": 1.0})
+    for status, faults in (
+        (500, FaultConfig(rate_500=1.0)),
+        (502, FaultConfig(rate_502=1.0)),
+        (503, FaultConfig(rate_503=1.0)),
+    ):
+        sim.faults = faults
         assert http.get(url).status_code == status
     sim.faults = FaultConfig(rate_html=1.0)
     r = http.get(url)
