@@ -1,6 +1,6 @@
 """Records in the Dagster instance what `mureka-etl ingest` wrote, so that the catalog shows the ingested days.
 
-Ingest archives, flattens and loads on its own stages (faster than a run of the capture assets); afterwards
+Ingest archives, flattens and loads on its own stages; afterwards
 each ingested day gets a runless materialization of `raw`, of every lake table, of `job_ids` and of
 `warehouse`, with the per-partition metadata keys the capture assets record (`dagster/row_count` from the
 day's Parquet footers, a preview; `rows_loaded/<table>` for the warehouse), and every asset check is evaluated

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from pipelines.settings import Settings
 
-# Records per `mureka-etl ingest` batch, flattened whole two at a time: the memory unit (25k peaked near 1.5 GB
-# at 1M records).
+# Records per `mureka-etl ingest` batch, flattened whole two at a time: the unit that bounds ingest's memory.
 INGEST_BATCH_RECORDS = 20_000
 # `mureka-etl demo` writes a home of its own (wiped by the next demo), marked as the demo's by this file.
 DEMO_HOME = "demo"

@@ -118,8 +118,8 @@ def _raw_columns(raw: pa.Table) -> pa.Table:
 
 def _owned(table: pa.Table) -> pa.Table:
     """`table` copied into Arrow's own memory. A column taken from a DuckDB result keeps the whole result alive,
-    DuckDB's rows and their Arrow copy, and ingest holds flattened batches until their day is applied: 1M bench
-    records peaked 80 MB higher without it. The copy costs 10 ms per 20k records."""
+    DuckDB's rows and their Arrow copy, and ingest holds flattened batches until their day is applied: the copy
+    is cheap and lowers ingest's peak memory (benchmarks/results.md)."""
     memory = pa.default_cpu_memory_manager()
     columns = [pa.chunked_array([chunk.copy_to(memory) for chunk in col.chunks], col.type) for col in table.columns]
     return pa.Table.from_arrays(columns, schema=table.schema)

@@ -159,7 +159,7 @@ def ingest(
     con = duckdb.connect()
     collecting = gc.isenabled()
     # The stages make millions of short-lived tuples and lists and no reference cycles, so Python's cycle
-    # collector only walks them again and again: 2.6 CPU-s at 1M records. Freed by reference counting instead.
+    # collector would only walk them again and again; reference counting frees them.
     gc.disable()
     try:
         con.execute(

@@ -52,7 +52,7 @@ _TEMP_NAME = re.compile(r"\..+\.(\d+)\.[0-9a-f]{32}\.tmp")
 # A temp file this old is left over even if a process with its writer's pid runs (the pid was reused since).
 TEMP_MAX_AGE_S = 24 * 3600
 # Columns with few distinct values, dictionary-encoded in Parquet. The others (bodies, ids, urls, prompts)
-# are nearly unique: building their dictionaries costs a third of the write and the encoder gives it up.
+# are nearly unique: building their dictionaries is costly and the encoder gives them up anyway.
 _DICTIONARY_COLUMNS = frozenset(
     {
         "job_type",
@@ -272,8 +272,8 @@ def apply_pending(
 def damaged_files(home: Home, day: date) -> list[Damage]:
     """The flattened files of `day` that are not as written, from Parquet footers only: unreadable, or (against
     the row counts job_observations records) missing or of another size. A file a run is still catching up
-    (its applied batches differ from job_observations') is not compared. Of a day written before the counts,
-    only a missing jobs file is found (job_observations' statistics show a captured job)."""
+    (its applied batches differ from job_observations') is not compared. Of a day whose job_observations file
+    has no row counts (`mureka.day_rows`), only a missing jobs file is found (job_observations' statistics show a captured job)."""
     footers: dict[str, pq.FileMetaData | None] = {}
     damage = []
     storage = lake_storage(home)
@@ -288,7 +288,7 @@ def damaged_files(home: Home, day: date) -> list[Damage]:
             damage.append(Damage(table, day, path, f"is unreadable ({exc})"))
     observations = footers["job_observations"]
     metadata = (observations.metadata or {}) if observations is not None else {}
-    if DAY_ROWS_KEY not in metadata:  # no job_observations (all is pending then), or one written before the counts
+    if DAY_ROWS_KEY not in metadata:  # no job_observations (all is pending then), or one without row counts
         if footers["jobs"] is None and observations is not None and _observes_a_status(observations):
             path = table_file(home, "jobs", day)
             damage.append(Damage("jobs", day, path, "is missing (job_observations holds captured jobs)"))

@@ -103,7 +103,7 @@ def _create_raw_view(con: duckdb.DuckDBPyConnection, home: Home) -> None:
             f"read_parquet('{files}', hive_partitioning = true, hive_types = {{'created_date': DATE}},"
             " union_by_name = true)"
         )
-        # Batches archived before quarantine existed have no `reason` column: it reads as NULL for them.
+        # Raw files may lack the `reason` column: it reads as NULL for them.
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
         columns = ", ".join(n if n in present else f"NULL::{t} AS {n}" for n, t in _RAW_COLUMNS)
         con.execute(f"CREATE VIEW {RAW_TABLE} AS SELECT {columns} FROM {source}")

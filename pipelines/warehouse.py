@@ -40,8 +40,8 @@ SONG_DURATION_SOURCES = ("songs", "jobs")  # the tables the song duration summar
 LOAD_MEMORY_LIMIT = "256MB"
 # A quarter of DuckDB's default (122,880): a load's rows then fill whole row groups, which the insert compresses
 # as it writes them, instead of a ~100k-row day that fills none and is all compressed by the commit's
-# checkpoint. Loading ten 100k-job days: 44-48 -> 29-31 CPU-s, file 3% smaller, views as fast. DuckDB does not
-# keep the size in the file: every writer attaches with it (`_connect`).
+# checkpoint (less CPU, a smaller file, views as fast: benchmarks/results.md). DuckDB does not keep the size in
+# the file: every writer attaches with it (`_connect`).
 ROW_GROUP_SIZE = 30_720
 _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 2.0
@@ -182,9 +182,7 @@ class Warehouse:
                 " load again. Nothing is lost: the lake holds the data and the next run loads it."
             ) from None
         con.execute("SET TimeZone = 'UTC'")
-        # One thread: inserting and compressing a load gains no time from a second one (the 1M-job bench lake
-        # loaded whole: 28.1 s on two threads, 28.4 s on one), which only costs 10% more CPU, taken from the
-        # ingest stages running beside the load.
+        # One thread: a second one makes a load no faster and costs CPU the ingest stages beside it need.
         con.execute("SET threads = 1")
         # Bounded, so that a load beside a running ingest keeps the process within its memory target; DuckDB
         # writes large inserts to the file before they commit, so a load of any size fits.
