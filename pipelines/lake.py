@@ -273,7 +273,8 @@ def damaged_files(home: Home, day: date) -> list[Damage]:
     """The flattened files of `day` that are not as written, from Parquet footers only: unreadable, or (against
     the row counts job_observations records) missing or of another size. A file a run is still catching up
     (its applied batches differ from job_observations') is not compared. Of a day whose job_observations file
-    has no row counts (`mureka.day_rows`), only a missing jobs file is found (job_observations' statistics show a captured job)."""
+    has no row counts (`mureka.day_rows`), only a missing jobs file is found (job_observations' statistics show
+    a captured job)."""
     footers: dict[str, pq.FileMetaData | None] = {}
     damage = []
     storage = lake_storage(home)
