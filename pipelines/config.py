@@ -27,9 +27,11 @@ DEMO_MARKER = ".mureka-etl-demo"
 
 @dataclass(frozen=True)
 class Home:
-    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract)."""
+    """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract). `registry_url` (a
+    postgresql:// URL, from MUREKA_ETL_REGISTRY_URL) puts the registry on Postgres instead of the home's file."""
 
     root: Path
+    registry_url: str | None = None
 
     @classmethod
     def from_env(cls) -> "Home":
