@@ -14,6 +14,7 @@ import dagster as dg
 
 from pipelines.config import Home, utcnow
 from pipelines.jobids import RETENTION
+from pipelines.registry import RegistryError, open_registry
 
 FIRST_DAY_ENV = "MUREKA_ETL_FIRST_DAY"
 POOL = "duckdb_write"
@@ -76,6 +77,8 @@ def range_tags(days: list[date]) -> dict[str, str]:
 
 
 def _registry_first_day(home: Home) -> date | None:
+    if home.registry_url:
+        return _postgres_first_day(home)
     if not home.registry_path.is_file():
         return None
     try:
@@ -89,6 +92,15 @@ def _registry_first_day(home: Home) -> date | None:
     finally:
         db.close()
     return date.fromisoformat(first) if first else None
+
+
+def _postgres_first_day(home: Home) -> date | None:
+    """The registry's oldest day on Postgres; an unreachable database leaves it to the raw archive and the floor."""
+    try:
+        with open_registry(home) as registry:
+            return registry.first_day()
+    except RegistryError:
+        return None
 
 
 def _raw_first_day(home: Home) -> date | None:

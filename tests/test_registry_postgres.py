@@ -350,3 +350,12 @@ def test_a_worker_killed_mid_run_loses_no_id(engine_home: Home, monkeypatch: pyt
             assert registry.count_due(utcnow()) == 0
     assert by_state["new"] == by_state["active"] == by_state["lost"] == 0
     assert sum(by_state.values()) == len(corpus)
+
+
+def test_the_first_partition_comes_from_the_registry_on_either_engine(engine_home: Home) -> None:
+    from assets.partitions import earliest_known_day
+
+    assert earliest_known_day(engine_home) is None
+    with open_registry(engine_home) as registry:
+        registry.add([make_id(20, 1), make_id(14, 1)], "cli", NOW)
+    assert earliest_known_day(engine_home) == date(2026, 1, 14)
