@@ -1,7 +1,7 @@
 """Where mureka-etl keeps its files and how it reaches the API, read from the environment."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,10 +28,11 @@ DEMO_MARKER = ".mureka-etl-demo"
 @dataclass(frozen=True)
 class Home:
     """The home folder: registry, lake, warehouse and inbox (DESIGN.md, data contract). `registry_url` (a
-    postgresql:// URL, from MUREKA_ETL_REGISTRY_URL) puts the registry on Postgres instead of the home's file."""
+    postgresql:// URL, from MUREKA_ETL_REGISTRY_URL) puts the registry on Postgres instead of the home's file; it
+    may hold a password, so it is left out of the repr."""
 
     root: Path
-    registry_url: str | None = None
+    registry_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> "Home":

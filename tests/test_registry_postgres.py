@@ -24,7 +24,7 @@ from pipelines import lake
 from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import fetch_due
-from pipelines.registry import AddResult, JobRegistry, RegistryError, open_registry
+from pipelines.registry import AddResult, JobRegistry, LeaseReclaimError, RegistryError, open_registry
 from pipelines.registry_postgres import SCHEMA_VERSION, PostgresRegistry
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import FaultConfig, Simulator
@@ -249,6 +249,28 @@ def test_a_killed_runs_claims_come_back_at_once(engine_home: Home) -> None:
     with open_registry(engine_home) as registry:
         # Well inside the 10-minute lease: the run is gone, so its leases are freed.
         assert wait_for(lambda: registry.summary(NOW).stale == 5)
+        assert registry.count_due(NOW) == 5
+        assert registry.summary(NOW).lease_holders == []
+
+
+def test_a_reclaim_blocked_by_another_writer_fails_clearly_and_the_next_one_frees_the_ids(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(Path("unused"), registry_url=postgres_url)
+    with open_registry(home) as registry:
+        registry.add([make_id(20, h) for h in range(5)], "cli", NOW)
+    process = start_claimer(home, "dead-run", lease_seconds=600, die=True)
+    process.join(timeout=60)
+    monkeypatch.setenv("MUREKA_ETL_REGISTRY_BUSY_SECONDS", "0.2")
+    with psycopg.connect(postgres_url) as writer, PostgresRegistry(postgres_url) as registry:
+        writer.execute("SELECT jobid FROM job_ids FOR UPDATE")  # another session's write, held past the timeout
+        assert wait_for(lambda: not registry.lease_holders(NOW)[0].alive)
+        with pytest.raises(LeaseReclaimError, match="cannot free the 5 ids leased to the dead run dead-run"):
+            registry.count_due(NOW)
+        summary = registry.summary(NOW)  # reads only: answers while the rows are locked
+        assert [(h.owner, h.ids, h.alive) for h in summary.lease_holders] == [("dead-run", 5, False)]
+        assert (summary.stale, summary.held, summary.due_now) == (5, 0, 5)
+        writer.rollback()
         assert registry.count_due(NOW) == 5
         assert registry.summary(NOW).lease_holders == []
 
