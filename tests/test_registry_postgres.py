@@ -214,6 +214,35 @@ def test_a_live_runs_leases_are_held_and_a_claim_needs_the_run_lock(engine_home:
             other.claim_due(NOW, "no-lock")
 
 
+def _claim_in_a_loop(root: str, url: str | None, owner: str, start, claimed) -> None:  # noqa: ANN001
+    """A run that claims 3 due ids at a time and records them completed, as fast as it can, until none is left;
+    hands back what it claimed."""
+    with open_registry(Home(Path(root), registry_url=url)) as registry, registry.run_lock(owner):
+        got: list[str] = []
+        start.wait()
+        while batch := registry.claim_due(NOW, owner, limit=3):
+            got += [d.jobid for d in batch]
+            registry.record([outcome(d.jobid, 200, "completed", True) for d in batch], owner)
+        claimed.put(got)
+
+
+def test_processes_claiming_at_the_same_time_get_disjoint_ids(engine_home: Home) -> None:
+    ids = [make_id(day, hour, serial) for day in (18, 19, 20) for hour in range(24) for serial in range(4)]
+    with open_registry(engine_home) as registry:
+        registry.add(ids, "cli", NOW)
+    ctx = multiprocessing.get_context("spawn")
+    start, claimed = ctx.Barrier(4), ctx.Queue()
+    args = lambda n: (str(engine_home.root), engine_home.registry_url, f"run-{n}", start, claimed)  # noqa: E731
+    processes = [ctx.Process(target=_claim_in_a_loop, args=args(n)) for n in range(4)]
+    for process in processes:
+        process.start()
+    got = [claimed.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    everything = [jobid for one in got for jobid in one]
+    assert sorted(everything) == sorted(i.jobid for i in ids)  # each id claimed once, none left
+
+
 def _claim_and_wait(root: str, url: str | None, owner: str, lease_seconds: float, die: bool) -> None:
     """A run that claims every due id under its run lock, then is SIGKILLed (`die`) or hangs until it is."""
     with open_registry(Home(Path(root), registry_url=url)) as registry, registry.run_lock(owner):
