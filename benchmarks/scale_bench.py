@@ -165,7 +165,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1600)
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per worker")
-    parser.add_argument("--chunk", type=int, default=40, help="ids a worker claims at a time")
+    parser.add_argument("--chunk", type=int, default=80, help="ids a worker claims at a time")
     parser.add_argument("--repeat", type=int, default=1, help="runs per row; the median time is kept")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()

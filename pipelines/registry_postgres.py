@@ -156,7 +156,7 @@ class PostgresRegistry:
         self.url = url
         self.where = _describe(url)
         self._lock = threading.RLock()
-        self._held_runs: dict[str, _Connection] = {}  # the run-lock connection of each run this object holds
+        self._held_runs: set[str] = set()  # owners whose run lock this object holds
         try:
             self._db = self._connect()
             self._migrate()
@@ -214,17 +214,17 @@ class PostgresRegistry:
         except psycopg.Error as exc:
             raise RegistryError(f"cannot take the run lock of {owner} in {self.where}: {_first_line(exc)}") from exc
         with self._lock:
-            self._held_runs[owner] = conn
+            self._held_runs.add(owner)
         try:
             yield
         finally:
             with self._lock:
-                self._held_runs.pop(owner, None)
+                self._held_runs.discard(owner)
             conn.close()
 
     def lease_holders(self, now: datetime) -> list[LeaseHolder]:
         """The runs holding unexpired leases, by owner, each probed for life (its run lock held); writes nothing."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT lease_owner, COUNT(*), MAX(lease_until) FROM job_ids"
                 " WHERE lease_owner IS NOT NULL AND lease_until > %s GROUP BY lease_owner ORDER BY lease_owner",
@@ -290,7 +290,7 @@ class PostgresRegistry:
     ) -> list[DueId]:
         """The due ids not leased by a run, nearest deadline first, without claiming them."""
         self.reclaim_dead_leases(now)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT {_DUE_COLUMNS} FROM job_ids WHERE {_DUE_WHERE} ORDER BY expires_at, jobid LIMIT %(limit)s",
                 {**_due_params(now, None, None, created_dates), "limit": limit},
@@ -322,7 +322,7 @@ class PostgresRegistry:
 
     def states(self, jobids: Iterable[str]) -> dict[str, str]:
         """The state of each of `jobids` the registry knows (unknown ids are left out)."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT jobid, state FROM job_ids WHERE jobid = ANY(%s::text[])", (sorted(set(jobids)),)
             ).fetchall()
@@ -330,14 +330,14 @@ class PostgresRegistry:
 
     def count_by_source(self) -> dict[str, int]:
         """Ids per `source` value as stored (`pipelines.discovery` groups them by how they were discovered)."""
-        with self._lock:
+        with self._reading():
             return dict(self._db.execute("SELECT source, COUNT(*) FROM job_ids GROUP BY source").fetchall())
 
     def problems(self, created_dates: Collection[date] | None = None, limit: int = PROBLEMS_LISTED) -> Problems:
         """Ids (of `created_dates`, or all) whose last answer was quarantined, the most recent first."""
         where = "problem IS NOT NULL AND (%(dates)s::date[] IS NULL OR created_date = ANY(%(dates)s::date[]))"
         params = {"dates": _dates(created_dates), "limit": limit}
-        with self._lock, self._snapshot() as db:
+        with self._snapshot() as db:
             (count,) = _one(db.execute(f"SELECT COUNT(*) FROM job_ids WHERE {where}", params))
             rows = db.execute(
                 f"SELECT jobid, state, problem, last_observed_at FROM job_ids WHERE {where}"
@@ -351,7 +351,7 @@ class PostgresRegistry:
     def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int:
         """How many ids are due and not leased by a run."""
         self.reclaim_dead_leases(now)
-        with self._lock:
+        with self._reading():
             (count,) = _one(
                 self._db.execute(
                     f"SELECT COUNT(*) FROM job_ids WHERE {_DUE_WHERE}", _due_params(now, None, None, created_dates)
@@ -362,7 +362,7 @@ class PostgresRegistry:
     def partitions_with_due(self, now: datetime) -> list[date]:
         """Creation days holding due ids not leased by a run, the day with the nearest deadline first."""
         self.reclaim_dead_leases(now)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT created_date FROM job_ids WHERE {_DUE_WHERE}"
                 " GROUP BY created_date ORDER BY MIN(expires_at), created_date",
@@ -376,7 +376,7 @@ class PostgresRegistry:
         Writes nothing: ids held by a dead run count as due now, since the next run frees them first.
         """
         holders = self.lease_holders(now)
-        with self._lock, self._snapshot() as db:
+        with self._snapshot() as db:
             by_state = _count_by_state(db, None)
             risk = _at_risk(db, now, [h.owner for h in holders if not h.alive])
         return RegistrySummary(
@@ -393,22 +393,22 @@ class PostgresRegistry:
         """Ids at risk and ids due now (held by a dead run counts as due), over the whole registry; writes
         nothing."""
         dead = [h.owner for h in self.lease_holders(now) if not h.alive]
-        with self._lock, self._snapshot() as db:
+        with self._snapshot() as db:
             return _at_risk(db, now, dead)
 
     def count_by_state(self, created_dates: Collection[date] | None = None) -> dict[str, int]:
         """Ids per state (every state listed), of `created_dates` only when given."""
-        with self._lock:
+        with self._reading():
             return _count_by_state(self._db, created_dates)
 
     def export_day(self, day: date) -> pa.Table:
         """The ``job_ids`` lake rows of one creation day, sorted by jobid."""
-        with self._lock:
+        with self._reading():
             return _job_ids_table(self._db.execute(_EXPORT_SQL, (day,)).fetchall())
 
     def export_versioned(self, day: date) -> DayExport:
         """``export_day`` with the day's version read in the same snapshot (version 0 for an unknown day)."""
-        with self._lock, self._snapshot() as db:
+        with self._snapshot() as db:
             found = db.execute(
                 "SELECT version, exported_version FROM day_versions WHERE created_date = %s", (day,)
             ).fetchone()
@@ -422,7 +422,7 @@ class PostgresRegistry:
 
     def day_versions(self, created_dates: Collection[date] | None = None) -> dict[date, DayVersion]:
         """The version of every day the registry has held ids of (of `created_dates` only when given)."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT created_date, version, exported_version FROM day_versions"
                 " WHERE %(dates)s::date[] IS NULL OR created_date = ANY(%(dates)s::date[]) ORDER BY created_date",
@@ -432,7 +432,7 @@ class PostgresRegistry:
 
     def stale_days(self) -> list[date]:
         """Days whose exported rows changed since `lake/job_ids/` was last written (or not known), oldest first."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT created_date FROM day_versions WHERE exported_version IS DISTINCT FROM version"
                 " ORDER BY created_date"
@@ -441,13 +441,13 @@ class PostgresRegistry:
 
     def days(self) -> list[date]:
         """Every creation day that holds at least one id, oldest first."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute("SELECT DISTINCT created_date FROM job_ids ORDER BY created_date").fetchall()
         return [r[0] for r in rows]
 
     def first_day(self) -> date | None:
         """The earliest creation day holding an id (None: no id yet)."""
-        with self._lock:
+        with self._reading():
             (first,) = _one(self._db.execute("SELECT min(created_date) FROM job_ids"))
         return first
 
@@ -505,9 +505,18 @@ class PostgresRegistry:
                 raise RegistryError(f"registry write in {self.where} failed: {_first_line(exc)}") from exc
 
     @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads, each in a transaction of its own; a database error raises RegistryError."""
+        with self._lock:
+            try:
+                yield
+            except psycopg.Error as exc:
+                raise RegistryError(f"registry read in {self.where} failed: {_first_line(exc)}") from exc
+
+    @contextmanager
     def _snapshot(self) -> Iterator[_Connection]:
-        """Reads that see one snapshot (REPEATABLE READ, read only)."""
-        with self._db.transaction():
+        """Reads that see one snapshot (REPEATABLE READ, read only); a database error raises RegistryError."""
+        with self._reading(), self._db.transaction():
             self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield self._db
 
