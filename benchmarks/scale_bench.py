@@ -144,7 +144,8 @@ def write_section(lines: list[str], args: argparse.Namespace) -> None:
         f"Produced by `benchmarks/scale_bench.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cpus,"
         f" load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}, python {platform.python_version()}).",
         f"{args.jobs:,} settled jobs per run, {args.latency_ms:g} ms simulator latency per answer; each worker is a"
-        f" process with {args.concurrency} requests in flight, claiming {args.chunk} ids at a time until none is left.",
+        f" process with {args.concurrency} requests in flight, claiming {args.chunk} ids at a time until none is left;"
+        f" each row is the median of {args.repeat} run(s).",
         f"Linear share = (throughput / 1-worker throughput) / workers; target >= {LINEAR_TARGET}. Duplicate fetches"
         " count GETs of an id beyond its first (simulator request log); lost jobs count ids left unfetched or not"
         " final. Both must be 0.",
