@@ -136,13 +136,13 @@ def table(runs: list[Run]) -> list[str]:
     return lines
 
 
-def write_section(lines: list[str], args: argparse.Namespace) -> None:
+def write_section(lines: list[str], args: argparse.Namespace, load: tuple[float, float, float]) -> None:
     """Replace (or add) this benchmark's section of results.md, leaving the rest of the file as it is."""
     section = [
         SECTION,
         "",
         f"Produced by `benchmarks/scale_bench.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cpus,"
-        f" load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}, python {platform.python_version()}).",
+        f" load average at start {' '.join(f'{x:.2f}' for x in load)}, python {platform.python_version()}).",
         f"{args.jobs:,} settled jobs per run, {args.latency_ms:g} ms simulator latency per answer; each worker is a"
         f" process with {args.concurrency} requests in flight, claiming {args.chunk} ids at a time until none is left;"
         f" each row is the median of {args.repeat} run(s).",
@@ -172,6 +172,7 @@ def main() -> int:
     args = parser.parse_args()
     if 1 not in args.workers:
         parser.error("--workers must include 1 (the baseline)")
+    load = os.getloadavg()
     runs: list[Run] = []
     scratch = Path(tempfile.mkdtemp(prefix="mureka-scale-"))
     try:
@@ -205,7 +206,7 @@ def main() -> int:
     lines = table(runs)
     print("\n".join(lines))
     if not args.no_write:
-        write_section(lines, args)
+        write_section(lines, args, load)
         print(f"written to {RESULTS}")
     bad = [r for r in runs if r.duplicates or r.lost]
     return 1 if bad else 0
