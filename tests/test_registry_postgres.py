@@ -83,7 +83,10 @@ def engine_home(request: pytest.FixtureRequest, tmp_path: Path) -> Home:
     return Home(tmp_path / "home", registry_url=url).ensure()
 
 
-def test_cluster_answers_on_loopback(postgres_cluster: PostgresCluster, postgres_url: str) -> None:
+def test_cluster_answers_on_loopback(
+    postgres_cluster: PostgresCluster, postgres_server: str, postgres_url: str
+) -> None:
+    assert postgres_server == f"postgresql://postgres@127.0.0.1:{postgres_cluster.port}/postgres"
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
         assert conn.execute("SELECT inet_server_addr()::text").fetchone() == ("127.0.0.1/32",)
