@@ -208,10 +208,13 @@ class PostgresRegistry:
     def run_lock(self, owner: str) -> Iterator[None]:
         """Hold ``owner``'s liveness lock (an advisory lock on a connection of its own) while its leases are held:
         take it before claiming. Postgres releases it when the holding process dies."""
+        conn: _Connection | None = None
         try:
             conn = self._connect()
             conn.execute(f"SELECT pg_advisory_lock({_RUN_KEY})", (owner,))
         except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
             raise RegistryError(f"cannot take the run lock of {owner} in {self.where}: {_first_line(exc)}") from exc
         with self._lock:
             self._held_runs.add(owner)
