@@ -19,7 +19,7 @@ from assets.sensors import build_inbox_sensor, build_running_jobs_sensor
 from assets.warehouse import warehouse
 from assets.webhook_sensor import build_webhook_sensor
 from pipelines.config import Home
-from pipelines.settings import Settings
+from pipelines.settings import REGISTRY_URL, Settings
 
 CAPTURE_ASSETS = [raw, lake_tables, job_ids, warehouse]
 ASSETS = [*CAPTURE_ASSETS, report, *FEED_ASSETS]
@@ -54,10 +54,14 @@ def build_report_schedule(cron: str) -> dg.ScheduleDefinition:
 
 
 def resources_for(settings: Settings) -> dict[str, Any]:
-    """The resources of `settings`: the home (and its registry wait), the API (`USEAPI_TOKEN` read by Dagster
-    through `dg.EnvVar`, kept a secret) and the progress display."""
+    """The resources of `settings`: the home (and how to reach its stores), the API (`USEAPI_TOKEN` read by Dagster
+    through `dg.EnvVar`, kept a secret) and the progress display. The registry URL may hold a password: the code
+    location names its variable (`dg.EnvVar`) instead of the value, so the UI never shows it."""
+    home = HomeResource.of(Home.locate(None, settings))
+    if settings.registry_url:
+        home = home.model_copy(update={"registry_url": dg.EnvVar(REGISTRY_URL)})
     return {
-        "home": HomeResource.of(Home.locate(None, settings)),
+        "home": home,
         "mureka_api": MurekaApiResource.from_settings(settings),
         "progress": ProgressResource(),
     }

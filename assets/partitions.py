@@ -16,6 +16,7 @@ import dagster as dg
 from pipelines import lake
 from pipelines.config import Home, utcnow
 from pipelines.jobids import RETENTION
+from pipelines.registry import RegistryError, open_registry
 
 POOL = "duckdb_write"
 # The run tags Dagster gives a run of one partition, and of a range of partitions (a ranged backfill run).
@@ -79,6 +80,8 @@ def tagged_days(tags: Mapping[str, str]) -> list[date] | None:
 
 
 def _registry_first_day(home: Home) -> date | None:
+    if home.registry_url:
+        return _postgres_first_day(home)
     if not home.registry_path.is_file():
         return None
     try:
@@ -92,6 +95,15 @@ def _registry_first_day(home: Home) -> date | None:
     finally:
         db.close()
     return date.fromisoformat(first) if first else None
+
+
+def _postgres_first_day(home: Home) -> date | None:
+    """The registry's oldest day on Postgres; an unreachable database leaves it to the raw archive and the floor."""
+    try:
+        with open_registry(home) as registry:
+            return registry.first_day()
+    except RegistryError:
+        return None
 
 
 def _raw_first_day(home: Home) -> date | None:

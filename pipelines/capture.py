@@ -14,7 +14,7 @@ from pipelines.client import MurekaClient
 from pipelines.config import Home, utcnow
 from pipelines.fetch import FetchReport, fetch_due
 from pipelines.progress import ProgressCallback
-from pipelines.registry import Registry, open_registry
+from pipelines.registry import JobRegistry, open_registry
 from pipelines.tables import TABLES
 from pipelines.warehouse import LoadResult, Warehouse
 
@@ -81,7 +81,7 @@ def export_registry(home: Home, days: Collection[date]) -> int:
     return written
 
 
-def _export_day(home: Home, registry: Registry, day: date) -> int:
+def _export_day(home: Home, registry: JobRegistry, day: date) -> int:
     """Export one day under its lock, so that the version marked exported is the one in the file; 1 if written."""
     path = lake.table_file(home, "job_ids", day)
     with _export_lock(home, day):

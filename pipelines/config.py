@@ -1,6 +1,6 @@
 """Where mureka-etl keeps its files (the home folder) and the pipeline's clock."""
 
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ class Home:
     root: Path
     _: KW_ONLY
     registry_busy: timedelta | None = None
-    registry_url: str | None = None
+    registry_url: str | None = field(default=None, repr=False)  # may hold a password
     lake_url: str | None = None
 
     @classmethod

@@ -5,7 +5,7 @@ sensor), `sensor:running_jobs` (the GET /jobs poll), `webhook` (a confirmed deli
 records). `sql/views/v_capture_health.sql` groups them the same way (a test holds the two equal).
 """
 
-from pipelines.registry import Registry
+from pipelines.registry import JobRegistry
 
 ROUTES = ("file", "inbox", "running_poll", "webhook", "ingest", "other")
 
@@ -25,7 +25,7 @@ def route_of(source: str) -> str:
     return "other"
 
 
-def count_by_route(registry: Registry) -> dict[str, int]:
+def count_by_route(registry: JobRegistry) -> dict[str, int]:
     """Ids per discovery route, every route listed."""
     counts = dict.fromkeys(ROUTES, 0)
     for source, count in registry.count_by_source().items():

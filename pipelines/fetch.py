@@ -38,7 +38,7 @@ from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
 from pipelines.flatten import Flattener
 from pipelines.progress import ProgressCallback
-from pipelines.registry import DueId, Outcome, Registry
+from pipelines.registry import DueId, JobRegistry, Outcome
 from pipelines.tables import RAW_BATCH_SCHEMA
 
 FINAL_STATUSES = frozenset({"completed", "failed"})
@@ -122,7 +122,7 @@ def outcome_label(outcome: Outcome) -> str:
 
 def fetch_due(
     home: Home,
-    registry: Registry,
+    registry: JobRegistry,
     client: MurekaClient,
     *,
     now: Callable[[], datetime],
@@ -163,7 +163,7 @@ def fetch_due(
 
 
 def _claim(
-    registry: Registry, moment: datetime, owner: str, created_dates: Collection[date] | None, limit: int | None
+    registry: JobRegistry, moment: datetime, owner: str, created_dates: Collection[date] | None, limit: int | None
 ) -> list[DueId]:
     expected = registry.count_due(moment, created_dates)
     if limit is not None:
@@ -205,7 +205,7 @@ class _Run:
     def __init__(
         self,
         home: Home,
-        registry: Registry,
+        registry: JobRegistry,
         client: MurekaClient,
         now: Callable[[], datetime],
         report: FetchReport,

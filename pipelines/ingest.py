@@ -37,7 +37,7 @@ from pipelines.config import INGEST_BATCH_RECORDS, Home, utcnow
 from pipelines.fetch import FINAL_STATUSES, new_batch_id
 from pipelines.flatten import Flattener
 from pipelines.jobids import RETENTION, SKEW, InvalidJobId, parse_jobid, printable
-from pipelines.registry import Registry, open_registry
+from pipelines.registry import JobRegistry, open_registry
 from pipelines.tables import RAW_BATCH_SCHEMA, TIMESTAMP
 from pipelines.warehouse import LoadResult
 
@@ -452,7 +452,7 @@ class _Stages:
     BIG_APPLY = 100_000
     HOLD_ROWS = 150_000
 
-    def __init__(self, home: Home, registry: Registry, progress: IngestProgress | None) -> None:
+    def __init__(self, home: Home, registry: JobRegistry, progress: IngestProgress | None) -> None:
         self._home = home
         self._registry = registry
         self._progress = progress

@@ -13,10 +13,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,7 +57,7 @@ _EXPORT_SQL = (
     " last_observed_at, last_http_status FROM job_ids WHERE created_date = ? ORDER BY jobid"
 )
 
-# A registry made before day_versions existed: every day is marked "export state unknown" once. A second
+# A registry without day_versions: every day is marked "export state unknown" once. A second
 # process migrating at the same time only repeats it (OR IGNORE), and both bump from then on.
 _MIGRATE_DAY_VERSIONS = (
     "INSERT OR IGNORE INTO day_versions (created_date, version) SELECT DISTINCT created_date, 1 FROM job_ids"
@@ -116,7 +117,7 @@ WHERE jobid = :jobid
 
 
 # job_ids.problem: why the last answer that should have been the job's record was quarantined (cleared when a
-# record is captured). Added to registries made before it; the partial index lists them without a scan.
+# record is captured). Added to a registry that lacks it; the partial index lists them without a scan.
 _PROBLEM_COLUMN = "ALTER TABLE job_ids ADD COLUMN problem TEXT"
 _PROBLEM_INDEX = "CREATE INDEX IF NOT EXISTS job_ids_problem ON job_ids (last_observed_at) WHERE problem IS NOT NULL"
 PROBLEMS_LISTED = 50
@@ -236,6 +237,74 @@ class RegistrySummary:
         return sum(h.ids for h in self.lease_holders if not h.alive)
 
 
+class JobRegistry(Protocol):
+    """What every registry engine offers (``open_registry`` picks one): the SQLite file (`Registry`) or
+    Postgres (`pipelines.registry_postgres.PostgresRegistry`), with the same states, deadlines and leases."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def close(self) -> None: ...
+
+    def add(self, ids: Iterable[JobId], source: str, now: datetime) -> AddResult: ...
+
+    def ingest_observed(self, rows: pa.Table, source: str, now: datetime) -> int: ...
+
+    def run_lock(self, owner: str) -> AbstractContextManager[None]: ...
+
+    def lease_holders(self, now: datetime) -> list[LeaseHolder]: ...
+
+    def reclaim_dead_leases(self, now: datetime) -> int: ...
+
+    def claim_due(
+        self,
+        now: datetime,
+        owner: str,
+        created_dates: Collection[date] | None = None,
+        limit: int | None = None,
+        lease: timedelta = timedelta(minutes=10),
+    ) -> list[DueId]: ...
+
+    def due(
+        self, now: datetime, created_dates: Collection[date] | None = None, limit: int | None = None
+    ) -> list[DueId]: ...
+
+    def release(self, jobids: Iterable[str], owner: str) -> None: ...
+
+    def record(self, outcomes: Iterable[Outcome], owner: str | None = None) -> None: ...
+
+    def states(self, jobids: Iterable[str]) -> dict[str, str]: ...
+
+    def count_by_source(self) -> dict[str, int]: ...
+
+    def problems(self, created_dates: Collection[date] | None = None, limit: int = PROBLEMS_LISTED) -> Problems: ...
+
+    def count_due(self, now: datetime, created_dates: Collection[date] | None = None) -> int: ...
+
+    def partitions_with_due(self, now: datetime) -> list[date]: ...
+
+    def summary(self, now: datetime) -> RegistrySummary: ...
+
+    def at_risk(self, now: datetime) -> AtRisk: ...
+
+    def count_by_state(self, created_dates: Collection[date] | None = None) -> dict[str, int]: ...
+
+    def export_day(self, day: date) -> pa.Table: ...
+
+    def export_versioned(self, day: date) -> DayExport: ...
+
+    def mark_exported(self, day: date, version: int) -> None: ...
+
+    def day_versions(self, created_dates: Collection[date] | None = None) -> dict[date, DayVersion]: ...
+
+    def stale_days(self) -> list[date]: ...
+
+    def days(self) -> list[date]: ...
+
+    def first_day(self) -> date | None: ...
+
+
 class Registry:
     """The job-id registry in one SQLite file; a context manager holding one connection."""
 
@@ -311,45 +380,9 @@ class Registry:
         row in observed_at order (ties in row order), in one transaction, but set-wise: each id is
         written once. ``rows`` has jobid, created_at, expires_at, created_date (date32),
         job_type, observed_at and state (completed, failed or active); timestamps are ms UTC. Unlike ``add`` it
-        does not count the ids the registry already knew: that is a lookup per id, a fifth of the cost.
+        does not count the ids the registry already knew: that would be a lookup per id.
         """
-        _check_ingested(rows)
-        order = pc.sort_indices(rows, [("observed_at", "ascending")])  # stable: ties keep row order
-        rows = rows.select(list(_INGESTED_COLUMNS)).take(order)
-        final = pc.if_else(pc.equal(rows.column("state"), "active"), pa.scalar(None, pa.string()), rows.column("state"))
-        # first/last follow row order (no threads); last skips nulls: the last final state observed
-        per_id = (
-            rows.append_column("final", final)
-            .group_by("jobid", use_threads=False)
-            .aggregate(
-                [
-                    ("created_at", "first"),
-                    ("expires_at", "first"),
-                    ("created_date", "first"),
-                    ("job_type", "first"),
-                    ("final", "last"),
-                    ("jobid", "count"),
-                    ("observed_at", "last"),
-                ]
-            )
-            .sort_by("jobid")  # in key order: neighbouring ids share job_ids pages
-        )
-        ms = lambda name: per_id.column(name).cast(TIMESTAMP).cast(pa.int64()).to_pylist()  # noqa: E731
-        ids = per_id.column("jobid").to_pylist()
-        days = per_id.column("created_date_first").cast(pa.string()).to_pylist()
-        added_at = _ms(now)
-        upserts = zip(
-            ids,
-            itertools.repeat(source),
-            itertools.repeat(added_at),
-            ms("created_at_first"),
-            ms("expires_at_first"),
-            days,
-            per_id.column("job_type_first").to_pylist(),
-            per_id.column("final_last").to_pylist(),
-            per_id.column("jobid_count").to_pylist(),
-            ms("observed_at_last"),
-        )
+        ids, days, upserts = ingested_per_id(rows, source, now)
         with self._write() as db:
             db.executemany(_INGEST_UPSERT_SQL, upserts)
             db.executemany(_BUMP_SQL, ((day,) for day in sorted(set(days))))
@@ -467,21 +500,7 @@ class Registry:
         A final state is never turned back into new/active, and ``lost`` becomes ``expired`` for an
         id that was captured by any fetch.
         """
-        params = []
-        for o in outcomes:
-            if o.state is not None and o.state not in STATES:
-                raise ValueError(f"unknown registry state {o.state!r} for {o.jobid}")
-            params.append(
-                {
-                    "jobid": o.jobid,
-                    "state": o.state,
-                    "captured": int(o.captured),
-                    "observed_at": _ms(o.observed_at),
-                    "http_status": o.http_status,
-                    "owner": owner,
-                    "problem": o.problem,
-                }
-            )
+        params = record_params(outcomes, owner)
         with self._write() as db:
             db.executemany(_RECORD_SQL, params)
             db.execute(_BUMP_IDS_SQL, (json.dumps(sorted({p["jobid"] for p in params})),))
@@ -616,6 +635,12 @@ class Registry:
             rows = self._db.execute("SELECT DISTINCT created_date FROM job_ids ORDER BY created_date").fetchall()
         return [date.fromisoformat(r[0]) for r in rows]
 
+    def first_day(self) -> date | None:
+        """The earliest creation day holding an id (None: no id yet)."""
+        with self._lock:
+            (first,) = self._db.execute("SELECT min(created_date) FROM job_ids").fetchone()
+        return date.fromisoformat(first) if first else None
+
     def _select_due(
         self,
         db: sqlite3.Connection,
@@ -640,7 +665,7 @@ class Registry:
         ]
 
     def _add_problem_column(self) -> None:
-        """Add job_ids.problem to a registry made before it (a second process doing the same meanwhile is fine)."""
+        """Add job_ids.problem to a registry that lacks it (a second process doing the same meanwhile is fine)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(job_ids)")}
         if "problem" not in columns:
             try:
@@ -698,10 +723,82 @@ class Registry:
 _INGESTED_COLUMNS = ("jobid", "created_at", "expires_at", "created_date", "job_type", "observed_at", "state")
 
 
-def open_registry(home: Home, *, bulk: bool = False) -> Registry:
-    """The registry of `home`: the one place a command, asset or library function opens it."""
+def open_registry(home: Home, *, bulk: bool = False) -> "JobRegistry":
+    """The registry of `home`: the one place a command, asset or library function opens it. On Postgres when
+    `home.registry_url` is set (MUREKA_ETL_REGISTRY_URL), else the SQLite file in the home folder."""
     busy = BUSY_TIMEOUT if home.registry_busy is None else home.registry_busy
+    if home.registry_url:
+        from pipelines.registry_postgres import PostgresRegistry  # psycopg is loaded only when it is used
+
+        return PostgresRegistry(home.registry_url, busy=busy)
     return Registry(home.registry_path, bulk=bulk, busy=busy)
+
+
+def ingested_per_id(rows: pa.Table, source: str, now: datetime) -> tuple[list[str], list[str], list[tuple]]:
+    """What ``ingest_observed`` writes for `rows`, one row per id in key order: the ids, their ISO days and
+    the upsert parameters (jobid, source, added_at, created_at, expires_at, created_date, job_type, the last final
+    state observed or None, the observations, the last observed_at), timestamps in epoch ms."""
+    _check_ingested(rows)
+    order = pc.sort_indices(rows, [("observed_at", "ascending")])  # stable: ties keep row order
+    rows = rows.select(list(_INGESTED_COLUMNS)).take(order)
+    final = pc.if_else(pc.equal(rows.column("state"), "active"), pa.scalar(None, pa.string()), rows.column("state"))
+    # first/last follow row order (no threads); last skips nulls: the last final state observed
+    per_id = (
+        rows.append_column("final", final)
+        .group_by("jobid", use_threads=False)
+        .aggregate(
+            [
+                ("created_at", "first"),
+                ("expires_at", "first"),
+                ("created_date", "first"),
+                ("job_type", "first"),
+                ("final", "last"),
+                ("jobid", "count"),
+                ("observed_at", "last"),
+            ]
+        )
+        .sort_by("jobid")  # in key order: neighbouring ids share job_ids pages
+    )
+    ms = lambda name: per_id.column(name).cast(TIMESTAMP).cast(pa.int64()).to_pylist()  # noqa: E731
+    ids = per_id.column("jobid").to_pylist()
+    days = per_id.column("created_date_first").cast(pa.string()).to_pylist()
+    added_at = _ms(now)
+    upserts = list(
+        zip(
+            ids,
+            itertools.repeat(source),
+            itertools.repeat(added_at),
+            ms("created_at_first"),
+            ms("expires_at_first"),
+            days,
+            per_id.column("job_type_first").to_pylist(),
+            per_id.column("final_last").to_pylist(),
+            per_id.column("jobid_count").to_pylist(),
+            ms("observed_at_last"),
+        )
+    )
+    return ids, days, upserts
+
+
+def record_params(outcomes: Iterable[Outcome], owner: str | None) -> list[dict[str, object]]:
+    """The parameters ``record`` writes for each outcome, sorted by jobid (stable: one id's outcomes keep their
+    order), so that concurrent writers lock rows in one order; an unknown state raises ValueError."""
+    params: list[dict[str, object]] = []
+    for o in outcomes:
+        if o.state is not None and o.state not in STATES:
+            raise ValueError(f"unknown registry state {o.state!r} for {o.jobid}")
+        params.append(
+            {
+                "jobid": o.jobid,
+                "state": o.state,
+                "captured": int(o.captured),
+                "observed_at": _ms(o.observed_at),
+                "http_status": o.http_status,
+                "owner": owner,
+                "problem": o.problem,
+            }
+        )
+    return sorted(params, key=lambda p: str(p["jobid"]))
 
 
 def _check_ingested(rows: pa.Table) -> None:

@@ -8,7 +8,7 @@ the one component that sends them (`dg.EnvVar` for the token, the webhook receiv
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -53,7 +53,7 @@ class Settings:
     running_poll_seconds: int = 30
     backfill_days_per_run: int = 7
     registry_busy: timedelta | None = None
-    registry_url: str | None = None
+    registry_url: str | None = field(default=None, repr=False)  # may hold a password
     lake_url: str | None = None
     dagster_home: Path | None = None
 

@@ -2,8 +2,9 @@
 
 The cluster listens on 127.0.0.1 only, on a free port, with ``trust`` auth for 127.0.0.1/32, and is stopped
 and deleted afterwards. ``initdb`` refuses to run as root, so as root the cluster belongs to the ``postgres``
-user (``runuser``). Fixtures: ``postgres_cluster`` (session: one cluster), ``postgres_url`` (a fresh database
-per test). Missing binaries fail with one line naming the install command.
+user (``runuser``). Fixtures: ``postgres_cluster`` (session: the cluster, which creates databases),
+``postgres_server`` (session: the URL of its ``postgres`` database), ``postgres_url`` (a fresh database per test,
+dropped after it). Missing binaries fail with one line naming the install command.
 """
 
 import glob
@@ -128,6 +129,12 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
             yield cluster
     except PostgresUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_cluster: PostgresCluster) -> str:
+    """The URL of the session cluster's ``postgres`` database: postgresql://postgres@127.0.0.1:PORT/postgres."""
+    return postgres_cluster.url
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pipelines.registry import (
     STATES,
     AddResult,
     DueId,
+    JobRegistry,
     LeaseReclaimError,
     Outcome,
     Registry,
@@ -52,7 +53,7 @@ class RunLocks:
         self.stack = stack
         self.held: set[tuple[int, str]] = set()
 
-    def claim(self, reg: Registry, now: datetime, owner: str, **kwargs) -> list[DueId]:
+    def claim(self, reg: JobRegistry, now: datetime, owner: str, **kwargs) -> list[DueId]:
         if (id(reg), owner) not in self.held:
             self.stack.enter_context(reg.run_lock(owner))
             self.held.add((id(reg), owner))
@@ -301,7 +302,7 @@ def observed_rows(observations: list[tuple]) -> pa.Table:
     )
 
 
-def prepare_known(runs: RunLocks, reg: Registry, ids: list) -> None:
+def prepare_known(runs: RunLocks, reg: JobRegistry, ids: list) -> None:
     """Known ids in every starting state ingest meets: new, active, completed, lost, and leased."""
     reg.add(ids, "cli", NOW - timedelta(days=1))
     new, active, completed, lost, leased = ids[:5]

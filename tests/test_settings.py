@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.definitions import CAPTURE_JOB, load_defs
+from assets.definitions import CAPTURE_JOB, load_defs, resources_for
 from assets.resources import HomeResource
 from pipelines import settings as settings_module
 from pipelines.config import Home, utcnow
@@ -277,3 +277,25 @@ def test_a_command_with_a_bad_value_fails_in_one_line_naming_it(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert done.returncode != 0 and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ") and "MUREKA_ETL_FIRST_DAY='yesterday' is not a day" in lines[0]
+
+
+def test_the_registry_url_is_shown_by_its_variable_never_by_its_value(monkeypatch, tmp_path):
+    """A postgresql:// URL may hold a password: the code location's resource names the variable (resolved when a
+    run starts), and no repr of the settings, the home or the resource carries the value."""
+    url = "postgresql://mureka:s3kr1t@127.0.0.1:1/registry"
+    monkeypatch.setenv(settings_module.HOME, str(tmp_path / "home"))
+    monkeypatch.setenv(settings_module.REGISTRY_URL, url)
+    loaded = Settings.from_env()
+    resource = resources_for(loaded)["home"]
+    assert (
+        isinstance(resource.registry_url, dg.EnvVar)
+        and resource.registry_url.env_var_name == settings_module.REGISTRY_URL
+    )
+    for shown in (loaded, Home.locate(None, loaded), resource):
+        assert "s3kr1t" not in repr(shown)
+
+    @dg.asset
+    def registry_url(home: HomeResource) -> str | None:
+        return home.locate().registry_url
+
+    assert dg.materialize([registry_url], resources={"home": resource}).output_for_node("registry_url") == url
