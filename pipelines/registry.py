@@ -290,15 +290,11 @@ class JobRegistry(Protocol):
 
     def count_by_state(self, created_dates: Collection[date] | None = None) -> dict[str, int]: ...
 
-    def export_day(self, day: date) -> pa.Table: ...
-
     def export_versioned(self, day: date) -> DayExport: ...
 
     def mark_exported(self, day: date, version: int) -> None: ...
 
     def day_versions(self, created_dates: Collection[date] | None = None) -> dict[date, DayVersion]: ...
-
-    def stale_days(self) -> list[date]: ...
 
     def days(self) -> list[date]: ...
 
@@ -587,13 +583,9 @@ class Registry:
         with self._lock:
             return _count_by_state(self._db, created_dates)
 
-    def export_day(self, day: date) -> pa.Table:
-        """The ``job_ids`` lake rows of one creation day, sorted by jobid."""
-        with self._lock:
-            return _job_ids_table(self._db.execute(_EXPORT_SQL, (day.isoformat(),)).fetchall())
-
     def export_versioned(self, day: date) -> DayExport:
-        """``export_day`` with the day's version read in the same snapshot (version 0 for an unknown day)."""
+        """The ``job_ids`` lake rows of one creation day, sorted by jobid, with the day's version read in the same
+        snapshot (version 0 for an unknown day)."""
         with self._lock, self._snapshot() as db:
             found = db.execute(
                 "SELECT version, exported_version FROM day_versions WHERE created_date = ?", (day.isoformat(),)
@@ -617,17 +609,6 @@ class Registry:
                 (_dates_json(created_dates),),
             ).fetchall()
         return {date.fromisoformat(day): DayVersion(version, exported) for day, version, exported in rows}
-
-    def stale_days(self) -> list[date]:
-        """Days whose exported rows changed since `lake/job_ids/` was last written (or not known), oldest first.
-
-        One read of day_versions (a row per day): its cost follows the days, never the ids.
-        """
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT created_date FROM day_versions WHERE exported_version IS NOT version ORDER BY created_date"
-            ).fetchall()
-        return [date.fromisoformat(r[0]) for r in rows]
 
     def days(self) -> list[date]:
         """Every creation day that holds at least one id, oldest first."""

@@ -405,13 +405,9 @@ class PostgresRegistry:
         with self._reading():
             return _count_by_state(self._db, created_dates)
 
-    def export_day(self, day: date) -> pa.Table:
-        """The ``job_ids`` lake rows of one creation day, sorted by jobid."""
-        with self._reading():
-            return _job_ids_table(self._db.execute(_EXPORT_SQL, (day,)).fetchall())
-
     def export_versioned(self, day: date) -> DayExport:
-        """``export_day`` with the day's version read in the same snapshot (version 0 for an unknown day)."""
+        """The ``job_ids`` lake rows of one creation day, sorted by jobid, with the day's version read in the same
+        snapshot (version 0 for an unknown day)."""
         with self._snapshot() as db:
             found = db.execute(
                 "SELECT version, exported_version FROM day_versions WHERE created_date = %s", (day,)
@@ -433,15 +429,6 @@ class PostgresRegistry:
                 {"dates": _dates(created_dates)},
             ).fetchall()
         return {day: DayVersion(version, exported) for day, version, exported in rows}
-
-    def stale_days(self) -> list[date]:
-        """Days whose exported rows changed since `lake/job_ids/` was last written (or not known), oldest first."""
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT created_date FROM day_versions WHERE exported_version IS DISTINCT FROM version"
-                " ORDER BY created_date"
-            ).fetchall()
-        return [r[0] for r in rows]
 
     def days(self) -> list[date]:
         """Every creation day that holds at least one id, oldest first."""

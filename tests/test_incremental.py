@@ -17,6 +17,7 @@ from pipelines.settings import Settings
 from simulator.corpus import generate_jobs
 from simulator.server import Simulator
 from tests.conftest import api_for, register
+from tests.helpers import exported_rows
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_a_change_to_one_day_rewrites_only_that_days_job_ids_file(home):
     days = lake.lake_days(home, "job_ids")
     changed = days[1]
     with Registry(home.registry_path) as registry:
-        jobid = registry.export_day(changed).column("jobid")[0].as_py()
+        jobid = exported_rows(registry, changed).column("jobid")[0].as_py()
         registry.record([Outcome(jobid, utcnow(), 200, "completed", captured=True)])
     assert capture.days_to_catch_up(home) == [changed]
 
@@ -87,14 +88,14 @@ def test_a_change_to_one_day_rewrites_only_that_days_job_ids_file(home):
 def test_the_next_pass_exports_that_day_and_then_nothing_again(home):
     day = lake.lake_days(home, "job_ids")[0]
     with Registry(home.registry_path) as registry:
-        jobid = registry.export_day(day).column("jobid")[0].as_py()
+        jobid = exported_rows(registry, day).column("jobid")[0].as_py()
         registry.record([Outcome(jobid, utcnow(), 200, "completed", captured=True)])
     with Simulator([], seed=1) as sim:
         run = runner.run_capture(home, api_for(sim), settings=Settings.from_env())
         assert sim.requests_total == 0
     assert run.days == [day] and run.run_id is not None
     with Registry(home.registry_path) as registry:
-        fetch_count = {r["jobid"]: r["fetch_count"] for r in registry.export_day(day).to_pylist()}[jobid]
+        fetch_count = {r["jobid"]: r["fetch_count"] for r in exported_rows(registry, day).to_pylist()}[jobid]
     assert fetch_count == 2
     again = versions(home)
     with Simulator([], seed=1) as sim:

@@ -25,6 +25,7 @@ from pipelines.registry import Registry
 from simulator.corpus import SimJob, generate_jobs
 from simulator.server import Simulator
 from tests.conftest import register
+from tests.helpers import exported_rows
 
 ROUNDS = 4
 BODIES = 40
@@ -129,7 +130,7 @@ def test_registry_state_equals_the_tables_for_arbitrary_bodies(tmp_path: Path, s
 
 def _export(home: Home) -> list[dict]:
     with Registry(home.registry_path) as registry:
-        return [row for day in registry.days() for row in registry.export_day(day).to_pylist()]
+        return [row for day in registry.days() for row in exported_rows(registry, day).to_pylist()]
 
 
 def test_the_issue_bodies_read_once(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pipelines.registry import (
     RegistryError,
 )
 from pipelines.tables import JOB_IDS
+from tests.helpers import exported_rows, stale_days
 
 UTC = UTC
 NOW = datetime(2026, 1, 21, 12, 0, tzinfo=UTC)
@@ -85,7 +86,7 @@ def test_add_twice_reports_already_known(reg):
     assert reg.add([], "cli", NOW) == AddResult(added=0, already_known=0)
     again = reg.add([*ids, make_id(20, 3)], "inbox", NOW + timedelta(hours=1))
     assert (again.added, again.already_known) == (1, 2)
-    table = reg.export_day(date(2026, 1, 20))
+    table = exported_rows(reg, date(2026, 1, 20))
     assert table.column("source").to_pylist() == ["cli", "cli", "inbox"]
 
 
@@ -152,7 +153,7 @@ def test_record_updates_state_counts_and_clears_lease(reg, runs):
     assert set(due) == {a.jobid, b.jobid}
     assert (due[a.jobid].state, due[a.jobid].captured) == ("active", True)
     assert (due[b.jobid].state, due[b.jobid].captured) == ("new", False)
-    rows = {r["jobid"]: r for r in reg.export_day(date(2026, 1, 20)).to_pylist()}
+    rows = {r["jobid"]: r for r in exported_rows(reg, date(2026, 1, 20)).to_pylist()}
     assert rows[a.jobid]["fetch_count"] == 1
     assert rows[b.jobid]["last_http_status"] == 404
     assert rows[c.jobid]["state"] == "completed"
@@ -165,7 +166,7 @@ def test_record_never_reopens_a_final_state(reg):
     reg.record([outcome(a.jobid, 200, "completed", captured=True)])
     reg.record([outcome(a.jobid, 200, "active", captured=True, at=NOW + timedelta(minutes=1))])
     assert reg.summary(NOW).by_state["completed"] == 1
-    assert reg.export_day(a.created_date).column("fetch_count").to_pylist() == [2]
+    assert exported_rows(reg, a.created_date).column("fetch_count").to_pylist() == [2]
 
 
 def test_lost_becomes_expired_when_the_id_was_ever_captured(reg):
@@ -174,7 +175,7 @@ def test_lost_becomes_expired_when_the_id_was_ever_captured(reg):
     reg.record([outcome(captured.jobid, 200, "active", captured=True)])
     after = captured.expires_at + timedelta(hours=1)
     reg.record([outcome(captured.jobid, 404, "lost", at=after), outcome(never.jobid, 404, "lost", at=after)])
-    states = dict(zip(*reg.export_day(date(2026, 1, 20)).select(["jobid", "state"]).to_pydict().values()))
+    states = dict(zip(*exported_rows(reg, date(2026, 1, 20)).select(["jobid", "state"]).to_pydict().values()))
     assert states == {captured.jobid: "expired", never.jobid: "lost"}
 
 
@@ -224,7 +225,7 @@ def test_export_day_schema_and_order(reg, path):
     ids = [make_id(20, 5, letter="t"), make_id(20, 1), make_id(21, 1)]
     reg.add(ids, "file:ids.txt", NOW)
     reg.record([outcome(ids[0].jobid, 200, "active", True)])
-    table = reg.export_day(date(2026, 1, 20))
+    table = exported_rows(reg, date(2026, 1, 20))
     assert table.schema == JOB_IDS.schema
     assert table.schema.field("added_at").type == pa.timestamp("ms", tz="UTC")
     assert table.schema.field("fetch_count").type == pa.int32()
@@ -237,7 +238,7 @@ def test_export_day_schema_and_order(reg, path):
     assert first["expires_at"] == datetime(2026, 1, 27, 1, tzinfo=UTC)
     assert (first["state"], first["fetch_count"], first["last_observed_at"]) == ("new", 0, None)
     assert rows[1]["job_type"] == "tts" and rows[1]["last_http_status"] == 200
-    empty = reg.export_day(date(2025, 1, 1))
+    empty = exported_rows(reg, date(2025, 1, 1))
     assert empty.num_rows == 0 and empty.schema == JOB_IDS.schema
 
 
@@ -274,7 +275,7 @@ def test_several_processes_share_the_file_without_double_claims(path):
     with Registry(path) as reg:
         summary = reg.summary(NOW)
         assert summary.by_state["completed"] == 150
-        assert reg.export_day(date(2026, 1, 20)).column("fetch_count").to_pylist() == [1] * 150
+        assert exported_rows(reg, date(2026, 1, 20)).column("fetch_count").to_pylist() == [1] * 150
 
 
 # --- ingest_observed -------------------------------------------------------------------------------
@@ -372,18 +373,18 @@ def test_later_fetch_of_an_ingested_id_expires_rather_than_loses_it(reg):
     a = make_id(20, 1)
     reg.ingest_observed(observed_rows([(a, NOW, "active")]), "x", NOW)
     reg.record([outcome(a.jobid, 404, "lost", at=a.expires_at + timedelta(hours=1))])
-    assert reg.export_day(a.created_date).column("state").to_pylist() == ["expired"]
+    assert exported_rows(reg, a.created_date).column("state").to_pylist() == ["expired"]
 
 
 # --- day versions ------------------------------------------------------------------------------------
 
 
 def stale(reg: Registry) -> list[int]:
-    return [d.day for d in reg.stale_days()]
+    return [d.day for d in stale_days(reg)]
 
 
 def export_all(reg: Registry) -> None:
-    for day in reg.stale_days():
+    for day in stale_days(reg):
         reg.mark_exported(day, reg.export_versioned(day).version.version)
 
 

@@ -20,6 +20,7 @@ from pipelines.registry import Registry
 from simulator.corpus import generate_jobs
 from simulator.server import FaultConfig, Simulator
 from tests.conftest import api_for
+from tests.helpers import exported_rows
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def drop(inbox: Path, name: str, data: bytes) -> Path:
 
 def known(home: Home) -> set[str]:
     with Registry(home.registry_path) as registry:
-        return {jobid for day in registry.days() for jobid in registry.export_day(day).column("jobid").to_pylist()}
+        return {jobid for day in registry.days() for jobid in exported_rows(registry, day).column("jobid").to_pylist()}
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ def test_running_job_listed_by_get_jobs_is_registered_and_then_captured(home, in
         states = {
             row["jobid"]: row["state"]
             for day in registry.days()
-            for row in registry.export_day(day).select(["jobid", "state"]).to_pylist()
+            for row in exported_rows(registry, day).select(["jobid", "state"]).to_pylist()
         }
     assert set(states) == running_ids and set(states.values()) <= {"active", "completed", "failed"}
     assert (home.raw / f"created_date={request.partition_key}").is_dir()

@@ -33,6 +33,7 @@ from simulator.corpus import build_jobid, generate_jobs
 from simulator.server import Simulator
 from simulator.webhooks import WebhookOptions, WebhookSender
 from tests.conftest import api_for
+from tests.helpers import exported_rows
 
 SECRET = "t3st-" + secrets.token_hex(16)
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +111,9 @@ def warehouse_jobs(home: Home) -> dict[str, list[tuple]]:
 
 def sources(home: Home) -> dict[str, str]:
     with Registry(home.registry_path) as registry:
-        return {row["jobid"]: row["source"] for day in registry.days() for row in registry.export_day(day).to_pylist()}
+        return {
+            row["jobid"]: row["source"] for day in registry.days() for row in exported_rows(registry, day).to_pylist()
+        }
 
 
 def test_bad_deliveries_get_their_answer_and_store_nothing(receiver: Receiver, home: Home) -> None:
