@@ -286,16 +286,16 @@ def test_a_killed_runs_claims_come_back_at_once(engine_home: Home) -> None:
         assert registry.summary(NOW).lease_holders == []
 
 
-def test_a_reclaim_blocked_by_another_writer_fails_clearly_and_the_next_one_frees_the_ids(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_reclaim_blocked_by_another_writer_fails_clearly_and_the_next_one_frees_the_ids(postgres_url: str) -> None:
     home = Home(Path("unused"), registry_url=postgres_url)
     with open_registry(home) as registry:
         registry.add([make_id(20, h) for h in range(5)], "cli", NOW)
     process = start_claimer(home, "dead-run", lease_seconds=600, die=True)
     process.join(timeout=60)
-    monkeypatch.setenv("MUREKA_ETL_REGISTRY_BUSY_SECONDS", "0.2")
-    with psycopg.connect(postgres_url) as writer, PostgresRegistry(postgres_url) as registry:
+    with (
+        psycopg.connect(postgres_url) as writer,
+        PostgresRegistry(postgres_url, busy=timedelta(seconds=0.2)) as registry,
+    ):
         writer.execute("SELECT jobid FROM job_ids FOR UPDATE")  # another session's write, held past the timeout
         assert wait_for(lambda: not registry.lease_holders(NOW)[0].alive)
         with pytest.raises(LeaseReclaimError, match="cannot free the 5 ids leased to the dead run dead-run"):
