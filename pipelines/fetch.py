@@ -51,6 +51,8 @@ LEASE_PER_ID = timedelta(milliseconds=100)
 # A raw batch: at most this many answers, archived at most this long after the first of them arrived.
 BATCH_ANSWERS = 250
 BATCH_SECONDS = 2.0
+# Ids claimed at a time: runs over the same days share the work, and each lease covers only what is in hand.
+CLAIM_CHUNK = 1000
 QUARANTINED_LISTED = 50
 UNREADABLE = "the flattener (DuckDB's JSON reader) does not read the body as this job's record"
 
@@ -132,34 +134,55 @@ def fetch_due(
     batch_seconds: float = BATCH_SECONDS,
     run_retry_budget: int | None = None,
     progress: ProgressCallback | None = None,
+    claim_chunk: int = CLAIM_CHUNK,
 ) -> FetchReport:
     """Fetch every due id (of `created_dates`, at most `limit`), nearest deadline first, into raw.
 
-    Answers are archived every `batch_size` answers or `batch_seconds` after the first one waiting.
-    Raises AuthError (after releasing every unfinished id) when the API refuses the token; a KeyboardInterrupt
-    propagates within moments, the answers received before it archived and every other id released. With ids
-    due, the API is checked first (`MurekaClient.check_api`): ApiUnreachable, WrongApi or AuthError stop the run
-    before any id is claimed; WrongApi also ends a run whose every answer was a 404 for ids well inside their window.
+    Ids are claimed `claim_chunk` at a time, so runs over the same days share them: each claims what the others
+    do not hold. An id is asked once per run. Answers are archived every `batch_size` answers or
+    `batch_seconds` after the first one waiting. Raises AuthError (after releasing every unfinished id) when the
+    API refuses the token; a KeyboardInterrupt propagates within moments, the answers received before it
+    archived and every other id released. With ids due, the API is checked first (`MurekaClient.check_api`):
+    ApiUnreachable, WrongApi or AuthError stop the run before any id is claimed; WrongApi also ends a run whose
+    every answer was a 404 for ids well inside their window.
     """
     started = time.monotonic()
     report = FetchReport(batch_id=new_batch_id(now()))
     with registry.run_lock(report.batch_id):
-        if limit != 0 and registry.count_due(now(), created_dates):
+        due = registry.count_due(now(), created_dates) if limit != 0 else 0
+        wanted = due if limit is None else min(due, limit)
+        if wanted:
             client.check_api()
-        claimed = _claim(registry, now(), report.batch_id, created_dates, limit)
-        report.requested = len(claimed)
-        if claimed:
             budget = (
                 run_retry_budget
                 if run_retry_budget is not None
-                else RETRY_BUDGET_BASE + int(RETRY_BUDGET_SHARE * len(claimed))
+                else RETRY_BUDGET_BASE + int(RETRY_BUDGET_SHARE * wanted)
             )
             with Flattener(threads=1) as flattener:
-                run = _Run(home, registry, client, now, report, budget, progress, flattener)
-                run.fetch(claimed, max(1, batch_size), batch_seconds)
+                run = _Run(home, registry, client, now, report, budget, progress, flattener, total=wanted)
+                asked: set[str] = set()
+                while len(asked) < wanted and not report.stopped_reason:
+                    # Ids this run asked that are still due come back first (nearest deadline): claim past them.
+                    chunk = min(max(1, claim_chunk), wanted - len(asked))
+                    claimed = _claim(registry, now(), report.batch_id, created_dates, chunk + report.still_due)
+                    fresh = [d for d in claimed if d.jobid not in asked]
+                    registry.release([d.jobid for d in claimed if d.jobid in asked], report.batch_id)
+                    fresh = _release_beyond(registry, report.batch_id, fresh, chunk)
+                    if not fresh:
+                        break
+                    asked |= {d.jobid for d in fresh}
+                    report.requested += len(fresh)
+                    run.fetch(fresh, max(1, batch_size), batch_seconds)
             client.check_answers()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _release_beyond(registry: JobRegistry, owner: str, fresh: list[DueId], chunk: int) -> list[DueId]:
+    """The first `chunk` of `fresh`; the rest released again for whoever claims next."""
+    if len(fresh) > chunk:
+        registry.release([d.jobid for d in fresh[chunk:]], owner)
+    return fresh[:chunk]
 
 
 def _claim(
@@ -212,8 +235,10 @@ class _Run:
         budget: int,
         progress: ProgressCallback | None,
         flattener: Flattener,
+        total: int,
     ) -> None:
         self.home, self.registry, self.client, self.now = home, registry, client, now
+        self.total = total
         self.report, self.budget, self.progress, self.flattener = report, budget, progress, flattener
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -253,7 +278,7 @@ class _Run:
                     crashpoint("fetch_answer")
                     self.done += 1
                     if self.progress is not None:
-                        self.progress(self.done, len(claimed), self.report.by_outcome)
+                        self.progress(self.done, self.total, self.report.by_outcome)
                 if waiting and (len(waiting) >= batch_size or time.monotonic() >= flush_at):
                     batch, waiting = waiting, []
                     self._settle_whole(batch)

@@ -387,6 +387,48 @@ def test_concurrent_workers_with_faults_fetch_disjoint_ids_and_lose_none(
     assert stored == Counter({job.jobid: 1 for job in corpus})
 
 
+def one_run_worker(root: str, url: str | None, base_url: str, claim_chunk: int, folder: str) -> None:
+    """One capture run's fetch in its own process: it says it is ready, waits for the go, fetches once and writes
+    how many ids it asked for."""
+    home, here = Home(Path(root), registry_url=url), Path(folder)
+    (here / f"ready-{os.getpid()}").touch()
+    while not (here / "go").exists():
+        time.sleep(0.01)
+    with (
+        open_registry(home) as registry,
+        MurekaClient(base_url, os.environ[TOKEN_ENV], concurrency=4, **FAST) as client,
+    ):
+        report = fetch_due(home, registry, client, now=utcnow, batch_size=5, claim_chunk=claim_chunk)
+    (here / f"requested-{os.getpid()}").write_text(str(report.requested))
+
+
+def test_runs_over_the_same_day_share_its_ids_chunk_by_chunk(
+    engine_home: Home, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Three runs started together over the same due ids each claim 10 at a time: every run fetches some, no id
+    is asked twice, none is left."""
+    corpus = settled_corpus(120, seed=31)
+    register_jobs(engine_home, corpus)
+    with Simulator(corpus, seed=5, faults=FaultConfig(latency_ms=100)) as sim:
+        monkeypatch.setenv(TOKEN_ENV, sim.token)
+        ctx = multiprocessing.get_context("spawn")
+        args = (str(engine_home.root), engine_home.registry_url, sim.base_url, 10, str(tmp_path))
+        workers = [ctx.Process(target=one_run_worker, args=args) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        assert wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 3, seconds=90)
+        (tmp_path / "go").touch()
+        for worker in workers:
+            worker.join(timeout=120)
+        assert [w.exitcode for w in workers] == [0, 0, 0]
+        asked = Counter(sim.requests_by_jobid)
+    requested = [int(path.read_text()) for path in tmp_path.glob("requested-*")]
+    assert len(requested) == 3 and all(n > 0 for n in requested) and sum(requested) == len(corpus), requested
+    assert asked == Counter({job.jobid: 1 for job in corpus})
+    with open_registry(engine_home) as registry:
+        assert registry.count_due(utcnow()) == 0
+
+
 def test_a_worker_killed_mid_run_loses_no_id(engine_home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = settled_corpus(40, seed=29)
     register_jobs(engine_home, corpus)
