@@ -23,13 +23,14 @@ from typing import Any
 
 import backoff
 import duckdb
+import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.config import Home
 from pipelines.crashpoints import crashpoint
 from pipelines.jobids import RETENTION_MACRO
 from pipelines.lake import file_version, heal, lake_days, table_dir, table_file
-from pipelines.storage import lake_storage
+from pipelines.storage import S3_SCHEME, lake_storage
 from pipelines.tables import TABLES, ddl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -326,13 +327,18 @@ def _replace(con: duckdb.DuckDBPyConnection, change: _Change) -> int:
     con.execute(f"DELETE FROM {table} WHERE created_date = ?", [day])
     con.execute("DELETE FROM _lake_loads WHERE table_name = ? AND created_date = ?", [table, day])
     if change.version is not None:
-        (rows,) = _row(
-            con.execute(
-                f"INSERT INTO {table} BY NAME"
-                " SELECT *, ?::DATE AS created_date FROM read_parquet(?, hive_partitioning = false)",
-                [day, change.uri],
-            )
-        )
+        insert = f"INSERT INTO {table} BY NAME SELECT *, ?::DATE AS created_date FROM "
+        if change.uri.startswith(f"{S3_SCHEME}://"):  # an object is replaced whole by one PUT
+            (rows,) = _row(con.execute(insert + "read_parquet(?, hive_partitioning = false)", [day, change.uri]))
+        else:
+            # Read through one open handle: a writer may rename a new file over the path meanwhile, and a reader
+            # that opens the path twice (footer, then row groups) would mix the two files.
+            with open(change.uri, "rb") as handle:
+                con.register("_lake_file", pq.read_table(handle))
+            try:
+                (rows,) = _row(con.execute(insert + "_lake_file", [day]))
+            finally:
+                con.unregister("_lake_file")
         con.execute("INSERT INTO _lake_loads VALUES (?, ?, ?, ?, now())", [table, day, change.version, rows])
         crashpoint("warehouse_insert")
         return rows
