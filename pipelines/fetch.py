@@ -165,24 +165,18 @@ def fetch_due(
                     # Ids this run asked that are still due come back first (nearest deadline): claim past them.
                     chunk = min(max(1, claim_chunk), wanted - len(asked))
                     claimed = _claim(registry, now(), report.batch_id, created_dates, chunk + report.still_due)
-                    fresh = [d for d in claimed if d.jobid not in asked]
-                    registry.release([d.jobid for d in claimed if d.jobid in asked], report.batch_id)
-                    fresh = _release_beyond(registry, report.batch_id, fresh, chunk)
+                    fresh = [d for d in claimed if d.jobid not in asked][:chunk]
+                    taken = {d.jobid for d in fresh}
+                    if surplus := [d.jobid for d in claimed if d.jobid not in taken]:  # asked already, or beyond
+                        registry.release(surplus, report.batch_id)
                     if not fresh:
                         break
-                    asked |= {d.jobid for d in fresh}
+                    asked |= taken
                     report.requested += len(fresh)
                     run.fetch(fresh, max(1, batch_size), batch_seconds)
             client.check_answers()
     report.seconds = time.monotonic() - started
     return report
-
-
-def _release_beyond(registry: JobRegistry, owner: str, fresh: list[DueId], chunk: int) -> list[DueId]:
-    """The first `chunk` of `fresh`; the rest released again for whoever claims next."""
-    if len(fresh) > chunk:
-        registry.release([d.jobid for d in fresh[chunk:]], owner)
-    return fresh[:chunk]
 
 
 def _claim(
